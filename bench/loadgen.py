@@ -1,0 +1,237 @@
+"""Load generator: drives the bot through the real WeChat protocol and prints msg/s and latency.
+
+    python -m bench.loadgen --spawn --users 2000 --duration 10            # start a bot, flat out
+    python -m bench.loadgen --spawn --rate 1000 --duration 10             # open loop at 1,000 msg/s
+    python -m bench.loadgen --url http://127.0.0.1:8080/wechat --token T  # an already running bot
+    python -m bench.loadgen --spawn --database-url postgresql://postgres@127.0.0.1/test
+
+Every message is signed (and, with --aes-key, encrypted) as WeChat does it, from N distinct
+users with unique MsgIds. With --spawn the bot runs pinned to core 0 and the generator to core 1
+(as in shared/PERFORMANCE.md). No figure here is asserted by a test.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bot.crypto import signature
+
+TOKEN = "benchtoken"
+APP_ID = "wxbench0000000001"
+
+
+@dataclass
+class Result:
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+    started: float = 0.0
+    ended: float = 0.0
+
+    def summary(self) -> dict:
+        lat = sorted(self.latencies)
+        n = len(lat)
+        elapsed = max(self.ended - self.started, 1e-9)
+
+        def pct(p: float) -> float:
+            return round(lat[min(n - 1, int(p * n))] * 1000, 2) if n else 0.0
+
+        bad_replies = self.errors.get("bad_status", 0) + self.errors.get("bad_body", 0)
+        unanswered = sum(self.errors.values()) - bad_replies
+        return {
+            "sent": n + unanswered,
+            "ok": n - bad_replies,
+            "errors": dict(self.errors),
+            "seconds": round(elapsed, 2),
+            "msg_per_s": round(n / elapsed, 1),
+            "mean_ms": round(statistics.fmean(lat) * 1000, 2) if n else 0.0,
+            "p50_ms": pct(0.50),
+            "p90_ms": pct(0.90),
+            "p99_ms": pct(0.99),
+            "max_ms": round(lat[-1] * 1000, 2) if n else 0.0,
+        }
+
+
+class Traffic:
+    """Builds signed (optionally encrypted) text messages from many users, MsgIds never repeated."""
+
+    def __init__(self, token: str, users: int, text: str, aes_key: str | None, app_id: str) -> None:
+        self.token, self.users, self.text = token, users, text
+        self.base = random.randrange(10**15, 10**16)
+        self.crypto = None
+        if aes_key:
+            from wechatpy.crypto import WeChatCrypto  # an independent implementation of the scheme
+
+            self.crypto = WeChatCrypto(token, aes_key, app_id)
+
+    def message(self, i: int) -> tuple[dict, str]:
+        openid = f"o_bench_{i % self.users:06d}"
+        ts, nonce = str(int(time.time())), str(random.randrange(10**9))
+        xml = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+               f"<CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+               f"<Content><![CDATA[{self.text}]]></Content><MsgId>{self.base + i}</MsgId></xml>")
+        params = {"timestamp": ts, "nonce": nonce, "signature": signature(self.token, ts, nonce)}
+        if self.crypto is not None:
+            from bot.wire import parse_xml
+
+            env = parse_xml(self.crypto.encrypt_message(xml, nonce, ts))
+            params.update(encrypt_type="aes", msg_signature=env["MsgSignature"], openid=openid)
+            xml = f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{env['Encrypt']}]]></Encrypt></xml>"
+        return params, xml
+
+
+async def _send(session: aiohttp.ClientSession, url: str, traffic: Traffic, i: int, res: Result) -> None:
+    params, body = traffic.message(i)
+    t0 = time.perf_counter()
+    try:
+        async with session.post(url, params=params, data=body.encode()) as r:
+            payload = await r.read()
+            dt_ = time.perf_counter() - t0
+            res.latencies.append(dt_)
+            if r.status != 200:
+                res.errors["bad_status"] += 1
+            elif payload != b"success" and not payload.startswith(b"<xml>"):
+                res.errors["bad_body"] += 1
+    except asyncio.TimeoutError:
+        res.errors["timeout"] += 1
+    except aiohttp.ClientError as e:
+        res.errors[type(e).__name__] += 1
+
+
+async def run_load(url: str, traffic: Traffic, *, duration: float, rate: float | None,
+                   concurrency: int, total: int | None = None) -> Result:
+    res = Result()
+    timeout = aiohttp.ClientTimeout(total=5.0)  # WeChat gives up after 5 s
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as session:
+        res.started = time.perf_counter()
+        deadline = res.started + duration
+        if rate:
+            # Open loop: messages leave on schedule whether or not earlier ones were answered.
+            tasks, i = set(), 0
+            while time.perf_counter() < deadline and (total is None or i < total):
+                due = res.started + i / rate
+                if due > time.perf_counter():
+                    await asyncio.sleep(due - time.perf_counter())
+                t = asyncio.create_task(_send(session, url, traffic, i, res))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+                i += 1
+            if tasks:
+                await asyncio.wait(tasks)
+        else:
+            counter = iter(range(total if total is not None else 10**12))
+
+            async def worker() -> None:
+                for i in counter:
+                    if time.perf_counter() >= deadline:
+                        return
+                    await _send(session, url, traffic, i, res)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        res.ended = time.perf_counter()
+    return res
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_bot(database_url: str | None, aes_key: str | None, pin: bool) -> tuple[subprocess.Popen, str, str]:
+    """Start `zikao-bot serve` on a fresh database; returns (process, url, temp dir)."""
+    tmp = tempfile.mkdtemp(prefix="zikao-bench-")
+    port = _free_port()
+    env = dict(os.environ, WECHAT_TOKEN=TOKEN, WECHAT_APP_ID=APP_ID, WECHAT_APP_SECRET="bench",
+               WECHAT_API_BASE="http://127.0.0.1:9", PORT=str(port), HOST="127.0.0.1", LOG_LEVEL="WARNING",
+               DATABASE_URL=database_url or f"sqlite:///{tmp}/bench.sqlite3", WECHAT_AES_KEY=aes_key or "")
+    exe = [sys.executable, "-m", "bot.cli"]
+    subprocess.run(exe + ["migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    cmd = exe + ["serve"]
+    if pin and shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        cmd = ["taskset", "-c", "0"] + cmd
+    proc = subprocess.Popen(cmd, env=env)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise SystemExit("the bot did not start")
+    return proc, url + "/wechat", tmp
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", help="the bot's /wechat URL (omit with --spawn)")
+    p.add_argument("--spawn", action="store_true", help="start a bot on a fresh database for the run")
+    p.add_argument("--database-url", help="with --spawn: the database (default a temporary SQLite file)")
+    p.add_argument("--token", default=TOKEN)
+    p.add_argument("--app-id", default=APP_ID)
+    p.add_argument("--aes-key", help="encrypt as WeChat's safe mode does")
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--text", default="帮助")
+    p.add_argument("--rate", type=float, help="messages per second (open loop); default flat out")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--total", type=int, help="stop after this many messages")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of traffic before measuring")
+    p.add_argument("--no-pin", action="store_true", help="do not pin bot and generator to separate cores")
+    p.add_argument("--json", help="also write the figures to this file")
+    args = p.parse_args(argv)
+    if not args.url and not args.spawn:
+        p.error("give --url or --spawn")
+
+    proc = tmp = None
+    url = args.url
+    if args.spawn:
+        proc, url, tmp = spawn_bot(args.database_url, args.aes_key, pin=not args.no_pin)
+        if not args.no_pin and (os.cpu_count() or 1) > 1:
+            os.sched_setaffinity(0, {1})
+    try:
+        traffic = Traffic(args.token, args.users, args.text, args.aes_key, args.app_id)
+        if args.warmup:
+            asyncio.run(run_load(url, traffic, duration=args.warmup, rate=None, concurrency=args.concurrency))
+            traffic.base += 10**9  # fresh MsgIds after the warm-up
+        res = asyncio.run(run_load(url, traffic, duration=args.duration, rate=args.rate,
+                                   concurrency=args.concurrency, total=args.total))
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    figures = res.summary()
+    figures.update(mode="open loop %.0f msg/s" % args.rate if args.rate else f"flat out, {args.concurrency} connections",
+                   users=args.users, text=args.text, encrypted=bool(args.aes_key),
+                   database=(args.database_url or "sqlite (temporary file)") if args.spawn else "as configured")
+    print(json.dumps(figures, ensure_ascii=False, indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(figures, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""The `zikao-bot` console script: serve, demo, migrate, import, notice."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.config import ConfigError, Settings, load_settings
+
+DEMO_ENV = {
+    "WECHAT_TOKEN": "zikaodemo",
+    "WECHAT_APP_ID": "wxd3m0000000000001",
+    "WECHAT_APP_SECRET": "demo-app-secret",
+    # A fixed demo key: the demo runs in safe (encrypted) mode, as a production account should.
+    "WECHAT_AES_KEY": "ZGVtby1rZXktZm9yLXppa2FvLWJvdC0zMi1ieXRlcyE",
+    "DATABASE_URL": "sqlite:///var/demo.sqlite3",
+    # The emulator's registered templates.
+    "TEMPLATE_REVIEW_RESULT": "TM_REVIEW_RESULT",
+    "TEMPLATE_EXAM_NOTICE": "TM_EXAM_NOTICE",
+    "TEMPLATE_SCORE_RELEASE": "TM_SCORE_RELEASE",
+    "TEMPLATE_BUSINESS_REMINDER": "TM_BUSINESS_REMINDER",
+}
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level.upper() != "DEBUG":
+        # APScheduler logs every run of every job at INFO: the delivery job alone runs every 2 s.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _settings(args: argparse.Namespace, overrides: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ)
+    for k, v in (overrides or {}).items():
+        env.setdefault(k, v)
+    return load_settings(env, getattr(args, "config", None))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.app import create_app
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from storage.migrate import upgrade
+
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    print("database is at the latest schema")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from storage.db import Database
+    from storage.importer import import_directory
+    from storage.migrate import upgrade
+
+    settings = _settings(args)
+    if not Path(args.dir).is_dir():
+        print(f"zikao-bot import: not a directory: {args.dir}", file=sys.stderr)
+        return 2
+    upgrade(settings.database_url)
+
+    async def run():
+        db = Database(settings.database_url)
+        try:
+            return await import_directory(db, args.dir)
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(run())
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _with_db(settings: Settings, fn):
+    """Run `fn(db)` on a migrated database and dispose of the engine."""
+    from storage.db import Database
+    from storage.migrate import upgrade
+
+    upgrade(settings.database_url)
+
+    async def run():
+        db = Database(settings.database_url)
+        try:
+            return await fn(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def cmd_notice_publish(args: argparse.Namespace) -> int:
+    import getpass
+
+    from storage import notices
+
+    settings = _settings(args)
+    try:
+        if (args.body is None) == (args.body_file is None):
+            raise notices.NoticeError("正文请用 --body 或 --body-file 给出，二者选一")
+        body = args.body if args.body is not None else notices.read_body_file(args.body_file)
+        notices.check_text(args.title, body, args.category)
+        audience = notices.parse_audience(args.audience)
+        publish_at = notices.parse_publish_at(args.at)
+        try:
+            user = getpass.getuser()
+        except Exception:  # no user name in a container: not worth failing for
+            user = ""
+        published = _with_db(settings, lambda db: notices.publish(
+            db, title=args.title, body=body, publish_at=publish_at, audience=audience, category=args.category,
+            push=not args.no_push, created_by=f"cli:{user}" if user else "cli",
+        ))
+    except notices.NoticeError as e:
+        print(f"zikao-bot notice publish: {e}", file=sys.stderr)
+        return 2
+    print(notices.format_published(published))
+    return 0
+
+
+def cmd_notice_list(args: argparse.Namespace) -> int:
+    from storage import notices
+
+    settings = _settings(args)
+
+    async def run(db):
+        items = await notices.list_notices(db, args.limit)
+        return items, await notices.progress_of(db, [n.id for n in items])
+
+    items, progress = _with_db(settings, run)
+    print(notices.format_list(items, progress))
+    return 0
+
+
+def cmd_notice_status(args: argparse.Namespace) -> int:
+    from storage import notices
+
+    settings = _settings(args)
+
+    async def run(db):
+        if args.id is None:
+            items = [n for n in await notices.list_notices(db, 20) if n.fanned_out_at is not None or n.push]
+            return items, await notices.progress_of(db, [n.id for n in items])
+        notice = await notices.get_notice(db, args.id)
+        return [notice], await notices.progress_of(db, [notice.id])
+
+    try:
+        items, progress = _with_db(settings, run)
+    except notices.NoticeError as e:
+        print(f"zikao-bot notice status: {e}", file=sys.stderr)
+        return 2
+    if args.id is None:
+        print(notices.format_list(items, progress))
+    else:
+        print(notices.format_status(items[0], progress[items[0].id]))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.app import create_app
+    from emulator.app import start_emulator
+    from storage.db import Database
+    from storage.demo import load_demo
+    from storage.migrate import upgrade
+
+    emulator_url = f"http://{args.host}:{args.emulator_port}"
+    overrides = dict(DEMO_ENV, WECHAT_API_BASE=emulator_url, HOST=args.host, PORT=str(args.port))
+    if args.mode == "plain":
+        overrides["WECHAT_AES_KEY"] = ""
+    settings = _settings(args, overrides)
+    _setup_logging(settings.log_level)
+    upgrade(settings.database_url)
+
+    async def main() -> None:
+        db = Database(settings.database_url)
+        try:
+            await load_demo(db)
+        finally:
+            await db.dispose()
+        bot_runner = web.AppRunner(create_app(settings))
+        await bot_runner.setup()
+        await web.TCPSite(bot_runner, settings.host, settings.port).start()
+        bot_url = f"http://{settings.host}:{settings.port}/wechat"
+        emu_runner, _state = await start_emulator(
+            args.host, args.emulator_port, bot_url=bot_url, token=settings.wechat_token,
+            app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret,
+            aes_key=settings.wechat_aes_key or None, mode=args.mode,
+        )
+        print(f"\n  zikao-bot  {bot_url}   (WeChat posts here)")
+        print(f"  chat page  {emulator_url}/   (open this in a browser)")
+        print(f"  database   {settings.describe()['database_url']}\n  Ctrl-C stops.\n", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await emu_runner.cleanup()
+            await bot_runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zikao-bot", description="上海自考 WeChat service account")
+    p.add_argument("--config", help="KEY=VALUE settings file (environment variables win)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the service (HOST, PORT from the environment)").set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="bring the database to the latest schema").set_defaults(func=cmd_migrate)
+    imp = sub.add_parser("import", help="import CSV files from a directory (see docs/import.md)")
+    imp.add_argument("dir")
+    imp.set_defaults(func=cmd_import)
+    notice = sub.add_parser("notice", help="publish exam notices (站内消息) and follow their pushes")
+    nsub = notice.add_subparsers(dest="notice_command", required=True)
+    pub = nsub.add_parser("publish", help="publish a notice; pushed to its audience at its publish time")
+    pub.add_argument("--title", required=True, help="title (at most 128 characters)")
+    pub.add_argument("--body", help="the text")
+    pub.add_argument("--body-file", help="read the text from a file (UTF-8 or GBK)")
+    pub.add_argument("--at", help='publish time, Beijing time, e.g. "2026-12-01 09:00" (default: now)')
+    pub.add_argument("--audience", default="all", help="all (default), major:CODE (e.g. major:020301K) or sitting:YYYYMM")
+    pub.add_argument("--category", default="站内消息", choices=["站内消息", "新闻通知"])
+    pub.add_argument("--no-push", action="store_true", help="show in 站内消息 only, push to nobody")
+    pub.set_defaults(func=cmd_notice_publish)
+    lst = nsub.add_parser("list", help="the latest notices with their push state")
+    lst.add_argument("--limit", type=int, default=50)
+    lst.set_defaults(func=cmd_notice_list)
+    st = nsub.add_parser("status", help="push progress of one notice (or of the latest ones)")
+    st.add_argument("id", nargs="?", type=int)
+    st.set_defaults(func=cmd_notice_status)
+    demo = sub.add_parser("demo", help="demo data + the service + the WeChat emulator and its chat page")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--emulator-port", type=int, default=8081)
+    demo.add_argument("--mode", choices=["safe", "compat", "plain"], default="safe")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"zikao-bot: configuration error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The /wechat endpoint: verify, decrypt, dedupe, answer within the reply budget, encrypt."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Awaitable, Callable, Optional
+
+from aiohttp import web
+
+from bot.crypto import DecryptError, MessageCrypto, SignatureError, check_signature
+from bot.dedupe import Deduper, message_key
+from bot.paging import NEXT_PAGE_WORDS, paginate
+from bot.wire import BadXML, parse_xml, reply_xml, to_message
+from dialogs.types import NO_REPLY, Message, Reply
+from storage.db import Database
+from storage.models import DialogState, utcnow
+
+log = logging.getLogger("zikao.endpoint")
+
+MAX_BODY_BYTES = 64 * 1024
+
+PROCESSING = "正在处理，请稍候。\n结果出来后会发消息告诉您。"
+NO_MORE_PAGES = "没有更多内容了。"
+
+
+def apology(ref: str) -> Reply:
+    return Reply(f"抱歉，系统出了点问题，请稍后再试。\n如需咨询，请提供参考编号：{ref}")
+
+
+def new_ref() -> str:
+    return secrets.token_hex(3).upper()
+
+
+Handler = Callable[[Message], Awaitable[Reply]]
+Deliver = Callable[[str, Reply], Awaitable[None]]
+
+
+class Pager:
+    """Keeps the rest of a long reply in the user's dialog state and serves it on "下一页"."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def next_page(self, openid: str) -> Reply:
+        async with self.db.session() as s, s.begin():
+            state = await s.get(DialogState, openid, with_for_update=True)
+            if state is None or not state.pages:
+                return Reply(NO_MORE_PAGES)
+            page, rest = state.pages[0], state.pages[1:]
+            state.pages = rest or None
+            state.updated_at = utcnow()
+        return Reply(page)
+
+    async def first_page(self, openid: str, reply: Reply) -> Reply:
+        pages = paginate(reply.text) if reply.text else [""]
+        if len(pages) == 1:
+            return reply
+        values = {"pages": pages[1:], "updated_at": utcnow()}
+        async with self.db.session() as s, s.begin():
+            await s.execute(
+                self.db.insert(DialogState).values(openid=openid, data={}, **values)
+                .on_conflict_do_update(index_elements=["openid"], set_=values)
+            )
+        return Reply(pages[0], reply.image_media_id)
+
+
+class WeChatEndpoint:
+    def __init__(
+        self,
+        *,
+        token: str,
+        crypto: Optional[MessageCrypto],
+        db: Database,
+        handler: Handler,
+        deliver_later: Deliver,
+        budget_seconds: float = 4.5,
+    ) -> None:
+        self.token = token
+        self.crypto = crypto
+        self.deduper = Deduper(db)
+        self.pager = Pager(db)
+        self.handler = handler
+        self.deliver_later = deliver_later
+        self.budget = budget_seconds
+        self._background: set[asyncio.Task] = set()
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    async def get(self, request: web.Request) -> web.Response:
+        q = request.query
+        if not check_signature(self.token, q.get("signature"), q.get("timestamp", ""), q.get("nonce", "")):
+            return web.Response(status=403, text="forbidden")
+        return web.Response(text=q.get("echostr", ""))
+
+    async def post(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        q = request.query
+        timestamp, nonce = q.get("timestamp", ""), q.get("nonce", "")
+        if not check_signature(self.token, q.get("signature"), timestamp, nonce):
+            return web.Response(status=403, text="forbidden")
+        body = await _read_limited(request, MAX_BODY_BYTES)
+        if body is None:
+            return web.Response(status=400, text="body too large")
+        try:
+            fields = parse_xml(body)
+            key_index = None
+            if q.get("encrypt_type") == "aes" or "Encrypt" in fields:
+                fields, key_index = self._decrypt(fields, q.get("msg_signature"), timestamp, nonce)
+        except SignatureError:
+            return web.Response(status=403, text="forbidden")
+        except (BadXML, DecryptError, UnicodeDecodeError) as e:
+            return web.Response(status=400, text=f"bad request: {e}")
+        if not fields.get("FromUserName") or not fields.get("MsgType"):
+            return web.Response(status=400, text="bad request: not a WeChat message")
+
+        msg = to_message(fields)
+        reply = await self.process(msg, fields, deadline=started + self.budget)
+        if reply.empty:
+            return web.Response(text="success")
+        xml = reply_xml(reply, to_user=msg.openid, from_user=fields.get("ToUserName", ""))
+        if key_index is not None and self.crypto is not None:
+            xml = self.crypto.encrypt(xml, key_index=key_index)
+        return web.Response(text=xml, content_type="application/xml")
+
+    def _decrypt(self, fields: dict[str, str], msg_signature: str | None, timestamp: str, nonce: str):
+        encrypt = fields.get("Encrypt")
+        if not encrypt:
+            raise BadXML("encrypt_type=aes without <Encrypt>")
+        if self.crypto is None:
+            # Compatible mode carries the plain fields too; with no key configured, use those.
+            if "MsgType" in fields:
+                return fields, None
+            raise DecryptError("encrypted message but no WECHAT_AES_KEY configured")
+        dec = self.crypto.decrypt(encrypt, msg_signature, timestamp, nonce)
+        return parse_xml(dec.xml), dec.key_index
+
+    # --- exactly once, within the budget ----------------------------------------------------
+
+    async def process(self, msg: Message, fields: dict[str, str], *, deadline: float) -> Reply:
+        key = message_key(msg.openid, msg.msg_id if msg.kind != "event" else None,
+                          fields.get("CreateTime"), msg.event, msg.kind)
+        try:
+            claim = await self.deduper.claim(key, msg.openid, wait_seconds=max(0.0, deadline - time.monotonic()))
+        except Exception:
+            ref = new_ref()
+            log.exception("dedupe failed ref=%s", ref)
+            return apology(ref)
+        if not claim.owner:
+            # A WeChat retry: the first attempt's reply, or nothing if it is still running.
+            return claim.reply or NO_REPLY
+
+        task = asyncio.create_task(self._run(msg))
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+        if done:
+            reply = task.result()
+        else:
+            reply = Reply(PROCESSING)
+            self._track(asyncio.create_task(self._finish_late(msg.openid, task)))
+        try:
+            # Only a user's own message opens WeChat's 48-hour customer-service window; events
+            # (template receipts, unsubscribe, location reports) must not look like one.
+            await self.deduper.finish(key, reply, msg.openid if msg.kind != "event" else None)
+        except Exception:
+            log.exception("could not store the reply of %s", key)
+        return reply
+
+    async def _run(self, msg: Message) -> Reply:
+        try:
+            if msg.kind == "text" and msg.text.strip() in NEXT_PAGE_WORDS:
+                return await self.pager.next_page(msg.openid)
+            reply = await self.handler(msg)
+            return await self.pager.first_page(msg.openid, reply)
+        except Exception:
+            ref = new_ref()
+            log.exception("handler failed ref=%s kind=%s", ref, msg.kind)
+            return apology(ref)
+
+    async def _finish_late(self, openid: str, task: asyncio.Task) -> None:
+        reply = await task
+        if reply.empty:
+            return
+        try:
+            await self.deliver_later(openid, reply)
+        except Exception:
+            log.exception("late delivery failed")
+
+    def _track(self, task: asyncio.Task) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Let late results finish before shutdown."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+
+
+async def _read_limited(request: web.Request, limit: int) -> Optional[bytes]:
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(16384):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,37 @@
+"""The plain values dialogs receive and return: no XML, no WeChat API, no HTTP."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Message:
+    """One thing a user did: sent text or a photo, clicked the menu, followed the account ..."""
+
+    openid: str
+    kind: str  # text, image, voice, video, location, link, event, unknown
+    text: str = ""  # the text, or a voice message's recognition
+    media_id: Optional[str] = None  # image / voice / video
+    pic_url: Optional[str] = None
+    event: Optional[str] = None  # subscribe, unsubscribe, CLICK, VIEW, SCAN, TEMPLATESENDJOBFINISH ...
+    event_key: Optional[str] = None
+    msg_id: Optional[str] = None
+    status: Optional[str] = None  # TEMPLATESENDJOBFINISH's Status
+    received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+
+@dataclass
+class Reply:
+    """What to answer: text (paged by the edge when long), an image, or nothing ('success')."""
+
+    text: str = ""
+    image_media_id: Optional[str] = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.text and not self.image_media_id
+
+
+NO_REPLY = Reply()

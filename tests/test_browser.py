@@ -1,0 +1,281 @@
+"""The chat page in headless Chromium: type, send, see the bot's reply bubble; menu, photo, pushes.
+
+Needs Debian's `chromium` and `chromium-driver`. Without them the tests are skipped, unless
+REQUIRE_BROWSER=1, which turns the skip into a failure. Screenshots go to var/ (chat-*.png).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
+
+import pytest
+from aiohttp import web
+
+from emulator.app import start_emulator
+from tests.test_chat_page import APP_ID, APP_SECRET, TOKEN, ChatBot, _png
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "var"
+T = TypeVar("T")
+
+
+def _find(names: tuple[str, ...], fixed: str) -> str | None:
+    if Path(fixed).exists():
+        return fixed
+    for n in names:
+        found = shutil.which(n)
+        if found:
+            return found
+    return None
+
+
+def _browser_paths() -> tuple[str, str]:
+    chromium = _find(("chromium", "chromium-browser"), "/usr/bin/chromium")
+    driver = _find(("chromedriver",), "/usr/bin/chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    missing = ", ".join(n for n, p in (("chromium", chromium), ("chromedriver", driver)) if not p)
+    reason = f"chromium not installed: {missing} missing (apt-get install chromium chromium-driver)"
+    if os.environ.get("REQUIRE_BROWSER") == "1":
+        pytest.fail(f"REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+class Loop:
+    """An event loop on a thread, running the test bot and the emulator while selenium drives."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="browser-test-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, fn: Callable[[], Awaitable[T]], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(fn(), self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+class Stack:
+    """The test bot and the emulator, on free localhost ports."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.aes_key = AES_KEY if mode != "plain" else None
+        self.bot = ChatBot(self.aes_key)
+        self.bot_runner: web.AppRunner | None = None
+        self.emu_runner: web.AppRunner | None = None
+        self.state: Any = None
+        self.base = ""
+
+    async def start(self) -> None:
+        self.bot_runner = web.AppRunner(self.bot.app())
+        await self.bot_runner.setup()
+        site = web.TCPSite(self.bot_runner, "127.0.0.1", 0)
+        await site.start()
+        bot_port = self.bot_runner.addresses[0][1]
+        self.emu_runner, self.state = await start_emulator(
+            "127.0.0.1", 0,
+            bot_url=f"http://127.0.0.1:{bot_port}/wechat",
+            token=TOKEN, app_id=APP_ID, app_secret=APP_SECRET,
+            aes_key=self.aes_key,
+            mode=self.mode,
+        )
+        self.base = f"http://127.0.0.1:{self.emu_runner.addresses[0][1]}"
+        self.bot.api_base = self.base
+
+    async def stop(self) -> None:
+        if self.emu_runner:
+            await self.emu_runner.cleanup()
+        if self.bot_runner:
+            await self.bot_runner.cleanup()
+
+
+@pytest.fixture(scope="module")
+def browser_paths() -> tuple[str, str]:
+    return _browser_paths()
+
+
+@pytest.fixture(scope="module")
+def stack(browser_paths) -> Iterator[tuple[Loop, Stack]]:
+    loop = Loop()
+    s = Stack("safe")
+    loop.run(s.start)
+    try:
+        yield loop, s
+    finally:
+        loop.run(s.stop)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def driver(browser_paths) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = browser_paths
+    profile = tempfile.mkdtemp(prefix="zikao-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", "--window-size=1100,900", "--lang=zh-CN",
+    ):
+        opts.add_argument(flag)
+    drv = webdriver.Chrome(service=Service(executable_path=chromedriver), options=opts)
+    drv.set_page_load_timeout(20)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(drv, cond: Callable[[Any], Any], timeout: float = 10, what: str = "") -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    return WebDriverWait(
+        drv, timeout, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(cond, message=what)
+
+
+def bubbles(drv, side: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return drv.find_elements(By.CSS_SELECTOR, f".msg.{side} .bubble")
+
+
+def bubble_with(drv, side: str, text: str):
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def find(d):
+        try:
+            for b in bubbles(d, side):
+                if b.text == text:
+                    return b
+        except StaleElementReferenceException:
+            pass
+        return False
+
+    return wait_for(drv, find, what=f"{side} bubble {text!r}")
+
+
+def shot(drv, name: str) -> Path:
+    SHOTS.mkdir(exist_ok=True)
+    path = SHOTS / name
+    drv.save_screenshot(str(path))
+    return path
+
+
+def open_chat(drv, stack: Stack, openid: str) -> None:
+    drv.get(f"{stack.base}/?openid={openid}")
+    wait_for(drv, lambda d: d.find_element("tag name", "body").get_attribute("data-stream") == "open", what="page ready")
+
+
+def test_type_send_and_see_the_reply(driver, stack):
+    from selenium.webdriver.common.by import By
+
+    loop, s = stack
+    open_chat(driver, s, "oBrowserUser0000000000000001")
+    assert driver.find_element(By.ID, "account-name").text == "上海自考"
+    # not yet a follower: the follow button stands where the keyboard will be
+    follow = driver.find_element(By.ID, "follow-btn")
+    assert follow.is_displayed() and not driver.find_element(By.ID, "text").is_displayed()
+    follow.click()
+    bubble_with(driver, "account", "欢迎关注上海自考！")
+
+    box = wait_for(driver, lambda d: d.find_element(By.ID, "text") if d.find_element(By.ID, "text").is_displayed() else False)
+    box.send_keys("你好")
+    driver.find_element(By.ID, "send-btn").click()
+    mine = bubble_with(driver, "user", "你好")
+    reply = bubble_with(driver, "account", "您好！")
+    assert box.get_attribute("value") == ""
+    # WeChat's look: the user's bubble green on the right, the account's white on the left
+    assert mine.value_of_css_property("background-color") in ("rgba(149, 236, 105, 1)", "rgb(149, 236, 105)")
+    assert reply.value_of_css_property("background-color") in ("rgba(255, 255, 255, 1)", "rgb(255, 255, 255)")
+    assert mine.location["x"] > reply.location["x"] + 50
+    assert driver.find_elements(By.CSS_SELECTOR, ".messages .time")  # a time label
+    assert driver.find_element(By.ID, "wire-attempts").text == "1"
+
+    # newlines survive
+    box.send_keys("多行")
+    driver.find_element(By.ID, "send-btn").click()
+    multi = bubble_with(driver, "account", "第一行\n第二行\n  缩进的第三行")
+    assert multi.size["height"] > reply.size["height"] * 2
+
+    # a pushed customer-service message shows up live
+    loop.run(lambda: s.bot.push_text("oBrowserUser0000000000000001", "您的报名已受理"))
+    bubble_with(driver, "account", "您的报名已受理")
+
+    # WeChat's error line when the bot answers an error page
+    box.send_keys("坏\n")  # Enter sends
+    wait_for(driver, lambda d: any("该公众号暂时无法提供服务" in n.text for n in d.find_elements(By.CSS_SELECTOR, ".notice.error")))
+    shot(driver, "chat-page.png")
+
+
+def test_menu_photo_and_template(driver, stack, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    loop, s = stack
+    openid = "oBrowserUser0000000000000002"
+    loop.run(lambda: s.bot.api("POST", "menu/create", json={"button": [
+        {"name": "考试服务", "sub_button": [
+            {"type": "click", "name": "成绩查询", "key": "SCORE"},
+            {"type": "click", "name": "考试安排", "key": "EXAMS"},
+            {"type": "pic_photo_or_album", "name": "上传照片", "key": "PHOTO"},
+        ]},
+        {"type": "click", "name": "报名", "key": "ENROL"},
+        {"name": "帮助", "sub_button": [{"type": "view", "name": "考试院官网", "url": "http://127.0.0.1:9/site"}]},
+    ]}))
+    open_chat(driver, s, openid)
+    driver.find_element(By.ID, "follow-btn").click()
+    bubble_with(driver, "account", "欢迎关注上海自考！")
+    # with a menu the bar shows the menu, as WeChat does
+    tops = wait_for(driver, lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, ".menu-top") if b.is_displayed()] or False)
+    assert [t.text for t in tops] == ["考试服务", "报名", "帮助"]
+    tops[0].click()
+    sub = wait_for(driver, lambda d: d.find_element(By.ID, "submenu") if d.find_element(By.ID, "submenu").is_displayed() else False)
+    assert [b.text for b in sub.find_elements(By.TAG_NAME, "button")] == ["成绩查询", "考试安排", "上传照片"]
+    shot(driver, "chat-menu.png")
+    sub.find_elements(By.TAG_NAME, "button")[0].click()
+    bubble_with(driver, "account", "菜单 SCORE")
+    assert not driver.find_element(By.ID, "submenu").is_displayed()
+    tops[1].click()
+    bubble_with(driver, "account", "菜单 ENROL")
+
+    # the photo button in keyboard mode
+    driver.find_element(By.ID, "to-keyboard").click()
+    assert driver.find_element(By.ID, "text").is_displayed()
+    photo = tmp_path / "准考证.png"
+    photo.write_bytes(_png((30, 120, 200)))
+    driver.find_element(By.ID, "photo-input").send_keys(str(photo))
+    reply = wait_for(driver, lambda d: next((b for b in bubbles(d, "account") if b.text.startswith("收到图片 ")), False))
+    media_id = reply.text.split(" ", 1)[1]
+    img = wait_for(
+        driver,
+        lambda d: next((i for i in d.find_elements(By.CSS_SELECTOR, ".msg.user img.picture")
+                        if i.get_attribute("src").endswith(media_id) and i.get_property("naturalWidth") == 32), False),
+        what="the photo from the emulator",
+    )
+    assert img.is_displayed()
+
+    # a template message as a card with the keyword values
+    loop.run(lambda: s.bot.push_template(openid))
+    card = wait_for(driver, lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, ".card.template")), False))
+    wait_for(driver, lambda d: "高等数学（一）" in card.text)
+    assert "考试通知" in card.text and "请携带准考证" in card.text and "详情" in card.text
+    driver.find_element(By.ID, "to-menu").click()
+    shot(driver, "chat-template.png")
