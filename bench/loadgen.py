@@ -4,10 +4,16 @@
     python -m bench.loadgen --spawn --rate 1000 --duration 10             # open loop at 1,000 msg/s
     python -m bench.loadgen --url http://127.0.0.1:8080/wechat --token T  # an already running bot
     python -m bench.loadgen --spawn --database-url postgresql://postgres@127.0.0.1/test
+    python -m bench.loadgen --spawn --scenario scores --users 2000           # bound users asking "成绩"
 
 Every message is signed (and, with --aes-key, encrypted) as WeChat does it, from N distinct
 users with unique MsgIds. With --spawn the bot runs pinned to core 0 and the generator to core 1
 (as in shared/PERFORMANCE.md). No figure here is asserted by a test.
+
+`--scenario scores` seeds the spawned bot's database with the demo plans and --users bound
+followers with results (bench/scores.py) and sends "成绩", the results-day hot path; replies
+without "【当次成绩】" are counted as `unexpected_reply` (plaintext mode only), so a router that
+does not answer the score query yet shows up at once.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import aiohttp
 
@@ -51,7 +58,7 @@ class Result:
         def pct(p: float) -> float:
             return round(lat[min(n - 1, int(p * n))] * 1000, 2) if n else 0.0
 
-        bad_replies = self.errors.get("bad_status", 0) + self.errors.get("bad_body", 0)
+        bad_replies = sum(self.errors.get(k, 0) for k in ("bad_status", "bad_body", "unexpected_reply"))
         unanswered = sum(self.errors.values()) - bad_replies
         return {
             "sent": n + unanswered,
@@ -70,8 +77,11 @@ class Result:
 class Traffic:
     """Builds signed (optionally encrypted) text messages from many users, MsgIds never repeated."""
 
-    def __init__(self, token: str, users: int, text: str, aes_key: str | None, app_id: str) -> None:
+    def __init__(self, token: str, users: int, text: str, aes_key: str | None, app_id: str,
+                 expect: str | None = None) -> None:
         self.token, self.users, self.text = token, users, text
+        # Bytes every reply must contain (plaintext mode only: encrypted replies are opaque here).
+        self.expect = expect.encode() if expect and not aes_key else None
         self.base = random.randrange(10**15, 10**16)
         self.crypto = None
         if aes_key:
@@ -107,6 +117,8 @@ async def _send(session: aiohttp.ClientSession, url: str, traffic: Traffic, i: i
                 res.errors["bad_status"] += 1
             elif payload != b"success" and not payload.startswith(b"<xml>"):
                 res.errors["bad_body"] += 1
+            elif traffic.expect is not None and traffic.expect not in payload:
+                res.errors["unexpected_reply"] += 1
     except asyncio.TimeoutError:
         res.errors["timeout"] += 1
     except aiohttp.ClientError as e:
@@ -153,8 +165,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn_bot(database_url: str | None, aes_key: str | None, pin: bool) -> tuple[subprocess.Popen, str, str]:
-    """Start `zikao-bot serve` on a fresh database; returns (process, url, temp dir)."""
+def spawn_bot(database_url: str | None, aes_key: str | None, pin: bool,
+              prepare: Callable[[str], None] | None = None) -> tuple[subprocess.Popen, str, str]:
+    """Start `zikao-bot serve` on a fresh database, after `prepare(database_url)` if given;
+    returns (process, url, temp dir)."""
     tmp = tempfile.mkdtemp(prefix="zikao-bench-")
     port = _free_port()
     env = dict(os.environ, WECHAT_TOKEN=TOKEN, WECHAT_APP_ID=APP_ID, WECHAT_APP_SECRET="bench",
@@ -162,6 +176,8 @@ def spawn_bot(database_url: str | None, aes_key: str | None, pin: bool) -> tuple
                DATABASE_URL=database_url or f"sqlite:///{tmp}/bench.sqlite3", WECHAT_AES_KEY=aes_key or "")
     exe = [sys.executable, "-m", "bot.cli"]
     subprocess.run(exe + ["migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    if prepare is not None:
+        prepare(env["DATABASE_URL"])
     cmd = exe + ["serve"]
     if pin and shutil.which("taskset") and (os.cpu_count() or 1) > 1:
         cmd = ["taskset", "-c", "0"] + cmd
@@ -188,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--app-id", default=APP_ID)
     p.add_argument("--aes-key", help="encrypt as WeChat's safe mode does")
     p.add_argument("--users", type=int, default=2000)
-    p.add_argument("--text", default="帮助")
+    p.add_argument("--scenario", choices=("help", "scores"), default="help",
+                   help="help: --text from unbound users; scores: bound users with results send 成绩 (needs --spawn)")
+    p.add_argument("--text", help="the message text (default 帮助, or 成绩 for --scenario scores)")
+    p.add_argument("--expect", help="text every reply must contain (default 【当次成绩】 for --scenario scores)")
     p.add_argument("--rate", type=float, help="messages per second (open loop); default flat out")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--duration", type=float, default=10.0)
@@ -199,15 +218,26 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.url and not args.spawn:
         p.error("give --url or --spawn")
+    if args.scenario == "scores" and not args.spawn:
+        p.error("--scenario scores seeds a fresh database: use it with --spawn")
+    scores = args.scenario == "scores"
+    text = args.text or ("成绩" if scores else "帮助")
+    expect = args.expect or ("【当次成绩】" if scores else None)
+    prepare = None
+    if scores:
+        from bench.scores import seed
+
+        def prepare(url: str) -> None:
+            asyncio.run(seed(url, args.users))
 
     proc = tmp = None
     url = args.url
     if args.spawn:
-        proc, url, tmp = spawn_bot(args.database_url, args.aes_key, pin=not args.no_pin)
+        proc, url, tmp = spawn_bot(args.database_url, args.aes_key, pin=not args.no_pin, prepare=prepare)
         if not args.no_pin and (os.cpu_count() or 1) > 1:
             os.sched_setaffinity(0, {1})
     try:
-        traffic = Traffic(args.token, args.users, args.text, args.aes_key, args.app_id)
+        traffic = Traffic(args.token, args.users, text, args.aes_key, args.app_id, expect)
         if args.warmup:
             asyncio.run(run_load(url, traffic, duration=args.warmup, rate=None, concurrency=args.concurrency))
             traffic.base += 10**9  # fresh MsgIds after the warm-up
@@ -224,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     figures = res.summary()
     figures.update(mode="open loop %.0f msg/s" % args.rate if args.rate else f"flat out, {args.concurrency} connections",
-                   users=args.users, text=args.text, encrypted=bool(args.aes_key),
+                   users=args.users, text=text, scenario=args.scenario, encrypted=bool(args.aes_key),
                    database=(args.database_url or "sqlite (temporary file)") if args.spawn else "as configured")
     print(json.dumps(figures, ensure_ascii=False, indent=2))
     if args.json:

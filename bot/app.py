@@ -1,6 +1,7 @@
 """The aiohttp application: one place that owns every resource from start to stop."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import AsyncIterator
@@ -16,9 +17,14 @@ from bot.endpoint import WeChatEndpoint
 from bot.scheduler import SchedulerOptions, ServiceScheduler, owner_id
 from bot.token_store import DatabaseTokenStore, RedisTokenStore
 from bot.wechat_client import WeChatClient
+from bot.sms import build_gateway as build_sms_gateway
+from dialogs.consult import Consultant
+from dialogs.faq import FaqService
 from dialogs.router import Router
+from dialogs.services import Services
 from dialogs.types import Reply
 from storage.db import Database
+from storage.photos import LocalPhotoStore
 from storage.models import Outbox
 
 log = logging.getLogger("zikao.app")
@@ -78,7 +84,24 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.api_timeout_seconds,
     )
     crypto = MessageCrypto(settings.wechat_token, settings.aes_keys, settings.wechat_app_id) if settings.safe_mode else None
-    router = Router(db, on_template_finish=lambda msgid, status: record_template_finish(db, msgid, status))
+    services = Services(
+        sms=build_sms_gateway(settings, session),
+        download_media=client.download_media,
+        upload_image=lambda data, filename: client.upload_media(
+            "image", data, filename, "image/png" if filename.lower().endswith(".png") else "image/jpeg"),
+        photo_store=LocalPhotoStore.under_media_dir(settings.media_dir),
+    )
+    # jieba's dictionary and the BM25 index are built now, so the first question is as fast as
+    # the hundredth; an invalid knowledge base stops start-up with its reason.
+    faq = FaqService(settings.faq_kb_file or None, cache_dir=settings.faq_cache_dir)
+    await asyncio.to_thread(faq.warm)
+    router = Router(
+        db,
+        faq=Consultant(faq),
+        on_template_finish=lambda msgid, status: record_template_finish(db, msgid, status),
+        services=services,
+        flow_timeout_minutes=settings.dialog_timeout_minutes,
+    )
 
     async def deliver_later(openid: str, reply: Reply) -> None:
         """A result that missed the reply budget goes out as a customer-service message;

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot import faq_cli, review_cli
 from bot.config import ConfigError, Settings, load_settings
 
 DEMO_ENV = {
@@ -165,6 +166,52 @@ def cmd_notice_status(args: argparse.Namespace) -> int:
     return 0
 
 
+async def sync_menu(settings: Settings) -> dict:
+    """Push dialogs/menu.py to WeChat (WECHAT_API_BASE) and return what WeChat then holds."""
+    import aiohttp
+
+    from bot.token_store import MemoryTokenStore
+    from bot.wechat_client import WeChatClient
+    from dialogs.menu import check_menu, wechat_menu
+
+    menu = wechat_menu()
+    problems = check_menu(menu)
+    if problems:
+        raise ValueError("; ".join(problems))
+    async with aiohttp.ClientSession() as session:
+        client = WeChatClient(session, api_base=settings.wechat_api_base, app_id=settings.wechat_app_id,
+                              app_secret=settings.wechat_app_secret, token_store=MemoryTokenStore(),
+                              timeout=settings.api_timeout_seconds)
+        await client.create_menu(menu)
+        return await client.get_menu() or {}
+
+
+def cmd_menu(args: argparse.Namespace) -> int:
+    import json
+
+    from bot.wechat_client import WeChatAPIError
+    from dialogs.menu import check_menu, menu_text, wechat_menu
+
+    if args.menu_command == "show":
+        print(menu_text())
+        print(json.dumps(wechat_menu(), ensure_ascii=False, indent=2))
+        problems = check_menu(wechat_menu())
+        for p in problems:
+            print(f"problem: {p}", file=sys.stderr)
+        return 1 if problems else 0
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+    try:
+        held = asyncio.run(sync_menu(settings))
+    except (WeChatAPIError, ValueError, OSError) as e:
+        print(f"zikao-bot menu sync: {e}", file=sys.stderr)
+        return 1
+    buttons = held.get("menu", held).get("button", [])
+    print(f"menu synced to {settings.wechat_api_base}: " + ", ".join(
+        f"{b['name']}({len(b.get('sub_button', []))})" for b in buttons))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.app import create_app
     from emulator.app import start_emulator
@@ -173,7 +220,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from storage.migrate import upgrade
 
     emulator_url = f"http://{args.host}:{args.emulator_port}"
-    overrides = dict(DEMO_ENV, WECHAT_API_BASE=emulator_url, HOST=args.host, PORT=str(args.port))
+    overrides = dict(DEMO_ENV, WECHAT_API_BASE=emulator_url, SMS_API_BASE=emulator_url, HOST=args.host,
+                     PORT=str(args.port))
     if args.mode == "plain":
         overrides["WECHAT_AES_KEY"] = ""
     settings = _settings(args, overrides)
@@ -195,6 +243,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret,
             aes_key=settings.wechat_aes_key or None, mode=args.mode,
         )
+        await sync_menu(settings)
         print(f"\n  zikao-bot  {bot_url}   (WeChat posts here)")
         print(f"  chat page  {emulator_url}/   (open this in a browser)")
         print(f"  database   {settings.describe()['database_url']}\n  Ctrl-C stops.\n", flush=True)
@@ -237,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     st = nsub.add_parser("status", help="push progress of one notice (or of the latest ones)")
     st.add_argument("id", nargs="?", type=int)
     st.set_defaults(func=cmd_notice_status)
+    review_cli.register(sub)
+    faq_cli.register(sub)
+    menu = sub.add_parser("menu", help="the custom menu (dialogs/menu.py)")
+    msub = menu.add_subparsers(dest="menu_command", required=True)
+    msub.add_parser("sync", help="push the menu to WeChat (WECHAT_API_BASE)").set_defaults(func=cmd_menu)
+    msub.add_parser("show", help="print the menu and check it against WeChat's limits").set_defaults(func=cmd_menu)
     demo = sub.add_parser("demo", help="demo data + the service + the WeChat emulator and its chat page")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)

@@ -42,6 +42,14 @@ class Settings:
     push_daily_cap: int = 90000
     push_lease_seconds: float = 60.0
     log_level: str = "INFO"
+    # Guided dialogs: a flow left unfinished this long ends with a note on the next message.
+    dialog_timeout_minutes: float = 30.0
+    # The SMS gateway for verification codes (the emulator serves one); empty: no SMS.
+    sms_api_base: str = ""
+    sms_api_key: str = ""
+    # Consultation: the FAQ knowledge base (empty: the packaged dialogs/faq/kb.yaml) and jieba's cache.
+    faq_kb_file: str = ""
+    faq_cache_dir: str = "var/jieba"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -55,7 +63,7 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """Settings fit for a log line: secrets replaced by their presence."""
-        secret = {"wechat_app_secret", "wechat_aes_key", "wechat_aes_key_previous", "wechat_token"}
+        secret = {"wechat_app_secret", "wechat_aes_key", "wechat_aes_key_previous", "wechat_token", "sms_api_key"}
         out = {}
         for f in fields(self):
             if f.name == "extra":
@@ -73,7 +81,7 @@ def _hide_password(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-EMPTY_ALLOWED = {"wechat_aes_key", "wechat_app_secret", "redis_url", "template_review_result",
+EMPTY_ALLOWED = {"wechat_aes_key", "wechat_app_secret", "redis_url", "sms_api_base", "sms_api_key", "faq_kb_file", "template_review_result",
                  "template_exam_notice", "template_score_release", "template_business_reminder"}
 ENV_NAMES = {f.name: f.name.upper() for f in fields(Settings) if f.name != "extra"}
 
@@ -172,5 +180,13 @@ def validate(s: Settings) -> None:
         raise ConfigError("PUSH_DAILY_CAP: at least 1")
     if s.push_lease_seconds < 5:
         raise ConfigError("PUSH_LEASE_SECONDS: at least 5")
+    if not 1 <= s.dialog_timeout_minutes <= 24 * 60:
+        raise ConfigError("DIALOG_TIMEOUT_MINUTES: between 1 and 1440")
+    if s.sms_api_base:
+        sms = urlparse(s.sms_api_base)
+        if sms.scheme not in ("http", "https") or not sms.netloc:
+            raise ConfigError(f"SMS_API_BASE: expected an http(s) URL, got {s.sms_api_base!r}")
+    if s.faq_kb_file and not Path(s.faq_kb_file).is_file():
+        raise ConfigError(f"FAQ_KB_FILE: file not found: {s.faq_kb_file}")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("LOG_LEVEL: DEBUG, INFO, WARNING or ERROR")

@@ -158,6 +158,11 @@ class WeChatEndpoint:
         else:
             reply = Reply(PROCESSING)
             self._track(asyncio.create_task(self._finish_late(msg.openid, task)))
+        if reply.text and reply.image_media_id:
+            # A passive reply is one message: the text goes now, the picture right after as a
+            # customer-service message (or via the outbox if WeChat refuses it).
+            self._track(asyncio.create_task(self._picture_after(msg.openid, reply.image_media_id)))
+            reply = Reply(reply.text)
         try:
             # Only a user's own message opens WeChat's 48-hour customer-service window; events
             # (template receipts, unsubscribe, location reports) must not look like one.
@@ -176,6 +181,14 @@ class WeChatEndpoint:
             ref = new_ref()
             log.exception("handler failed ref=%s kind=%s", ref, msg.kind)
             return apology(ref)
+
+    async def _picture_after(self, openid: str, media_id: str) -> None:
+        # Just after the passive reply, so that the text shows first on the phone.
+        await asyncio.sleep(0.3)
+        try:
+            await self.deliver_later(openid, Reply(image_media_id=media_id))
+        except Exception:
+            log.exception("picture delivery failed")
 
     async def _finish_late(self, openid: str, task: asyncio.Task) -> None:
         reply = await task

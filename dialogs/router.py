@@ -1,46 +1,317 @@
-"""Routes a plain Message to whatever answers it; the one entry point the edge calls."""
+"""Routes a plain Message to whatever answers it; the one entry point the edge calls.
+
+Order of precedence for a message:
+1. events (subscribe, unsubscribe, template receipts, menu clicks);
+2. the notice opt-out words;
+3. engine commands (取消, 返回, 帮助, 继续) and answers to a flow in progress;
+4. intents: menu keys, keywords, patterns ("教材 03708") -> a query or a flow;
+5. free text: a question about one course ("线代过了吗"), then the FAQ, then a short help.
+
+A message that may change the conversation runs under the user's step lock (dialogs/state.py);
+a plain query of a user with nothing in progress is answered without it (the hot path).
+"""
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
 from typing import Any, Awaitable, Callable, Optional
 
-from dialogs import subscription, welcome
+from dialogs import account, business, lookups, menu, subscription, welcome
+from dialogs import engine as E
+from dialogs import fields as F
+from dialogs.engine import Ctx, Engine, EndFlow, Flow, Step, User, join
+from dialogs.services import Services
+from dialogs.state import Busy, Conversation, StateStore
 from dialogs.types import NO_REPLY, Message, Reply
+from storage import accounts
 from storage.db import Database
 from storage.models import WechatUser, utcnow
 
 log = logging.getLogger("zikao.router")
 
 # Events that need no answer: WeChat ignores any reply to them.
-SILENT_EVENTS = frozenset({"unsubscribe", "TEMPLATESENDJOBFINISH", "LOCATION", "VIEW", "MASSSENDJOBFINISH"})
+SILENT_EVENTS = frozenset({"unsubscribe", "TEMPLATESENDJOBFINISH", "LOCATION", "VIEW", "MASSSENDJOBFINISH",
+                           "view_miniprogram"})
 
 # Called with (msgid, status) of a TEMPLATESENDJOBFINISH event; the edge supplies it
 # (bot.delivery.record_template_finish), so dialogs never import the edge.
 TemplateFinish = Callable[[str, str], Awaitable[Any]]
 
+# A query: (ctx, argument) -> Reply, or None when it has nothing to say (free-text course questions).
+Query = Callable[[Ctx, str], Awaitable[Optional[Reply]]]
+
+BUSY = "上一条消息还在处理中，请稍等几秒再发。"
+NEED_BINDING = "这项业务需要先绑定考生信息，绑定后会接着为您办理。"
+WELCOME_UNBOUND = "首次使用请回复“绑定”，绑定考生信息后即可查询和办理。"
+
+
+def _submenu_flow(key: str) -> Flow:
+    title, items = menu.SUBMENUS[key]
+
+    async def submit(ctx: Ctx) -> str:
+        raise EndFlow("", then=ctx.answers["pick"])
+
+    return Flow(
+        name=key, title=title, confirm=False, needs_binding=False,
+        steps=[Step("pick", title, F.Choice(options=tuple((intent, label) for label, intent in items)),
+                    f"【{title}】请回复序号：")],
+        submit=submit,
+    )
+
 
 class Router:
-    def __init__(self, db: Database, *, on_template_finish: Optional[TemplateFinish] = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        on_template_finish: Optional[TemplateFinish] = None,
+        services: Optional[Services] = None,
+        flow_timeout_minutes: float = 30,
+        faq: Any = None,
+    ) -> None:
+        import datetime as dt
+
         self.db = db
         self.on_template_finish = on_template_finish
+        self.services = services or Services()
+        self.store = StateStore(db)
+        self.engine = Engine([], timeout=dt.timedelta(minutes=flow_timeout_minutes), help_text=welcome.HELP)
+        self.queries: dict[str, tuple[Query, bool]] = {}
+        self.faq = faq
+        for flow in account.FLOWS:
+            self.add_flow(flow)
+        for key in menu.SUBMENUS:
+            self.add_flow(_submenu_flow(key))
+        self.add_query("query:profile", lambda ctx, arg: account.profile_reply(ctx))
+        business.register(self)
+        lookups.register(self)
+
+    # --- registration (each feature module calls these) ------------------------------------
+
+    def add_flow(self, flow: Flow) -> None:
+        self.engine.add(flow)
+        self.queries.pop(f"flow:{flow.name}", None)  # a real flow replaces an interim answer
+
+    def add_query(self, intent: str, fn: Query, *, needs_binding: bool = True) -> None:
+        self.queries[intent] = (fn, needs_binding)
+
+    def knows(self, intent: str) -> bool:
+        if intent.startswith("faq:"):
+            return self.faq is not None
+        return intent == "help" or intent in self.queries or self._flow_name(intent) in self.engine.flows
+
+    @staticmethod
+    def _flow_name(intent: str) -> str:
+        return intent.removeprefix("flow:")
+
+    # --- entry point -----------------------------------------------------------------------
 
     async def handle(self, msg: Message) -> Reply:
         if msg.kind == "voice" and msg.text:
             # WeChat's speech recognition already gave us the words: answer them like typed text.
             msg = replace(msg, kind="text")
-        if msg.kind == "event":
+        if msg.kind == "event" and msg.event != "CLICK":
             return await self._event(msg)
         opt_out = subscription.wants(msg)
         if opt_out is not None:
             return await subscription.handle(self.db, msg, opt_out)
-        return welcome.fallback(msg)
+
+        intent, arg = self._intent(msg)
+        cmd = self._command(msg)
+        b = await accounts.binding(self.db, msg.openid)
+        user = User(msg.openid, b.candidate_id, b.admission_number)
+        conv = await self.store.peek(msg.openid)
+        if not (conv.active or conv.paused or conv.pending or cmd) and (
+            intent is None or intent == "help" or (intent in self.queries and (user.bound or not self.queries[intent][1]))
+        ):
+            # Nothing in progress and nothing to start: answer without taking the lock.
+            reply = await self._stateless(msg, user, intent, arg)
+            if reply is not None:
+                return reply
+        try:
+            async with self.store.locked(msg.openid) as conv:
+                return await self._locked(msg, user, conv, intent, arg, cmd)
+        except Busy:
+            return Reply(BUSY)
+
+    def _ctx(self, msg: Message, user: User) -> Ctx:
+        return Ctx(db=self.db, user=user, services=self.services, now=utcnow(), msg=msg)
+
+    def _intent(self, msg: Message) -> tuple[Optional[str], str]:
+        if msg.kind == "event" and msg.event == "CLICK":
+            return (msg.event_key or "help"), ""
+        if msg.kind == "text":
+            found = menu.intent_of(F.clean(msg.text))
+            if found is not None:
+                return found
+        return None, ""
+
+    @staticmethod
+    def _command(msg: Message) -> Optional[str]:
+        if msg.kind != "text":
+            return None
+        t = F.clean(msg.text).rstrip("。.!！")
+        if t in E.CANCEL_WORDS:
+            return "cancel"
+        if t in E.BACK_WORDS:
+            return "back"
+        if t in E.RESUME_WORDS:
+            return "resume"
+        return None
+
+    # --- without the lock ------------------------------------------------------------------
+
+    async def _stateless(self, msg: Message, user: User, intent: Optional[str], arg: str) -> Optional[Reply]:
+        ctx = self._ctx(msg, user)
+        if intent == "help":
+            return self._help(user)
+        if intent is not None:
+            fn, _ = self.queries[intent]
+            reply = await fn(ctx, arg) or Reply(welcome.UNKNOWN_TEXT)
+            return None if getattr(reply, "pending", None) else reply  # a choice to remember: locked
+        if msg.kind != "text":
+            return welcome.fallback(msg)
+        reply = await self._free_text(ctx, msg.text)
+        if getattr(reply, "pending", None):
+            return None  # numbered suggestions to remember: needs the lock
+        wanted = getattr(reply, "intent", None)
+        if wanted:
+            if wanted in self.queries and (user.bound or not self.queries[wanted][1]):
+                return await self.queries[wanted][0](ctx, reply.arg) or Reply(reply.text)  # type: ignore[attr-defined]
+            return None  # a flow to start, or binding first: needs the lock
+        return reply
+
+    def _help(self, user: User) -> Reply:
+        return Reply(join(welcome.HELP, menu.menu_text(), "" if user.bound else WELCOME_UNBOUND))
+
+    async def _free_text(self, ctx: Ctx, text: str) -> Optional[Reply]:
+        """A course question from the candidate's own scores, else the FAQ, else help."""
+        course = self.queries.get("query:course_score")
+        if course is not None and ctx.user.bound:
+            r = await course[0](ctx, text)
+            if r is not None:
+                return r
+        if self.faq is not None:
+            r = await self.faq(ctx, text)
+            if r is not None:
+                return r
+        return Reply(welcome.UNKNOWN_TEXT + ("" if ctx.user.bound else "\n" + WELCOME_UNBOUND))
+
+    # --- under the lock --------------------------------------------------------------------
+
+    async def _locked(self, msg: Message, user: User, conv: Conversation, intent: Optional[str], arg: str,
+                      cmd: Optional[str]) -> Reply:
+        ctx = self._ctx(msg, user)
+        eng = self.engine
+        prefix = ""
+        if conv.expired(ctx.now):
+            prefix = eng.expire(conv)
+            if intent is None and cmd is None:
+                return Reply(join(prefix, "回复“帮助”查看可以办理的业务。"))
+        pending = conv.data.pop("pending", None)
+
+        if cmd == "cancel":
+            return self._prefixed(prefix, eng.cancel(conv))
+        if cmd == "back":
+            if not conv.active:
+                return Reply(join(prefix, "当前没有正在办理的业务。"))
+            return await eng.back(conv, ctx)
+        if cmd == "resume":
+            return await eng.resume(conv, ctx, prefix=prefix)
+        if intent == "help":
+            return self._prefixed(prefix, await eng.help(conv, ctx, menu.menu_text()))
+
+        if intent is None and pending and msg.kind == "text":
+            chosen = self._pick_pending(pending, F.clean(msg.text))
+            if chosen is not None:
+                intent, arg = chosen
+
+        if intent is not None and self.knows(intent):
+            return self._prefixed(prefix, await self._run_intent(conv, ctx, intent, arg))
+        if conv.active:
+            reply = await eng.answer(conv, ctx)
+            return self._prefixed(prefix, await self._follow(conv, ctx, reply))
+        if intent is not None:
+            # A menu key we do not know (an old menu still on someone's phone).
+            return Reply(join(prefix, welcome.HELP, menu.menu_text()))
+        if msg.kind != "text":
+            return self._prefixed(prefix, welcome.fallback(msg))
+        reply = await self._free_text(ctx, msg.text) or Reply(welcome.UNKNOWN_TEXT)
+        wanted = getattr(reply, "intent", None)
+        if wanted and self.knows(wanted):
+            return self._prefixed(prefix, await self._run_intent(conv, ctx, wanted, reply.arg))  # type: ignore[attr-defined]
+        if getattr(reply, "pending", None):
+            conv.data["pending"] = reply.pending  # type: ignore[attr-defined]
+        offer = eng.resume_offer(conv)
+        return Reply(join(prefix, reply.text, offer), reply.image_media_id)
+
+    @staticmethod
+    def _prefixed(prefix: str, reply: Reply) -> Reply:
+        return Reply(join(prefix, reply.text), reply.image_media_id) if prefix else reply
+
+    @staticmethod
+    def _pick_pending(pending: dict[str, Any], text: str) -> Optional[tuple[str, str]]:
+        options = pending.get("options") or []
+        if text.isdigit() and 1 <= int(text) <= len(options):
+            intent, arg = options[int(text) - 1]
+            return intent, arg
+        return None
+
+    async def _run_intent(self, conv: Conversation, ctx: Ctx, intent: str, arg: str) -> Reply:
+        eng = self.engine
+        if intent == "help":
+            return await eng.help(conv, ctx, menu.menu_text())
+        if intent.startswith("faq:"):
+            picked = self.faq.entry(intent.removeprefix("faq:"))
+            if picked is None:
+                return Reply(welcome.UNKNOWN_TEXT)
+            if picked.intent and self.knows(picked.intent):
+                return await self._run_intent(conv, ctx, picked.intent, picked.arg)
+            return Reply(join(picked.text, eng.resume_offer(conv)))
+        if intent in self.queries:
+            fn, needs_binding = self.queries[intent]
+            if needs_binding and not ctx.user.bound:
+                return await self._bind_first(conv, ctx, intent, arg)
+            reply = await fn(ctx, arg) or Reply(welcome.UNKNOWN_TEXT)
+            if getattr(reply, "pending", None) and not conv.active:
+                conv.data["pending"] = reply.pending  # type: ignore[attr-defined]
+            # An interruption: the flow stays where it was.
+            return Reply(join(reply.text, eng.resume_offer(conv)), reply.image_media_id)
+        name = self._flow_name(intent)
+        flow = eng.flows[name]
+        if flow.needs_binding and not ctx.user.bound:
+            return await self._bind_first(conv, ctx, intent, arg)
+        if conv.active and conv.flow == name:
+            return await eng.repeat(conv, ctx, prefix=f"您正在办理「{flow.title}」。")
+        reply = await eng.start(name, conv, ctx)
+        return await self._follow(conv, ctx, reply)
+
+    async def _bind_first(self, conv: Conversation, ctx: Ctx, intent: str, arg: str) -> Reply:
+        if conv.active and conv.flow == "bind":
+            return await self.engine.repeat(conv, ctx, prefix=NEED_BINDING)
+        reply = await self.engine.start("bind", conv, ctx, prefix=NEED_BINDING,
+                                        scratch={"then": f"{intent}|{arg}"})
+        return await self._follow(conv, ctx, reply)
+
+    async def _follow(self, conv: Conversation, ctx: Ctx, reply: Reply) -> Reply:
+        """Runs what a finished flow handed on (e.g. the query asked for before binding)."""
+        then = getattr(reply, "then", None)
+        if not then:
+            return reply
+        intent, _, arg = then.partition("|")
+        if not self.knows(intent):
+            return Reply(join(reply.text, self.engine.resume_offer(conv)))
+        nxt = await self._run_intent(conv, ctx, intent, arg)
+        return Reply(join(reply.text, nxt.text), nxt.image_media_id)
+
+    # --- events ----------------------------------------------------------------------------
 
     async def _event(self, msg: Message) -> Reply:
         event = msg.event or ""
         if event == "subscribe":
             await self._set_subscribed(msg.openid, True)
-            return Reply(welcome.WELCOME)
+            b = await accounts.binding(self.db, msg.openid)
+            return Reply(welcome.WELCOME if b.candidate_id else join(welcome.WELCOME, WELCOME_UNBOUND))
         if event == "unsubscribe":
             await self._set_subscribed(msg.openid, False)
             return NO_REPLY

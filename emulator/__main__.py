@@ -1,7 +1,8 @@
 """python -m emulator: run the WeChat emulator (API for the bot + phone chat page).
 
 Settings default to the bot's environment variables (WECHAT_TOKEN, WECHAT_APP_ID,
-WECHAT_APP_SECRET, WECHAT_AES_KEY), so the emulator and the bot agree without repeating them.
+WECHAT_APP_SECRET, WECHAT_AES_KEY, SMS_API_KEY), so the emulator and the bot agree without
+repeating them.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from bot.config import Settings
 from .api import DEFAULT_APP_SECRET
 from .app import create_emulator_app
 from .server import MODES
+from .sms import sms_state
 
 
 def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> argparse.Namespace:
@@ -43,6 +45,8 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
                    help="message encryption: plain, compat or safe (default: safe with an AES key, else plain)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds WeChat waits for an answer (default: 5)")
     p.add_argument("--attempts", type=int, default=3, help="attempts per message (default: 3)")
+    p.add_argument("--sms-api-key", default=env.get("SMS_API_KEY") or "",
+                   help="the API key the SMS gateway requires (env SMS_API_KEY; default: none required)")
     args = p.parse_args(argv)
     if args.mode is None:
         args.mode = "safe" if args.aes_key else "plain"
@@ -66,8 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout=args.timeout,
         attempts=args.attempts,
     )
+    sms_state(app).api_key = args.sms_api_key or None
     print(
-        f"WeChat emulator: chat page http://{args.host}:{args.port}/ , API http://{args.host}:{args.port}/cgi-bin/ ;"
+        f"WeChat emulator: chat page http://{args.host}:{args.port}/ , API http://{args.host}:{args.port}/cgi-bin/ ,"
+        f" SMS gateway http://{args.host}:{args.port}/sms/send ;"
         f" posting {args.mode} messages to {args.bot_url}",
         flush=True,
     )

@@ -2,8 +2,9 @@
 
 `create_emulator_app` composes the API (`emulator.api.add_api_routes`: /cgi-bin/... and the
 control API under /_emu/) with the chat page (`emulator.chat.add_chat_routes`: "/" and
-/_emu/chat/...). The chat page posts to the bot through `emulator.server.WeChatServer`, and
-template messages the API delivers are reported to the bot as TEMPLATESENDJOBFINISH events.
+/_emu/chat/...) and the SMS gateway (`emulator.sms.add_sms_routes`: /sms/send and /_emu/sms).
+The chat page posts to the bot through `emulator.server.WeChatServer`, and template messages
+the API delivers are reported to the bot as TEMPLATESENDJOBFINISH events.
 
 `start_emulator` runs it on a port inside the caller's event loop (the `zikao-bot demo` command
 runs the bot and the emulator side by side).
@@ -17,6 +18,7 @@ from aiohttp import web
 from .api import EmulatorState, add_api_routes
 from .chat import ACCOUNT_NAME, DEMO_OPENID, HUB_KEY, ChatHub, add_chat_routes
 from .server import MODES, WeChatServer
+from .sms import SmsState, add_sms_routes
 
 SERVER_KEY = web.AppKey("emulator_wechat_server", WeChatServer)
 MAX_REQUEST_BYTES = 11 * 1024 * 1024  # a 10 MB photo plus the form around it
@@ -45,7 +47,11 @@ def create_emulator_app(
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     add_api_routes(app, state)
     app[SERVER_KEY] = server
-    add_chat_routes(app, state, server, account_name=account_name, default_openid=default_openid)
+    hub = add_chat_routes(app, state, server, account_name=account_name, default_openid=default_openid)
+    # --- the SMS gateway (emulator/sms.py): POST /sms/send, /_emu/sms; the page's 短信 panel
+    sms = add_sms_routes(app, SmsState(state))
+    sms.listeners.append(lambda record: hub.broadcast("sms", record))
+    # ---
     return app
 
 

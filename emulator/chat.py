@@ -12,7 +12,8 @@ Routes (all JSON unless said otherwise):
 - ``POST /_emu/chat/photo`` multipart ``openid``, ``file``, ``client_id``?, ``event``? + ``key``? (a
   menu photo button) — the photo is stored with ``state.add_media`` and sent as an image message.
 - ``GET /_emu/chat/stream?openid=`` — Server-Sent Events: ``entry`` (a new chat entry, including
-  pushed customer-service and template messages) and ``menu`` (the custom menu changed).
+  pushed customer-service and template messages), ``menu`` (the custom menu changed) and ``sms``
+  (an SMS the emulated gateway took, to every page: see emulator/sms.py).
 
 The posting routes answer ``{"entries": [...], "deliveries": [...]}``: the entries added to the
 chat (the user's own, then the account's passive reply or WeChat's error line) and what happened
@@ -101,6 +102,12 @@ class ChatHub:
     def publish(self, openid: str, kind: str, payload: dict[str, Any]) -> None:
         for q in list(self._subscribers.get(openid, ())):
             q.put_nowait((kind, payload))
+
+    def broadcast(self, kind: str, payload: dict[str, Any]) -> None:
+        """An event for every open page, whichever user it shows (the SMS panel's ``sms``)."""
+        for subs in list(self._subscribers.values()):
+            for q in list(subs):
+                q.put_nowait((kind, payload))
 
     def subscribe(self, openid: str) -> asyncio.Queue:
         q: asyncio.Queue = asyncio.Queue()

@@ -10,7 +10,8 @@ ANY_ENDPOINT = "*"
 
 @dataclass
 class Fault:
-    """One rule. `endpoint` is the path after /cgi-bin/ ("message/custom/send"), or "*" for all.
+    """One rule. `endpoint` is the path after /cgi-bin/ ("message/custom/send"), or "*" for all
+    of them; "sms" is the emulated SMS gateway (emulator/sms.py), which "*" does not affect.
 
     The effects combine: the answer is delayed by `delay` seconds, then the connection is closed
     without an answer (`drop`) or the call is answered `{"errcode": errcode}` instead of being
@@ -76,10 +77,14 @@ class Faults:
     def clear(self) -> None:
         self._rules.clear()
 
-    def take(self, endpoint: str) -> Fault | None:
-        """The rule that affects this call, if any; counts the hit and retires spent rules."""
+    def take(self, endpoint: str, *, wildcard: bool = True) -> Fault | None:
+        """The rule that affects this call, if any; counts the hit and retires spent rules.
+
+        `wildcard=False` ignores "*" rules: services other than WeChat's API (the SMS gateway,
+        target "sms") are affected only by rules naming them.
+        """
         for rule in self._rules:
-            if rule.endpoint not in (endpoint, ANY_ENDPOINT):
+            if rule.endpoint != endpoint and not (wildcard and rule.endpoint == ANY_ENDPOINT):
                 continue
             if rule.probability < 1 and self._rng.random() >= rule.probability:
                 continue

@@ -29,7 +29,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage import outbox
+from storage import outbox, queries
 from storage.db import Database
 from storage.identifiers import (
     id_check_digit,
@@ -45,6 +45,7 @@ from storage.identifiers import (
     valid_major_code,
     valid_mobile,
 )
+from storage.models_service import GRADUATION_FEE, ORDER_STATUSES, Order
 from storage.passwords import hash_initial_password, hash_password
 from storage.vocab import (
     COURSE_KINDS,
@@ -361,6 +362,18 @@ def parse_score(s: str) -> tuple[Decimal | None, str | None]:
     return v.quantize(Decimal("0.1")), None
 
 
+def parse_amount(s: str) -> Decimal:
+    """An amount of money in yuan: 0 or more, at most two decimals ('150', '150.00', '¥150')."""
+    t = _SPACES.sub("", s).lstrip("¥￥").removesuffix("元").replace(",", "")
+    try:
+        v = Decimal(t)
+    except InvalidOperation:
+        raise Bad(f"金额“{s}”应为数字，如 150.00") from None
+    if not v.is_finite() or v != v.quantize(Decimal("0.01")) or v < 0 or v >= Decimal("100000000"):
+        raise Bad(f"金额“{s}”应为不小于 0 的数字，最多两位小数")
+    return v.quantize(Decimal("0.01"))
+
+
 def _choice(options: Iterable[str], what: str, aliases: dict[str, str] | None = None) -> Callable[[str], str]:
     opts = tuple(options)
 
@@ -569,6 +582,18 @@ SPECS: tuple[FileSpec, ...] = (
         Col("closes_at", ("结束时间", "截止时间"), True, parse_datetime),
         Col("notice", ("考生须知", "须知")),
     )),
+    FileSpec("orders.csv", Order.__table__, (
+        Col("order_number", ("订单号", "订单编号"), True, lambda s: _code_text(s)),
+        Col("admission_number", ("准考证号",), True, _admission_number),
+        Col("major_code", ("专业代码",), True, _major_code),
+        Col("item", ("项目", "缴费项目")),
+        Col("amount", ("金额", "应缴金额"), True, parse_amount),
+        Col("status", ("状态", "订单状态"), parse=_choice(
+            ORDER_STATUSES, "订单状态", {v: k for k, v in ORDER_STATUSES.items()} | {"未缴费": "pending"})),
+        Col("created_at", ("下单时间", "创建时间"), parse=parse_datetime),
+        Col("paid_at", ("缴费时间", "支付时间"), parse=parse_datetime),
+        Col("closed_at", ("关闭时间",), parse=parse_datetime),
+    ), informational=("name", "major_name"), informational_aliases=("姓名", "专业名称")),
 )
 SPEC_BY_FILE = {s.file: s for s in SPECS}
 # The report line for candidate_majors rows, which come from admission_numbers.csv.
@@ -626,6 +651,7 @@ class Batch:
     enrolments: dict[tuple[str, str], Rec] = field(default_factory=dict)  # (id_number, major) -> admission
     scores: dict[tuple[str, str, str, str], Rec] = field(default_factory=dict)
     windows: dict[tuple[str, str], Rec] = field(default_factory=dict)
+    orders: dict[str, Rec] = field(default_factory=dict)
 
 
 def _add(report: ImportReport, file: str, into: dict, key: Any, rec: Rec, show: str) -> None:
@@ -702,6 +728,8 @@ def _validate(tables: dict[str, RawTable], report: ImportReport) -> Batch:
                     report.error(file, line, "结束时间应晚于开始时间")
                     continue
                 _add(report, file, b.windows, (v["kind"], v["title"]), rec, f"业务 {v['kind']}《{v['title']}》")
+            elif file == "orders.csv":
+                _validate_order(v, rec, b, report)
     # Plan positions default to the order of the rows within each major.
     seen: dict[str, int] = {}
     for (major, _), rec in sorted(b.plan.items(), key=lambda kv: kv[1].line):
@@ -738,6 +766,24 @@ def _validate_admission(v: dict[str, Any], rec: Rec, b: Batch, report: ImportRep
                                          f"{first.values['admission_number']} 下，同一考生同一专业只能登记一次")
         else:
             b.enrolments[key] = Rec(rec.line, {"admission_number": v["admission_number"]})
+
+
+def _validate_order(v: dict[str, Any], rec: Rec, b: Batch, report: ImportReport) -> None:
+    file = "orders.csv"
+    status = v.setdefault("status", "pending")
+    if len(v["order_number"]) > 32:
+        report.error(file, rec.line, f"订单号“{v['order_number']}”过长（最多 32 位）")
+        return
+    if status == "paid" and not v.get("paid_at"):
+        report.error(file, rec.line, "已缴费的订单必须填写缴费时间")
+        return
+    if status != "paid" and v.get("paid_at"):
+        report.error(file, rec.line, f"{ORDER_STATUSES[status]}的订单不填缴费时间")
+        return
+    if status != "closed" and v.get("closed_at"):
+        report.error(file, rec.line, f"{ORDER_STATUSES[status]}的订单不填关闭时间")
+        return
+    _add(report, file, b.orders, v["order_number"], rec, f"订单号 {v['order_number']}")
 
 
 def _validate_score(v: dict[str, Any], rec: Rec, b: Batch, report: ImportReport) -> None:
@@ -803,7 +849,7 @@ async def _load_known(session: AsyncSession, b: Batch) -> Known:
     majors = set((await session.execute(select(m.Major.code))).scalars())
     courses = set((await session.execute(select(m.Course.code))).scalars())
     sittings = {r["code"]: dict(r) for r in (await session.execute(select(m.Sitting.__table__))).mappings()}
-    numbers = set(b.admissions) | {k[0] for k in b.scores}
+    numbers = set(b.admissions) | {k[0] for k in b.scores} | {r.values["admission_number"] for r in b.orders.values()}
     admissions: dict[str, tuple[int, str]] = {}
     for chunk in _chunks(sorted(numbers)):
         res = await session.execute(
@@ -856,6 +902,12 @@ def _check_references(b: Batch, k: Known, report: ImportReport) -> None:
             report.error("scores.csv", rec.line, f"课程代码 {course} 不存在（courses.csv 和数据库中都没有）")
         if sitting and sitting not in sittings:
             report.error("scores.csv", rec.line, f"考次 {sitting} 不存在（sittings.csv 和数据库中都没有）")
+    for number, rec in b.orders.items():
+        admission = rec.values["admission_number"]
+        if admission not in b.admissions and admission not in k.admissions:
+            report.error("orders.csv", rec.line, f"准考证号 {admission} 不存在（admission_numbers.csv 和数据库中都没有）")
+        if rec.values["major_code"] not in majors:
+            report.error("orders.csv", rec.line, f"专业代码 {rec.values['major_code']} 不存在（majors.csv 和数据库中都没有）")
     for (kind, _), rec in b.windows.items():
         sitting = rec.values.get("sitting")
         if sitting and sitting not in sittings:
@@ -1064,6 +1116,16 @@ async def _write(session: AsyncSession, b: Batch, k: Known, report: ImportReport
         ],
         r("business_windows.csv"), defaults={"notice": ""},
     )
+    await _upsert(
+        session, Order.__table__, ("order_number",),
+        [rec.values | {"candidate_id": owners.get(rec.values["admission_number"])
+                       or k.admissions[rec.values["admission_number"]][0]}
+         for rec in b.orders.values()],
+        r("orders.csv"), defaults={"item": GRADUATION_FEE, "created_at": m.utcnow()},
+    )
+    # The read caches of every process (storage/queries.py) drop what this import changed.
+    if any(f.inserted or f.updated for f in report.files):
+        await queries.mark_changed(session)
 
 
 # --- Entry points ---------------------------------------------------------------------------------

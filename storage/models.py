@@ -286,6 +286,41 @@ class DialogState(Base):
     version: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[Optional[dt.datetime]]
+    # Held while one message of this user runs a flow step, so that two never run at once,
+    # whichever processes they reach.
+    locked_by: Mapped[Optional[str]] = mapped_column(String(64))
+    locked_until: Mapped[Optional[dt.datetime]]
+
+
+class SmsCode(Base):
+    """A 6-digit verification code sent by SMS: stored hashed, single-use, short-lived."""
+
+    __tablename__ = "sms_codes"
+    __table_args__ = (Index("ix_sms_codes_openid_purpose", "openid", "purpose"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    openid: Mapped[str] = mapped_column(String(64))
+    mobile: Mapped[str] = mapped_column(String(20))
+    purpose: Mapped[str] = mapped_column(String(16))  # bind / mobile
+    code_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[Optional[dt.datetime]]
+    attempts: Mapped[int] = mapped_column(default=0)
+
+
+class BindFailure(Base):
+    """A wrong password given for an ID number while binding; recent ones lock that ID.
+
+    The ID is kept only as a keyed hash: enough to count failures, useless to read back."""
+
+    __tablename__ = "bind_failures"
+    __table_args__ = (Index("ix_bind_failures_id_key_failed_at", "id_key", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_key: Mapped[str] = mapped_column(String(64))
+    openid: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class InboundMessage(Base):
@@ -402,3 +437,8 @@ class KeyValue(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[dict[str, Any]]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# Later features keep their tables in their own modules; importing them here registers them
+# on Base.metadata, so Alembic and the test fixtures see one schema.
+from storage import models_service, models_applications  # noqa: E402,F401

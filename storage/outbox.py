@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, literal, select, update
+from sqlalchemy import Select, and_, exists, func, literal, select, union, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -448,13 +448,20 @@ async def notice_progress(db: Database, notice_id: int) -> dict[str, int]:
 def draft_holders(kind: str, now: dt.datetime):
     """SELECT of the openids with an unsubmitted draft for a business (window kind) at `now`.
 
-    For now a draft is a live dialog state in the flow named after the window kind; the
-    application flows extend this when applications get their own table.
+    A draft is either a live dialog state in the flow named after the window kind (a
+    conversation left half-way), or an application of that kind still in status 'draft'
+    (storage.applications); the latter reaches every openid bound to its candidate.
     """
-    return select(DialogState.openid).where(
+    from storage.models_applications import Application
+
+    in_dialog = select(DialogState.openid).where(
         DialogState.flow == kind,
         (DialogState.expires_at.is_(None)) | (DialogState.expires_at > now),
     )
+    with_application = select(WechatUser.openid).join(
+        Application, Application.candidate_id == WechatUser.candidate_id
+    ).where(Application.kind == kind, Application.status == "draft")
+    return union(in_dialog, with_application)
 
 
 def application_name(kind: str) -> str:

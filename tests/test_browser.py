@@ -279,3 +279,48 @@ def test_menu_photo_and_template(driver, stack, tmp_path):
     assert "考试通知" in card.text and "请携带准考证" in card.text and "详情" in card.text
     driver.find_element(By.ID, "to-menu").click()
     shot(driver, "chat-template.png")
+
+
+def test_sms_panel_shows_codes_live(driver, stack):
+    import re
+
+    import aiohttp
+    from selenium.webdriver.common.by import By
+
+    from bot.sms import HttpSmsGateway
+    from emulator.sms import sms_state
+
+    loop, s = stack
+
+    async def send(mobile: str, text: str) -> None:
+        async with aiohttp.ClientSession() as session:
+            await HttpSmsGateway(session, s.base).send(mobile, text)
+
+    def items(d) -> list[Any]:
+        return d.find_elements(By.CSS_SELECTOR, "#sms-list .sms")
+
+    # one sent before the page opens shows on load
+    loop.run(lambda: send("13900001111", "【上海自考】您的验证码是135790，5分钟内有效。如非本人操作，请忽略。"))
+    open_chat(driver, s, "oBrowserUser0000000000000003")
+    panel = driver.find_element(By.ID, "panel-sms")
+    assert panel.find_element(By.TAG_NAME, "h2").text == "短信"
+    wait_for(driver, lambda d: len(items(d)) == 1, what="the SMS sent before the page opened")
+
+    # a new one arrives live, on top, with the number masked and the code set off
+    loop.run(lambda: send("13812341234", "【上海自考】您的验证码是482916，5分钟内有效。如非本人操作，请忽略。"))
+    wait_for(driver, lambda d: len(items(d)) == 2 and "482916" in items(d)[0].text, what="the live SMS on top")
+    top = items(driver)[0]
+    assert top.find_element(By.CSS_SELECTOR, ".sms-to").text == "138****1234"
+    assert top.find_element(By.CSS_SELECTOR, ".sms-code").text == "482916"
+    assert "您的验证码是482916" in top.find_element(By.CSS_SELECTOR, ".sms-text").text
+    assert re.fullmatch(r"\d\d/\d\d \d\d:\d\d:\d\d", top.find_element(By.CSS_SELECTOR, ".sms-at").text)
+    assert items(driver)[1].find_element(By.CSS_SELECTOR, ".sms-to").text == "139****1111"
+    assert "13812341234" not in panel.text and "13900001111" not in panel.text
+    assert driver.find_element(By.ID, "sms-count").text == "共 2 条"
+    shot(driver, "chat-sms.png")
+
+    # 清空 empties the gateway's record and the panel
+    driver.find_element(By.ID, "sms-clear").click()
+    wait_for(driver, lambda d: not items(d) and d.find_element(By.CSS_SELECTOR, ".sms-empty").is_displayed(),
+             what="an empty panel")
+    assert sms_state(s.emu_runner.app).messages == []

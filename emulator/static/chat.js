@@ -5,7 +5,8 @@
  * error line). Pushed customer-service and template messages, and menu changes, arrive on the
  * Server-Sent Events stream. Every entry has an id: showing one twice updates it in place.
  *
- * Other panels (an SMS inbox, ...) use window.emu: addPanel(id, title), openid, onEntry(fn).
+ * Other panels (an SMS inbox, ...) use window.emu: addPanel(id, title), openid, onEntry(fn),
+ * and onStream(type, fn) for their own event types on the stream.
  */
 (function () {
   'use strict';
@@ -22,6 +23,8 @@
     entries: new Map(),     // entry id -> element
     pending: new Map(),     // client id -> element
     listeners: [],
+    stream: null,           // the EventSource, once connected
+    streamHandlers: [],     // [type, fn] from window.emu.onStream
   };
   var messages = $('messages');
 
@@ -464,6 +467,15 @@
       loadHistory(); // whatever arrived while disconnected
     });
     es.addEventListener('error', function () { document.body.dataset.stream = 'closed'; });
+    state.stream = es;
+    state.streamHandlers.forEach(function (h) { listenStream(h[0], h[1]); });
+  }
+
+  function listenStream(type, fn) {
+    // Other panels' event types (the SMS panel's 'sms'), and 'open' to reload after a reconnect.
+    state.stream.addEventListener(type, function (ev) {
+      try { fn(ev.data !== undefined ? JSON.parse(ev.data) : null); } catch (e) { console.error(e); }
+    });
   }
 
   // ---- the panel API for other scripts ---------------------------------------------------
@@ -480,6 +492,10 @@
       return panel;
     },
     onEntry: function (fn) { state.listeners.push(fn); },
+    onStream: function (type, fn) {
+      state.streamHandlers.push([type, fn]);
+      if (state.stream) listenStream(type, fn);
+    },
   };
 
   // ---- wiring ---------------------------------------------------------------------------

@@ -1,0 +1,305 @@
+"""`zikao-bot review`: staff list, inspect and decide applications (申请免考, 成绩补登 ...).
+
+Until the staff console exists this is how the office decides. Output is Chinese for the staff
+member at the terminal; ID numbers and mobiles are masked, as everywhere a person reads them.
+A decision writes the candidate's push in its own transaction (storage.applications).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+
+from bot.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from storage.applications import ApplicationData
+    from storage.photos import PhotoStore
+
+# The storage modules (SQLAlchemy models, Pillow) are imported when a review command runs:
+# registering the command keeps `zikao-bot --help` and the other commands quick to start.
+
+T = TypeVar("T")
+
+
+class BadInput(ValueError):
+    """A filter the command does not know (exit status 2, like an argparse error)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+ACTION_WORDS = {"create": "创建", "save": "保存", "submit": "提交", "approve": "审核通过", "reject": "审核不通过"}
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `review list|show|approve|reject` to the `zikao-bot` parser."""
+    rv = subparsers.add_parser("review", help="list, show and decide applications (申请免考, 成绩补登 ...)")
+    rsub = rv.add_subparsers(dest="review_command", required=True)
+    ls = rsub.add_parser("list", help="applications, newest first (default: 待审核 only)")
+    ls.add_argument("--status", default="submitted",
+                    help="submitted/待审核 (default), approved/审核通过, rejected/未通过, draft/草稿 or all")
+    ls.add_argument("--kind", help="exemption/申请免考, backfill/成绩补登 ... (default: every kind)")
+    ls.add_argument("--limit", type=int, default=100)
+    sh = rsub.add_parser("show", help="one application: candidate, courses, evidences, photo files, history")
+    sh.add_argument("id", type=int)
+    ap = rsub.add_parser("approve", help="审核通过: scores recorded, candidate notified")
+    ap.add_argument("id", type=int)
+    ap.add_argument("--by", required=True, help="who decides (recorded with the decision)")
+    ap.add_argument("--version", type=int, help="refuse if the application changed since `show` printed this version")
+    rj = rsub.add_parser("reject", help="未通过, with the reason the candidate reads")
+    rj.add_argument("id", type=int)
+    rj.add_argument("--reason", required=True, help="why (shown to the candidate, at most 500 characters)")
+    rj.add_argument("--by", required=True, help="who decides (recorded with the decision)")
+    rj.add_argument("--version", type=int, help="refuse if the application changed since `show` printed this version")
+    rv.set_defaults(func=_command)
+    return rv
+
+
+def _command(args: argparse.Namespace) -> int:
+    # Same settings as every other command: the environment wins over --config / ZIKAO_CONFIG.
+    return run(args, load_settings(config_file=getattr(args, "config", None)))
+
+
+def photo_store(settings: Settings) -> PhotoStore:
+    """Where the service keeps evidence photos: <MEDIA_DIR>/photos."""
+    from storage.photos import LocalPhotoStore
+
+    return LocalPhotoStore.under_media_dir(settings.media_dir)
+
+
+def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
+    from storage.db import Database
+    from storage.migrate import upgrade
+
+    upgrade(settings.database_url)
+
+    async def go() -> T:
+        db = Database(settings.database_url)
+        try:
+            return await fn(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(go())
+
+
+def _status_code(text: str) -> list[str] | None:
+    from storage.models_applications import STATUS_LABELS
+
+    t = (text or "").strip()
+    if t in ("all", "全部"):
+        return None
+    for code, label in STATUS_LABELS.items():
+        if t in (code, label):
+            return [code]
+    raise BadInput(f"状态“{t}”不对，应为 submitted、approved、rejected、draft 或 all")
+
+
+def _kind_code(text: str | None) -> str | None:
+    from storage import outbox
+    from storage.applications import kind_name
+    from storage.models_applications import APPLICATION_KINDS
+
+    if text is None:
+        return None
+    t = text.strip()
+    for code in APPLICATION_KINDS:
+        if t in (code, kind_name(code), outbox.KIND_KEYWORDS.get(code)):
+            return code
+    raise BadInput(f"类型“{t}”不对，应为 {'、'.join(APPLICATION_KINDS)}")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run one `review` subcommand; 0 done, 1 refused (state, window, version), 2 bad input."""
+    from storage import applications as apps
+
+    cmd = args.review_command
+    try:
+        if cmd == "list":
+            statuses = _status_code(args.status)
+            kind = _kind_code(args.kind)
+            print(_with_db(settings, lambda db: _list(db, statuses, kind, args.limit)))
+        elif cmd == "show":
+            print(_with_db(settings, lambda db: _show(db, photo_store(settings), args.id)))
+        elif cmd == "approve":
+            print(_with_db(settings, lambda db: _decide(db, args.id, approve=True, by=args.by, reason=None,
+                                                        version=args.version)))
+        elif cmd == "reject":
+            print(_with_db(settings, lambda db: _decide(db, args.id, approve=False, by=args.by, reason=args.reason,
+                                                        version=args.version)))
+        else:  # pragma: no cover - argparse allows only the commands above
+            raise AssertionError(cmd)
+    except (apps.ApplicationNotFound, BadInput) as e:
+        print(f"zikao-bot review {cmd}: {e.message}", file=sys.stderr)
+        return 2
+    except apps.ApplicationError as e:
+        print(f"zikao-bot review {cmd}: {e.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- What the staff member reads -----------------------------------------------------------------
+
+
+def _table(rows: list[tuple[str, ...]], right: set[int] = frozenset()) -> list[str]:
+    from storage.importer import _pad, _width
+
+    widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(_pad(c, w, right=i in right) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+
+
+def _when(t) -> str:
+    from storage.notices import local
+
+    return local(t) if t else "-"
+
+
+async def _names(db, data_list: list[ApplicationData]) -> tuple[dict[int, Any], dict[str, str]]:
+    """Candidates by id and course names by code, for a list of applications."""
+    from sqlalchemy import select
+
+    from storage.models import Candidate, Course
+
+    ids = {d.candidate_id for d in data_list}
+    codes = {i.course_code for d in data_list for i in d.items}
+    async with db.session() as s:
+        candidates = {c.id: c for c in (await s.execute(select(Candidate).where(Candidate.id.in_(ids)))).scalars()} \
+            if ids else {}
+        courses = dict((await s.execute(select(Course.code, Course.name).where(Course.code.in_(codes)))).all()) \
+            if codes else {}
+    return candidates, courses
+
+
+def _courses_cell(d: ApplicationData, courses: dict[str, str]) -> str:
+    from storage.models_applications import ENTRY_KINDS
+
+    names = [courses.get(i.course_code, i.course_code) for i in d.items]
+    if d.kind == "backfill" and d.items and d.items[0].entry_kind:
+        prefix = ENTRY_KINDS.get(d.items[0].entry_kind, "") + "："
+    else:
+        prefix = ""
+    text = prefix + "、".join(names) if names else "-"
+    return text if len(text) <= 24 else text[:23] + "…"
+
+
+async def _list(db, statuses: list[str] | None, kind: str | None, limit: int) -> str:
+    from storage import applications as apps
+    from storage.models_applications import STATUS_LABELS
+
+    found = await apps.list_applications(db, kind=kind, status=statuses, limit=limit)
+    if not found:
+        what = "、".join(STATUS_LABELS[s] for s in statuses) if statuses else "任何状态"
+        return f"没有{what}的申请。"
+    candidates, courses = await _names(db, found)
+    rows = [("编号", "类型", "状态", "考生", "准考证号", "课程", "提交时间", "审核")]
+    for d in found:
+        c = candidates.get(d.candidate_id)
+        decided = f"{d.decided_by} {_when(d.decided_at)}" if d.decided_at else "-"
+        rows.append((str(d.id), apps.kind_name(d.kind), d.status_label, c.name if c else "-", d.admission_number,
+                     _courses_cell(d, courses), _when(d.submitted_at), decided))
+    lines = _table(rows, right={0})
+    lines.append(f"共 {len(found)} 份。用 zikao-bot review show 编号 查看详情。")
+    return "\n".join(lines)
+
+
+async def _show(db, store: PhotoStore, app_id: int) -> str:
+    from sqlalchemy import select
+
+    from storage import applications as apps
+    from storage.identifiers import mask_id_number, mask_mobile
+    from storage.models import BusinessWindow, Major
+    from storage.models_applications import ENTRY_KINDS, STATUS_LABELS, Photo
+
+    d = await apps.load_application(db, app_id)
+    candidates, courses = await _names(db, [d])
+    types = {t.code: t.name for t in await apps.evidence_types(db, include_inactive=True)}
+    events = await apps.application_events(db, app_id)
+    photo_ids = {p for i in d.items for e in i.evidences for p in e.photo_ids}
+    async with db.session() as s:
+        photos = {p.id: p for p in (await s.execute(select(Photo).where(Photo.id.in_(photo_ids)))).scalars()} \
+            if photo_ids else {}
+        major = await s.get(Major, d.major_code) if d.major_code else None
+        window = await s.get(BusinessWindow, d.window_id) if d.window_id else None
+    c = candidates.get(d.candidate_id)
+    lines = [f"申请 #{d.id}  {apps.kind_name(d.kind)}  {d.status_label}  版本 {d.version}"]
+    if c is not None:
+        lines.append(f"考生 {c.name}  证件号码 {mask_id_number(c.id_number)}  手机 {mask_mobile(c.mobile) if c.mobile else '-'}")
+    lines.append(f"准考证号 {d.admission_number}  专业 {d.major_code + ' ' + major.name if major else d.major_code or '-'}")
+    if window is not None:
+        lines.append(f"办理时间 {window.title}（{_when(window.opens_at)} 至 {_when(window.closes_at)}）")
+    lines.append(f"创建 {_when(d.created_at)}  提交 {_when(d.submitted_at)}")
+    if d.decided_at:
+        lines.append(f"审核 {STATUS_LABELS[d.status]}  审核人 {d.decided_by}  时间 {_when(d.decided_at)}")
+    if d.reason:
+        lines.append(f"原因 {d.reason}")
+    for n, item in enumerate(d.items, 1):
+        lines.append("")
+        lines.append(f"课程 {n}：{item.course_code} {courses.get(item.course_code, '')}".rstrip())
+        if item.entry_kind:
+            fields = [f"补登类型 {ENTRY_KINDS[item.entry_kind]}"]
+            when = {"theory": "通过时间", "exemption": "办理免考时间", "transfer": "办理转入时间"}[item.entry_kind]
+            fields.append(f"{when} {apps.month_label(item.passed_month)}")
+            if item.score is not None or item.grade:
+                fields.append(f"成绩 {item.score if item.score is not None else item.grade}")
+            if item.from_province:
+                fields.append(f"来源省 {item.from_province}")
+            if item.from_admission_number:
+                fields.append(f"来源准考证号 {item.from_admission_number}")
+            lines.append("  " + "  ".join(fields))
+            if item.note:
+                lines.append(f"  说明 {item.note}")
+        for m, e in enumerate(item.evidences, 1):
+            lines.append(f"  凭证 {m}：{types.get(e.type_code, e.type_code)}  编号 {e.number or '-'}  "
+                         f"获取时间 {apps.month_label(e.obtained_month) if e.obtained_month else '-'}  "
+                         f"省份 {e.province or '-'}  备注 {e.note or '-'}")
+            if not e.photo_ids:
+                lines.append("    （没有照片）")
+            for k, pid in enumerate(e.photo_ids, 1):
+                p = photos.get(pid)
+                if p is None:
+                    lines.append(f"    照片 {k}：#{pid} 记录缺失")
+                    continue
+                missing = "" if await store.exists(p.storage_key) else "  （文件缺失）"
+                lines.append(f"    照片 {k}：{store.locate(p.storage_key)}  {_kb(p.size)}  {p.width}×{p.height}{missing}")
+    if events:
+        lines.append("")
+        lines.append("记录")
+        for ev in events:
+            change = (f"{STATUS_LABELS.get(ev.from_status, ev.from_status)} -> {STATUS_LABELS.get(ev.to_status, ev.to_status)}"
+                      if ev.from_status else STATUS_LABELS.get(ev.to_status, ev.to_status))
+            who = "考生" if ev.actor == "candidate" else ev.actor
+            extra = f"  原因：{ev.reason}" if ev.reason else ""
+            lines.append(f"  {_when(ev.at)}  {ACTION_WORDS.get(ev.action, ev.action)}  {change}  {who}{extra}")
+    if d.status == "submitted":
+        lines.append("")
+        lines.append(f"审核：zikao-bot review approve {d.id} --by 姓名 --version {d.version}")
+        lines.append(f"      zikao-bot review reject {d.id} --reason 原因 --by 姓名 --version {d.version}")
+    return "\n".join(lines)
+
+
+def _kb(size: int) -> str:
+    return f"{size / 1024:.0f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.2f} MB"
+
+
+async def _decide(db, app_id: int, *, approve: bool, by: str, reason: str | None, version: int | None) -> str:
+    from storage import applications as apps
+
+    if approve:
+        done = await apps.approve(db, app_id, by=by, version=version)
+    else:
+        done = await apps.reject(db, app_id, reason=reason or "", by=by, version=version)
+    d = done.application
+    candidates, _ = await _names(db, [d])
+    c = candidates.get(d.candidate_id)
+    who = f"，{c.name}" if c else ""
+    lines = [f"申请 #{d.id}（{apps.kind_name(d.kind)}{who}）{d.status_label}，审核人 {d.decided_by}，{_when(d.decided_at)}。"]
+    if approve:
+        lines.append(f"写入成绩记录 {done.score_records} 条。")
+    if done.pushes:
+        lines.append(f"已通知考生（{done.pushes} 条推送待发送）。")
+    else:
+        lines.append("考生没有绑定并关注公众号，未发推送；考生下次查看申请时可以看到结果。")
+    return "\n".join(lines)

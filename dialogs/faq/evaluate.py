@@ -1,0 +1,263 @@
+"""Measures the matcher on a labelled question set, and tunes its thresholds on the dev split."""
+from __future__ import annotations
+
+import gc
+import itertools
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+from dialogs.faq.index import (
+    ANSWER, NONE, SUGGEST, FaqError, FaqIndex, Match, Params, read_yaml, strip_lines,
+)
+
+EVAL_DIR = Path(__file__).resolve().parent / "eval"
+# The held-out set, and the development split (two files) that tuning and KB fixes may use.
+SETS = {"eval": (EVAL_DIR / "eval.yaml",), "dev": (EVAL_DIR / "dev.yaml", EVAL_DIR / "dev2.yaml")}
+
+
+AMBIGUOUS = "ambiguous"
+
+
+@dataclass(frozen=True)
+class Case:
+    text: str
+    label: Optional[str]  # an entry id; None: nothing in the knowledge base fits
+    ambiguous: bool = False  # several entries fit equally ("密码"): suggestions are right, an answer is not
+
+
+def load_cases(paths: Path | tuple[Path, ...], index: FaqIndex) -> list[Case]:
+    """`entry-id: [questions]`, `none: [...]` and `ambiguous: [...]`; every id must exist in the knowledge base."""
+    if not isinstance(paths, Path):
+        cases = []
+        for p in paths:
+            cases += load_cases(p, index)
+        return cases
+    path = paths
+    data = strip_lines(read_yaml(path))
+    if not isinstance(data, dict):
+        raise FaqError([f"{path}: expected a mapping of entry id: [questions]"])
+    cases, errors = [], []
+    for label, texts in data.items():
+        if label not in ("none", AMBIGUOUS) and index.get(label) is None:
+            errors.append(f"{path}: {label!r} is not an entry of the knowledge base")
+            continue
+        if not isinstance(texts, list):
+            errors.append(f"{path}: {label!r}: expected a list of questions")
+            continue
+        cases += [Case(str(t), None if label in ("none", AMBIGUOUS) else label, label == AMBIGUOUS) for t in texts]
+    if errors:
+        raise FaqError(errors)
+    return cases
+
+
+@dataclass
+class Outcome:
+    case: Case
+    match: Match
+
+    @property
+    def ranked_ids(self) -> list[str]:
+        return [s.entry.id for s in self.match.ranked]
+
+    @property
+    def right(self) -> bool:
+        if self.case.ambiguous:
+            return self.match.kind != ANSWER
+        if self.case.label is None:
+            return self.match.kind == NONE
+        return self.match.kind == ANSWER and self.match.entry.id == self.case.label
+
+    @property
+    def wrong_confident(self) -> bool:
+        return self.match.kind == ANSWER and self.match.entry.id != self.case.label
+
+    @property
+    def not_sure(self) -> bool:
+        return self.match.kind != ANSWER and not self.right
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome]
+    seconds_per_query: list[float] = field(default_factory=list)
+
+    @property
+    def in_domain(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.case.label is not None]
+
+    @property
+    def out_of_domain(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.case.label is None and not o.case.ambiguous]
+
+    @property
+    def ambiguous(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.case.ambiguous]
+
+    @staticmethod
+    def _rate(part: int, whole: int) -> float:
+        return part / whole if whole else 0.0
+
+    @property
+    def top1(self) -> float:
+        ins = self.in_domain
+        return self._rate(sum(o.ranked_ids[:1] == [o.case.label] for o in ins), len(ins))
+
+    @property
+    def top3(self) -> float:
+        ins = self.in_domain
+        return self._rate(sum(o.case.label in o.ranked_ids[:3] for o in ins), len(ins))
+
+    @property
+    def right_rate(self) -> float:
+        return self._rate(sum(o.right for o in self.outcomes), len(self.outcomes))
+
+    @property
+    def not_sure_rate(self) -> float:
+        return self._rate(sum(o.not_sure for o in self.outcomes), len(self.outcomes))
+
+    @property
+    def wrong_confident_rate(self) -> float:
+        return self._rate(sum(o.wrong_confident for o in self.outcomes), len(self.outcomes))
+
+    @property
+    def suggest_hit_rate(self) -> float:
+        """Of in-domain questions answered with suggestions, how often the right entry was listed."""
+        sug = [o for o in self.in_domain if o.match.kind == SUGGEST]
+        return self._rate(sum(o.case.label in o.match.suggestion_ids for o in sug), len(sug))
+
+    def utility(self) -> float:
+        """What tuning maximises: +1 right, -4 wrong confident, +0.5 for suggestions listing the right entry."""
+        return sum(_utility(o.case, o.match.kind, o.match.entry.id if o.match.entry else None,
+                            o.match.suggestion_ids) for o in self.outcomes)
+
+    def format(self, title: str = "") -> str:
+        ins, outs, amb = self.in_domain, self.out_of_domain, self.ambiguous
+        kinds = {k: sum(o.match.kind == k for o in self.outcomes) for k in (ANSWER, SUGGEST, NONE)}
+        times = sorted(self.seconds_per_query)
+        lines = [
+            f"{title}{len(self.outcomes)} questions ({len(ins)} with an answer in the knowledge base, {len(outs)} without, "
+            f"{len(amb)} ambiguous)",
+            f"  top-1 accuracy      {self.top1:6.1%}   (in-domain: best-ranked entry is the right one)",
+            f"  top-3 accuracy      {self.top3:6.1%}   (in-domain: right entry among the best three)",
+            f"  right answers       {self.right_rate:6.1%}   (confident and right; 'none' when out of domain; not answered when ambiguous)",
+            f"  not sure            {self.not_sure_rate:6.1%}   (suggestions or 'none' instead of the right answer)",
+            f"  wrong confident     {self.wrong_confident_rate:6.1%}   (answered, and wrong)",
+            f"  suggestion hits     {self.suggest_hit_rate:6.1%}   (right entry listed when suggesting)",
+            f"  replies: answer {kinds[ANSWER]}, suggest {kinds[SUGGEST]}, none {kinds[NONE]}",
+        ]
+        if outs:
+            lines.append(f"  out-of-domain: none {sum(o.match.kind == NONE for o in outs)}, "
+                         f"suggest {sum(o.match.kind == SUGGEST for o in outs)}, "
+                         f"answered {sum(o.match.kind == ANSWER for o in outs)} of {len(outs)}")
+        if amb:
+            lines.append(f"  ambiguous: suggest {sum(o.match.kind == SUGGEST for o in amb)}, "
+                         f"none {sum(o.match.kind == NONE for o in amb)}, "
+                         f"answered {sum(o.match.kind == ANSWER for o in amb)} of {len(amb)}")
+        if times:
+            mean = sum(times) / len(times)
+            p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+            lines.append(f"  time per question   mean {mean * 1e3:.3f} ms, p50 {times[len(times) // 2] * 1e3:.3f} ms, "
+                         f"p99 {p99 * 1e3:.3f} ms, max {times[-1] * 1e3:.3f} ms")
+        return "\n".join(lines)
+
+    def format_misses(self) -> str:
+        lines = []
+        for o in self.outcomes:
+            if o.right:
+                continue
+            tag = "WRONG" if o.wrong_confident else o.match.kind
+            got = o.match.entry.id if o.match.entry else ",".join(o.match.suggestion_ids) or "-"
+            top = " ".join(f"{s.entry.id}:{s.score:.1f}/{s.coverage:.2f}/{s.fit:.2f}" for s in o.match.ranked[:3])
+            want = AMBIGUOUS if o.case.ambiguous else o.case.label or "none"
+            lines.append(f"  [{tag:7}] {o.case.text!r} want {want} got {got}  "
+                         f"tokens={'/'.join(o.match.tokens)}  {top}")
+        return "\n".join(lines)
+
+
+def evaluate(index: FaqIndex, cases: list[Case], *, repeat: int = 1) -> Report:
+    outcomes = [Outcome(c, index.match(c.text)) for c in cases]
+    gc.collect()  # time the matcher, not the collection of whatever ran before
+    timings = []
+    for _ in range(repeat):
+        for c in cases:
+            started = time.perf_counter()
+            index.match(c.text)
+            timings.append(time.perf_counter() - started)
+    return Report(outcomes, timings)
+
+
+GRID = {
+    "k1": (0.6, 0.9, 1.2),
+    "b": (0.1, 0.3, 0.5),
+    "union_weight": (0.3, 0.6, 1.0),
+    "dice_weight": (0.5, 0.8, 1.0),
+    "unknown_idf": (0.75, 1.0),
+    "unknown_power": (1.0, 2.0, 3.0),
+    "answer_coverage": (0.7, 0.75, 0.8, 0.85, 0.9, 0.95),
+    "answer_ratio": (0.7, 0.8, 0.85, 0.9, 0.95),
+    "answer_fit": (0.0, 0.3, 0.4, 0.5, 0.6),
+    "suggest_coverage": (0.3, 0.4, 0.5, 0.6),
+}
+
+
+def tune(index: FaqIndex, cases: list[Case]) -> tuple[Params, Report]:
+    """Grid search over ranking and threshold parameters on `cases` (the dev split); best utility wins.
+
+    Ranking parameters change the scores, so each of their combinations ranks the questions once;
+    the thresholds only classify those rankings, so they are swept over stored features (the same
+    rules as index.grade, without building Match objects).
+    """
+    best: Optional[tuple[float, Params]] = None
+    for k1, b, uw, dw, unk, up in itertools.product(GRID["k1"], GRID["b"], GRID["union_weight"], GRID["dice_weight"],
+                                                    GRID["unknown_idf"], GRID["unknown_power"]):
+        ranking = replace(index.params, k1=k1, b=b, union_weight=uw, dice_weight=dw, unknown_idf=unk, unknown_power=up)
+        probe = index.with_params(ranking)
+        rows = []
+        for c in cases:
+            tokens = probe.analyzer.tokens(c.text)
+            ranked = probe.rank(tokens)
+            if not ranked:
+                rows.append((c, None, 0.0, 0.0, 0.0, 0.0, (), False, False))
+                continue
+            first = ranked[0]
+            runner_up = ranked[1].score if len(ranked) > 1 else 0.0
+            floor = index.params.thresholds.suggest_floor * first.score
+            listed = tuple(s.entry.id for s in ranked[:3] if s.score >= floor)
+            single = len(set(tokens)) == 1 and first.fit < 0.99
+            exact = first.fit >= 0.99
+            rows.append((c, first.entry.id, first.coverage, first.fit, first.score, runner_up, listed, single, exact))
+        for ac, ar, af, sc in itertools.product(GRID["answer_coverage"], GRID["answer_ratio"], GRID["answer_fit"],
+                                                GRID["suggest_coverage"]):
+            if sc > ac:
+                continue
+            u = 0.0
+            for c, top, cov, fit, s1, s2, listed, single, exact in rows:
+                if top is None or cov < sc:
+                    kind = NONE
+                elif exact or (not single and cov >= ac and fit >= af and s2 <= ar * s1):
+                    kind = ANSWER
+                else:
+                    kind = SUGGEST
+                u += _utility(c, kind, top, listed)
+            if best is None or u > best[0] + 1e-9:
+                th = replace(index.params.thresholds, answer_coverage=ac, answer_ratio=ar, answer_fit=af,
+                             suggest_coverage=sc)
+                best = (u, replace(ranking, thresholds=th))
+    assert best is not None
+    tuned = index.with_params(best[1])
+    return best[1], evaluate(tuned, cases)
+
+
+def _utility(case: Case, kind: str, top: Optional[str], listed: tuple[str, ...]) -> float:
+    """One question's share of Report.utility."""
+    if case.ambiguous:
+        return -4.0 if kind == ANSWER else 1.0
+    if case.label is None:
+        return {NONE: 1.0, SUGGEST: -0.1, ANSWER: -4.0}[kind]
+    if kind == ANSWER:
+        return 1.0 if top == case.label else -4.0
+    if kind == SUGGEST:
+        return 0.5 if case.label in listed else -0.1
+    return 0.0

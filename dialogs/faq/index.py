@@ -1,0 +1,781 @@
+"""The consultation knowledge base: load and validate it, tokenise with jieba, rank with BM25, grade confidence."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import tempfile
+import threading
+import time
+import unicodedata
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import jieba
+import yaml
+
+log = logging.getLogger("zikao.faq")
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_KB = PACKAGE_DIR / "kb.yaml"
+
+# What an entry's `action` may name: flows the router starts and queries it answers from the
+# candidate's own data. A name outside this set is refused when the file is validated.
+ACTIONS = frozenset({
+    "flow:bind", "flow:unbind", "flow:password", "flow:switch_number", "flow:profile",
+    "flow:exemption", "flow:backfill", "flow:thesis", "flow:graduation", "flow:degree",
+    "flow:transfer_out", "flow:feedback",
+    "query:latest_scores", "query:all_scores", "query:course_score", "query:plan", "query:progress",
+    "query:windows", "query:messages", "query:news", "query:orders", "query:samples", "query:contacts",
+})
+
+ENTRY_FIELDS = {"id", "topic", "questions", "answer", "action", "source"}
+REQUIRED_FIELDS = ("id", "questions", "answer", "source")
+ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,63}")
+MAX_ANSWER_CHARS = 300  # a phone screen: a few short lines
+MAX_ANSWER_LINES = 8
+MAX_QUESTION_CHARS = 80
+
+ANSWER, SUGGEST, NONE = "answer", "suggest", "none"
+
+# Placeholder tokens for things that vary from question to question but mean the same.
+COURSE, ADMISSION_NO, ID_NO, MAJOR, YEAR = "@course", "@admission_no", "@id_no", "@major", "@year"
+
+
+class FaqError(Exception):
+    """The knowledge base (or one of its data files) is invalid; `errors` lists every problem found."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    questions: tuple[str, ...]
+    answer: str
+    source: str
+    topic: str = ""
+    action: Optional[str] = None
+    line: int = 0  # where the entry starts in its file, for messages to staff
+
+    @property
+    def title(self) -> str:
+        """The question shown in "你是不是想问" lists."""
+        return self.questions[0]
+
+
+@dataclass(frozen=True)
+class Course:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Scored:
+    entry: Entry
+    score: float
+    coverage: float  # share of the question's weight (idf) that this entry's phrasings contain
+    fit: float = 0.0  # idf-weighted Dice overlap of the question with this entry's closest phrasing
+
+
+@dataclass(frozen=True)
+class Match:
+    """The outcome of one question: answer (one entry), suggest (up to 3) or none."""
+
+    kind: str
+    text: str
+    entry: Optional[Entry] = None  # set when kind == "answer"
+    suggestions: tuple[Entry, ...] = ()  # set when kind == "suggest"
+    course: Optional[Course] = None  # a course named in the question ("英语二" -> 00015)
+    ranked: tuple[Scored, ...] = ()  # the best few, for logs and the evaluation
+    tokens: tuple[str, ...] = ()
+
+    @property
+    def action(self) -> Optional[str]:
+        return self.entry.action if self.kind == ANSWER and self.entry else None
+
+    @property
+    def suggestion_ids(self) -> tuple[str, ...]:
+        return tuple(e.id for e in self.suggestions)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Confidence classes, tuned on the dev split (bench/faq_eval.py --tune), never on the eval set.
+
+    answer:  the question equals one phrasing (fit 1), or coverage >= answer_coverage, fit >= answer_fit
+             and runner-up score <= answer_ratio * best score (never for a lone word that is not a phrasing)
+    suggest: coverage >= suggest_coverage (the best three whose score is >= suggest_floor * best)
+    none:    anything else
+    """
+
+    answer_coverage: float = 0.8
+    answer_fit: float = 0.0
+    answer_ratio: float = 0.8
+    suggest_coverage: float = 0.4
+    suggest_floor: float = 0.35
+
+
+@dataclass(frozen=True)
+class Params:
+    """Ranking parameters (BM25 and its inputs), also tuned on the dev split."""
+
+    k1: float = 0.6
+    b: float = 0.1
+    union_weight: float = 0.6  # weight of the entry's all-phrasings document beside its best phrasing
+    dice_weight: float = 1.0  # how much a phrasing's score depends on matching the question as a whole
+    unknown_idf: float = 0.75  # weight (as a share of the largest idf) of a question word the KB never uses ...
+    unknown_power: float = 2.0  # ... times its rarity in general Chinese (jieba's counts) to this power
+    hmm: bool = False  # jieba's HMM guesses new words; off: typos split into known single characters
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+DEFAULT_PARAMS = Params()
+
+
+# ---------------------------------------------------------------------------------- data files
+
+@dataclass(frozen=True)
+class FaqFiles:
+    """The files one index is built from. Only the knowledge base usually moves; the rest ship with the package."""
+
+    kb: Path = DEFAULT_KB
+    synonyms: Path = PACKAGE_DIR / "synonyms.yaml"
+    userdict: Path = PACKAGE_DIR / "userdict.txt"
+    stopwords: Path = PACKAGE_DIR / "stopwords.txt"
+    courses: Path = PACKAGE_DIR / "courses.txt"
+
+    @classmethod
+    def with_kb(cls, kb: str | os.PathLike | None) -> "FaqFiles":
+        return cls() if kb is None else cls(kb=Path(kb))
+
+    def all(self) -> tuple[Path, ...]:
+        return (self.kb, self.synonyms, self.userdict, self.stopwords, self.courses)
+
+    def stamp(self) -> tuple:
+        """What changes when any of the files changes (modification time and size)."""
+        out = []
+        for p in self.all():
+            try:
+                st = p.stat()
+                out.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers where each mapping starts and refuses duplicate keys."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    mapping = loader.construct_mapping(node, deep=deep)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: Path) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FaqError([f"{path}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise FaqError([f"{path}: cannot read ({e})"]) from None
+    try:
+        return yaml.load(text, Loader=_LineLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        raise FaqError([f"{where}: YAML syntax error: {problem}"]) from None
+
+
+def strip_lines(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {k: strip_lines(v) for k, v in obj.items() if k != "__line__"}
+    if isinstance(obj, list):
+        return [strip_lines(v) for v in obj]
+    return obj
+
+
+def parse_entries(path: Path) -> list[Entry]:
+    """Read and check the knowledge base file (not yet its phrasings' tokens: see build_index)."""
+    data = read_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+        raise FaqError([f"{path}: expected a mapping with an 'entries:' list"])
+    unknown_top = set(data) - {"version", "entries", "__line__"}
+    errors = [f"{path}: unknown top-level key {k!r}" for k in sorted(unknown_top)]
+    entries: list[Entry] = []
+    first_line: dict[str, int] = {}
+    for n, raw in enumerate(data["entries"], 1):
+        if not isinstance(raw, dict):
+            errors.append(f"{path}: entry #{n}: expected a mapping (id, questions, answer, source ...)")
+            continue
+        line = raw.get("__line__", 0)
+        eid = raw.get("id")
+        label = f"{path}:{line}: entry {eid!r}" if isinstance(eid, str) else f"{path}:{line}: entry #{n}"
+        problems: list[str] = []
+        for k in sorted(set(raw) - ENTRY_FIELDS - {"__line__"}):
+            problems.append(f"unknown field {k!r} (allowed: {', '.join(sorted(ENTRY_FIELDS))})")
+        for k in REQUIRED_FIELDS:
+            if raw.get(k) in (None, "", []):
+                problems.append(f"missing field {k!r}")
+        if isinstance(eid, str) and eid:
+            if not ID_RE.fullmatch(eid):
+                problems.append("id: lower-case letters, digits and '-' only (2-64 characters)")
+            elif eid in first_line:
+                problems.append(f"duplicate id (first used at line {first_line[eid]})")
+            else:
+                first_line[eid] = line
+        elif eid not in (None, ""):
+            problems.append("id must be text")
+        questions = raw.get("questions")
+        if questions not in (None, "", []):
+            if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
+                problems.append("questions: expected a list of texts")
+                questions = []
+            else:
+                questions = [q.strip() for q in questions]
+                if len(questions) < 2:
+                    problems.append("questions: give at least two ways of asking")
+                for q in questions:
+                    if not q:
+                        problems.append("questions: an empty question")
+                    elif len(q) > MAX_QUESTION_CHARS:
+                        problems.append(f"questions: {q[:20]!r}... is longer than {MAX_QUESTION_CHARS} characters")
+        answer = raw.get("answer")
+        if answer not in (None, ""):
+            if not isinstance(answer, str):
+                problems.append("answer must be text")
+            else:
+                answer = answer.strip()
+                if len(answer) > MAX_ANSWER_CHARS:
+                    problems.append(f"answer: {len(answer)} characters, at most {MAX_ANSWER_CHARS} fit a phone screen")
+                if answer.count("\n") + 1 > MAX_ANSWER_LINES:
+                    problems.append(f"answer: more than {MAX_ANSWER_LINES} lines")
+        action = raw.get("action")
+        if action is not None and action not in ACTIONS:
+            problems.append(f"unknown action {action!r} (known: {', '.join(sorted(ACTIONS))})")
+        for k in ("source", "topic"):
+            if raw.get(k) is not None and not isinstance(raw.get(k), str):
+                problems.append(f"{k} must be text")
+        if problems:
+            errors.extend(f"{label}: {p}" for p in problems)
+            continue
+        entries.append(Entry(
+            id=eid, questions=tuple(questions), answer=answer, source=raw["source"].strip(),
+            topic=(raw.get("topic") or "").strip(), action=action, line=line,
+        ))
+    if errors:
+        raise FaqError(errors)
+    if not entries:
+        raise FaqError([f"{path}: no entries"])
+    return entries
+
+
+def parse_synonyms(path: Path) -> dict[str, tuple[str, ...]]:
+    """variant -> canonical token(s), lower-case; a canonical word maps to itself.
+
+    A canonical key with spaces stands for several tokens ("多少 成绩": [几分]); its variants
+    map to all of them.
+    """
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise FaqError([f"{path}: expected a mapping of canonical word: [variants]"])
+    out: dict[str, tuple[str, ...]] = {}
+    where: dict[str, str] = {}
+    errors = []
+    for canon, variants in strip_lines(data).items():
+        if not isinstance(canon, (str, int)) or not isinstance(variants, list) or not variants:
+            errors.append(f"{path}: {canon!r}: expected a non-empty list of variants")
+            continue
+        canon_n = tuple(normalize(str(canon)).split())
+        words = [*variants] if len(canon_n) > 1 else [canon, *variants]
+        for word in words:
+            w = normalize(str(word))
+            if not w or " " in w:
+                errors.append(f"{path}: {canon!r}: variant {word!r} is empty or contains a space")
+                continue
+            if w in out and out[w] != canon_n:
+                errors.append(f"{path}: {word!r} is in two groups ({where[w]!r} and {canon!r})")
+                continue
+            out[w] = canon_n
+            where[w] = str(canon)
+    if errors:
+        raise FaqError(errors)
+    return out
+
+
+def _text_lines(path: Path) -> Iterable[tuple[int, str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FaqError([f"{path}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise FaqError([f"{path}: cannot read ({e})"]) from None
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            yield n, line
+
+
+def parse_stopwords(path: Path) -> frozenset[str]:
+    return frozenset(normalize(line) for _, line in _text_lines(path))
+
+
+def parse_userdict(path: Path) -> list[tuple[str, Optional[int], Optional[str]]]:
+    out, errors = [], []
+    for n, line in _text_lines(path):
+        parts = line.split()
+        freq: Optional[int] = None
+        tag: Optional[str] = None
+        if len(parts) > 3:
+            errors.append(f"{path}:{n}: expected 'word [frequency] [tag]'")
+            continue
+        for extra in parts[1:]:
+            if extra.isdigit():
+                freq = int(extra)
+            elif re.fullmatch(r"[a-z]+", extra):
+                tag = extra
+            else:
+                errors.append(f"{path}:{n}: {extra!r} is neither a frequency nor a part-of-speech tag")
+        out.append((normalize(parts[0]), freq, tag))
+    if errors:
+        raise FaqError(errors)
+    return out
+
+
+def parse_courses(path: Path) -> list[tuple[Course, tuple[str, ...]]]:
+    out, errors, seen = [], [], {}
+    for n, line in _text_lines(path):
+        parts = line.split()
+        if len(parts) < 2 or not re.fullmatch(r"\d{5}", parts[0]):
+            errors.append(f"{path}:{n}: expected '5-digit code, name, [short names ...]'")
+            continue
+        course = Course(parts[0], parts[1])
+        names = tuple(dict.fromkeys(normalize(p) for p in parts[1:]))
+        for name in names:
+            if name in seen and seen[name] != course.code:
+                errors.append(f"{path}:{n}: {name!r} already names course {seen[name]}")
+            seen[name] = course.code
+        out.append((course, names))
+    if errors:
+        raise FaqError(errors)
+    return out
+
+
+# ---------------------------------------------------------------------------------- analysis
+
+_CET = re.compile(r"(cet|pets)\s*[-_]?\s*([1-6])")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Full-width to half-width (NFKC), lower case, "CET 4"/"cet-4" -> "cet4", spaces collapsed."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = _CET.sub(r"\1\2", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+_ENTITY = re.compile(
+    r"(?<![a-z0-9])(?:"
+    r"(?P<id>\d{17}[\dx])"
+    r"|(?P<adm>\d{12})"
+    r"|(?P<major>\d{6}[kt]?)"
+    r"|(?P<code>\d{5})"
+    r"|(?P<year>(?:19|20)\d\d)"
+    r"|(?P<num>\d+(?:\.\d+)?)"
+    r")(?![a-z0-9])"
+)
+_WORD = re.compile(r"\w")
+
+_jieba_lock = threading.Lock()
+_base_dicts: dict[str, tuple[dict, int]] = {}
+
+
+def _base_dictionary(cache_dir: str) -> tuple[dict, int]:
+    """jieba's main dictionary, loaded once per process (from its cache file in `cache_dir`)."""
+    with _jieba_lock:
+        got = _base_dicts.get(cache_dir)
+        if got is None:
+            # jieba logs every initialisation at DEBUG to stderr; keep its warnings only.
+            jieba.setLogLevel(logging.WARNING)
+            try:
+                Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            except OSError:
+                log.warning("jieba cache directory %s is not writable; jieba will rebuild its dictionary", cache_dir)
+            t = jieba.Tokenizer()
+            t.tmp_dir = cache_dir  # the cache file is <cache_dir>/jieba.cache
+            started = time.perf_counter()
+            t.initialize()
+            log.info("jieba dictionary loaded in %.2f s (cache in %s)", time.perf_counter() - started, cache_dir)
+            got = (t.FREQ, t.total)
+            _base_dicts[cache_dir] = got
+        return got
+
+
+def default_cache_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), "zikao-bot-jieba")
+
+
+class Analyzer:
+    """Text -> tokens: entities to placeholders, courses recognised, jieba, stop words out, synonyms folded."""
+
+    def __init__(self, *, synonyms: dict[str, tuple[str, ...]], stopwords: frozenset[str],
+                 userdict: list[tuple[str, Optional[int], Optional[str]]],
+                 courses: list[tuple[Course, tuple[str, ...]]], cache_dir: str, hmm: bool = False) -> None:
+        self.synonyms = synonyms
+        self.stopwords = stopwords
+        self.hmm = hmm
+        freq, total = _base_dictionary(cache_dir)
+        tok = jieba.Tokenizer()
+        # A private copy of the main dictionary: user words of one knowledge base version never leak
+        # into another, and no other jieba user in the process sees them.
+        tok.FREQ, tok.total, tok.initialized = dict(freq), total, True
+        tok.tmp_dir = cache_dir
+        for word, f, tag in userdict:
+            tok.add_word(word, f, tag)
+        for word in synonyms:
+            if word not in tok.FREQ or not tok.FREQ[word]:
+                tok.add_word(word)
+        self.tokenizer = tok
+        self.course_of: dict[str, Course] = {}
+        for course, names in courses:
+            for name in names:
+                self.course_of[name] = course
+            self.course_of.setdefault(course.code, course)
+        names = sorted((n for n in self.course_of if not n.isdigit()), key=len, reverse=True)
+        self._course_re = re.compile("|".join(map(re.escape, names))) if names else None
+
+    def analyze(self, text: str) -> tuple[list[str], Optional[Course]]:
+        text = normalize(text)
+        course: Optional[Course] = None
+        marker = "\x00"
+
+        def sub_course(m: re.Match) -> str:
+            nonlocal course
+            course = course or self.course_of[m.group(0)]
+            return f"{marker}{COURSE}{marker}"
+
+        def sub_entity(m: re.Match) -> str:
+            nonlocal course
+            kind = m.lastgroup
+            if kind == "code":
+                course = course or self.course_of.get(m.group(0)) or Course(m.group(0), "")
+                return f"{marker}{COURSE}{marker}"
+            if kind == "num":
+                return " "  # a bare number ("59分", "3个") says nothing about the topic
+            token = {"id": ID_NO, "adm": ADMISSION_NO, "major": MAJOR, "year": YEAR}[kind]
+            return f"{marker}{token}{marker}"
+
+        if self._course_re is not None:
+            text = self._course_re.sub(sub_course, text)
+        text = _ENTITY.sub(sub_entity, text)
+        tokens: list[str] = []
+        for n, piece in enumerate(text.split(marker)):
+            if n % 2:
+                tokens.append(piece)
+                continue
+            for word in self.tokenizer.cut(piece, HMM=self.hmm):
+                word = word.strip()
+                if not word or not _WORD.search(word):
+                    continue
+                for token in self.synonyms.get(word, (word,)):
+                    if token not in self.stopwords:
+                        tokens.append(token)
+        return tokens, course
+
+    def tokens(self, text: str) -> list[str]:
+        return self.analyze(text)[0]
+
+
+# ---------------------------------------------------------------------------------- ranking
+
+class FaqIndex:
+    """One validated knowledge base, ready to answer. Immutable: a reload builds a new one."""
+
+    def __init__(self, entries: list[Entry], analyzer: Analyzer, params: Params = DEFAULT_PARAMS,
+                 files: Optional[FaqFiles] = None) -> None:
+        self.entries = entries
+        self.by_id = {e.id: e for e in entries}
+        self.analyzer = analyzer
+        self.params = params
+        self.files = files
+        errors: list[str] = []
+        seen: dict[tuple, tuple[Entry, str]] = {}
+        # One document per phrasing (its owner's index, term counts, length) ...
+        self._docs: list[tuple[int, Counter, int]] = []
+        # ... and one per entry with all its phrasings' words, for coverage and a small bonus.
+        self._entry_terms: list[Counter] = []
+        for i, e in enumerate(entries):
+            union: Counter = Counter()
+            for q in e.questions:
+                toks = analyzer.tokens(q)
+                where = f"{files.kb if files else 'kb'}:{e.line}: entry {e.id!r}"
+                if not toks:
+                    errors.append(f"{where}: question {q!r} has no words left after stop words")
+                    continue
+                key = tuple(sorted(toks))
+                other = seen.get(key)
+                if other and other[0].id != e.id:
+                    errors.append(f"{where}: question {q!r} reads the same as {other[1]!r} of entry "
+                                  f"{other[0].id!r} (line {other[0].line}); make them differ or merge the entries")
+                seen.setdefault(key, (e, q))
+                tf = Counter(toks)
+                self._docs.append((i, tf, len(toks)))
+                for t in tf:
+                    union[t] = max(union[t], tf[t])
+            self._entry_terms.append(union)
+        if errors:
+            raise FaqError(errors)
+        n = len(entries)
+        df: Counter = Counter()
+        for union in self._entry_terms:
+            df.update(union.keys())
+        # idf over entries, not phrasings: an entry with many phrasings must not dilute its own words.
+        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        self.max_idf = math.log(1 + (n + 0.5) / 0.5)
+        self._avg_len = sum(d[2] for d in self._docs) / len(self._docs)
+        self._avg_union = sum(sum(u.values()) for u in self._entry_terms) / n
+        self._postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for d, (_, tf, _) in enumerate(self._docs):
+            for t, c in tf.items():
+                self._postings[t].append((d, c))
+        self._union_postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for i, union in enumerate(self._entry_terms):
+            for t, c in union.items():
+                self._union_postings[t].append((i, c))
+        self._union_len = [sum(u.values()) for u in self._entry_terms]
+        self._doc_mass = [sum(self.idf[t] for t in tf) for _, tf, _ in self._docs]
+
+    @classmethod
+    def load(cls, files: FaqFiles | None = None, *, cache_dir: str | None = None,
+             params: Params = DEFAULT_PARAMS) -> "FaqIndex":
+        """Read and validate every file; raises FaqError listing all problems."""
+        files = files or FaqFiles()
+        errors: list[str] = []
+        parts = {}
+        for name, parse, path in (("entries", parse_entries, files.kb), ("synonyms", parse_synonyms, files.synonyms),
+                                  ("stopwords", parse_stopwords, files.stopwords),
+                                  ("userdict", parse_userdict, files.userdict), ("courses", parse_courses, files.courses)):
+            try:
+                parts[name] = parse(path)
+            except FaqError as e:
+                errors.extend(e.errors)
+        if errors:
+            raise FaqError(errors)
+        synonym_words = set(parts["synonyms"]) | {t for toks in parts["synonyms"].values() for t in toks}
+        bad_stop = sorted(synonym_words & parts["stopwords"])
+        if bad_stop:
+            raise FaqError([f"{files.stopwords}: {w!r} is a stop word and also in {files.synonyms.name}"
+                            for w in bad_stop])
+        analyzer = Analyzer(synonyms=parts["synonyms"], stopwords=parts["stopwords"], userdict=parts["userdict"],
+                            courses=parts["courses"], cache_dir=cache_dir or default_cache_dir(), hmm=params.hmm)
+        return cls(parts["entries"], analyzer, params, files)
+
+    def with_params(self, params: Params) -> "FaqIndex":
+        """The same knowledge base ranked with other parameters (for tuning)."""
+        if params.hmm != self.analyzer.hmm:
+            analyzer = Analyzer.__new__(Analyzer)
+            analyzer.__dict__.update(self.analyzer.__dict__)
+            analyzer.hmm = params.hmm
+        else:
+            analyzer = self.analyzer
+        return FaqIndex(self.entries, analyzer, params, self.files)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, entry_id: str) -> Optional[Entry]:
+        return self.by_id.get(entry_id)
+
+    def _unknown_weight(self, token: str) -> float:
+        """A word the knowledge base never uses: common words ("知道", "出来") weigh little, rare ones
+        ("公积金") much, so that off-topic questions lose coverage but chatty ones keep it."""
+        freq = self.analyzer.tokenizer.FREQ.get(token) or 0
+        total = self.analyzer.tokenizer.total
+        rarity = math.log(total / (freq + 1)) / math.log(total)
+        return self.params.unknown_idf * self.max_idf * rarity ** self.params.unknown_power
+
+    def _bm25(self, tf: int, length: int, avg: float) -> float:
+        k1, b = self.params.k1, self.params.b
+        return tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avg))
+
+    def rank(self, tokens: list[str], limit: int = 5) -> list[Scored]:
+        terms = list(dict.fromkeys(tokens))
+        if not terms:
+            return []
+        weight = {t: self.idf[t] if t in self.idf else self._unknown_weight(t) for t in terms}
+        total = sum(weight.values()) or 1.0
+        best: dict[int, float] = {}
+        fit: dict[int, float] = defaultdict(float)
+        doc_scores: dict[int, float] = defaultdict(float)
+        overlap: dict[int, float] = defaultdict(float)
+        for t in terms:
+            idf = self.idf.get(t)
+            if idf is None:
+                continue
+            for d, c in self._postings[t]:
+                doc_scores[d] += idf * self._bm25(c, self._docs[d][2], self._avg_len)
+                overlap[d] += idf
+        dw = self.params.dice_weight
+        for d, s in doc_scores.items():
+            # Dice overlap (idf-weighted) of question and phrasing: a phrasing that says the same
+            # thing and no more beats a long one that merely contains the question's words.
+            dice = 2 * overlap[d] / (total + self._doc_mass[d])
+            s *= 1 - dw + dw * dice
+            i = self._docs[d][0]
+            if s > best.get(i, 0.0):
+                best[i] = s
+            fit[i] = max(fit[i], dice)
+        uw = self.params.union_weight
+        if uw:
+            for t in terms:
+                idf = self.idf.get(t)
+                if idf is None:
+                    continue
+                for i, c in self._union_postings[t]:
+                    if i in best:
+                        best[i] += uw * idf * self._bm25(c, self._union_len[i], self._avg_union)
+        top = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        out = []
+        for i, s in top:
+            covered = sum(w for t, w in weight.items() if t in self._entry_terms[i])
+            out.append(Scored(self.entries[i], s, covered / total, fit[i]))
+        return out
+
+    def match(self, text: str) -> Match:
+        tokens, course = self.analyzer.analyze(text)
+        ranked = self.rank(tokens)
+        return grade(Match(kind=NONE, text=text, course=course, ranked=tuple(ranked), tokens=tuple(tokens)),
+                     self.params.thresholds)
+
+    def warm(self) -> None:
+        """Run one question through every stage so the first real one is as fast as the hundredth."""
+        self.match("我想申请免考，英语二多少分？")
+
+
+def grade(m: Match, th: Thresholds) -> Match:
+    """The confidence class of a ranking: answer (clear winner), suggest (top 3) or none."""
+    ranked = m.ranked
+    base = replace(m, kind=NONE, entry=None, suggestions=())
+    if not ranked or ranked[0].coverage < th.suggest_coverage:
+        return base
+    first = ranked[0]
+    runner_up = ranked[1].score if len(ranked) > 1 else 0.0
+    # One word ("英语", "密码") names a topic, not a question: answer it only when it is a phrasing
+    # of its own (a keyword like "免考"), otherwise list the candidates.
+    single_word_topic = len(set(m.tokens)) == 1 and first.fit < 0.99
+    # The question says exactly what one phrasing says (validation keeps phrasings unique across
+    # entries): that is the entry, however close the runner-up ("申请免考" vs "现在能申请免考吗").
+    exact = first.fit >= 0.99
+    if exact or (not single_word_topic and first.coverage >= th.answer_coverage and first.fit >= th.answer_fit
+                 and runner_up <= th.answer_ratio * first.score):
+        return replace(base, kind=ANSWER, entry=first.entry)
+    picks = tuple(s.entry for s in ranked[:3] if s.score >= th.suggest_floor * first.score)
+    return replace(base, kind=SUGGEST, suggestions=picks)
+
+
+# ---------------------------------------------------------------------------------- service
+
+class FaqService:
+    """Holds the current index; picks up edited files without a restart.
+
+    On use, at most every `check_interval` seconds, the files' modification times are compared with
+    those the index was built from. A changed set is validated and swapped in whole; an invalid one
+    is logged and ignored, and the old knowledge base keeps answering until the files are fixed.
+    """
+
+    def __init__(self, kb: str | os.PathLike | None = None, *, files: Optional[FaqFiles] = None,
+                 cache_dir: str | os.PathLike | None = None, check_interval: float = 3.0,
+                 params: Params = DEFAULT_PARAMS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.files = files or FaqFiles.with_kb(kb)
+        self.cache_dir = str(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.check_interval = check_interval
+        self.params = params
+        self.clock = clock
+        self._index: Optional[FaqIndex] = None
+        self._stamp: tuple = ()
+        self._next_check = 0.0
+        self._lock = threading.Lock()
+        self.last_error: Optional[FaqError] = None
+
+    @property
+    def index(self) -> FaqIndex:
+        if self._index is None:
+            self.warm()
+        assert self._index is not None
+        return self._index
+
+    def warm(self) -> FaqIndex:
+        """Load jieba and the knowledge base now (at start-up). Raises FaqError if the files are invalid."""
+        with self._lock:
+            if self._index is None:
+                stamp = self.files.stamp()
+                started = time.perf_counter()
+                index = FaqIndex.load(self.files, cache_dir=self.cache_dir, params=self.params)
+                index.warm()
+                self._index, self._stamp = index, stamp
+                self._next_check = self.clock() + self.check_interval
+                log.info("FAQ: %d entries from %s ready in %.2f s", len(index), self.files.kb,
+                         time.perf_counter() - started)
+            return self._index
+
+    def reload(self) -> bool:
+        """Validate the files and swap the new index in; False (old one kept, reason logged) if invalid."""
+        with self._lock:
+            stamp = self.files.stamp()
+            try:
+                index = FaqIndex.load(self.files, cache_dir=self.cache_dir, params=self.params)
+                index.warm()
+            except FaqError as e:
+                self.last_error = e
+                self._stamp = stamp  # do not retry the same broken files on every message
+                log.error("FAQ: %s is invalid, still answering from the previous version:\n%s",
+                          self.files.kb, "\n".join(e.errors))
+                return False
+            old = len(self._index) if self._index else 0
+            self._index, self._stamp, self.last_error = index, stamp, None
+            log.info("FAQ: reloaded %s (%d entries, was %d)", self.files.kb, len(index), old)
+            return True
+
+    def check_for_changes(self) -> bool:
+        """Reload if the files changed since the last look; True when a new index was swapped in."""
+        now = self.clock()
+        if now < self._next_check:
+            return False
+        self._next_check = now + self.check_interval
+        if self._index is None:
+            self.warm()
+            return True
+        if self.files.stamp() == self._stamp:
+            return False
+        return self.reload()
+
+    def match(self, text: str) -> Match:
+        self.check_for_changes()
+        return self.index.match(text)
+
+    def get(self, entry_id: str) -> Optional[Entry]:
+        """An entry by id, e.g. the one a candidate picked by number from a suggestion list."""
+        return self.index.get(entry_id)
+
+
+def check_files(files: FaqFiles | None = None, *, cache_dir: str | None = None) -> FaqIndex:
+    """Validate everything a service would load; raises FaqError. Used by `zikao-bot faq check`."""
+    return FaqIndex.load(files, cache_dir=cache_dir)

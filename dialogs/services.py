@@ -1,0 +1,27 @@
+"""What dialogs may ask of the outside world, as interfaces: SMS, WeChat media. The edge (bot/)
+supplies the implementations, so the same flows run against the emulator, the real services,
+or a test double."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional, Protocol
+
+
+class SmsError(Exception):
+    """The SMS gateway did not take the message."""
+
+
+class SmsGateway(Protocol):
+    async def send(self, mobile: str, text: str) -> None:
+        """Send `text` to `mobile`; raise SmsError when the gateway refuses or cannot be reached."""
+
+
+@dataclass
+class Services:
+    sms: Optional[SmsGateway] = None
+    # WeChat media: download a user's photo by MediaId (-> bytes, Content-Type); upload a
+    # picture (bytes, file name) and get a media id.
+    download_media: Optional[Callable[[str], Awaitable[tuple[bytes, str]]]] = None
+    upload_image: Optional[Callable[[bytes, str], Awaitable[str]]] = None
+    # Where evidence photos are kept (storage.photos.PhotoStore).
+    photo_store: Optional[Any] = None

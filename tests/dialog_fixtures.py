@@ -1,0 +1,53 @@
+"""Shared pieces of the dialog tests: a candidate to bind, an SMS inbox, a router."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+from dialogs.router import Router
+from dialogs.services import Services, SmsError
+from storage.db import Database
+from storage.models import AdmissionNumber, Candidate, utcnow
+from storage.passwords import hash_initial_password
+
+ID_NUMBER = "310101199001011234"  # valid check digit; initial password 011234
+PASSWORD = "011234"
+ADMISSION = ("011520100001", "011520100002")
+MOBILE = "13812345678"
+ID_OTHER = "310115198506120042"
+
+
+@dataclass
+class Inbox:
+    """An SMS gateway double: keeps what was sent, can be told to fail."""
+
+    sent: list[tuple[str, str]] = field(default_factory=list)
+    fail: bool = False
+
+    async def send(self, mobile: str, text: str) -> None:
+        if self.fail:
+            raise SmsError("gateway refused")
+        self.sent.append((mobile, text))
+
+    def last_code(self) -> str:
+        m = re.search(r"\d{6}", self.sent[-1][1])
+        assert m, self.sent[-1]
+        return m.group(0)
+
+
+async def add_candidate(db: Database, *, id_number: str = ID_NUMBER, name: str = "王小明", mobile: str | None = MOBILE,
+                        verified: bool = False, numbers: tuple[str, ...] = ADMISSION) -> int:
+    async with db.session() as s, s.begin():
+        c = Candidate(id_number=id_number, name=name, password_hash=hash_initial_password(id_number), mobile=mobile,
+                      mobile_verified_at=utcnow() if verified else None, email="wxm@example.com",
+                      mailing_address="上海市黄浦区南京东路1号", postcode="200001")
+        s.add(c)
+        await s.flush()
+        for i, n in enumerate(numbers):
+            s.add(AdmissionNumber(number=n, candidate_id=c.id, registered_on=dt.date(2015 + i, 3, 1)))
+        return c.id
+
+
+def make_router(db: Database, inbox: Inbox | None = None, **kw) -> Router:
+    return Router(db, services=Services(sms=inbox or Inbox()), **kw)
