@@ -177,7 +177,7 @@ async def registration_lines(ctx: Ctx, regs: list[ApplicationData]) -> list[str]
             parts = [f"{i.course_code} {names.get(i.course_code, i.course_code)}"]
             if i.entry_kind == "theory" and (i.score is not None or i.grade):
                 parts.append(score_label(i.score, i.grade))
-            if i.course_code in credits:
+            if credits.get(i.course_code):
                 parts.append(f"{credits[i.course_code]}学分")
             if i.passed_month:
                 what = {"theory": "通过", "exemption": "免考", "transfer": "转入"}.get(i.entry_kind or "", "")
@@ -414,13 +414,14 @@ async def _photo_check(ctx: Ctx, value: dict[str, Any]) -> dict[str, Any]:
     current = W.photos_of(ctx.answers.get("th_photos"))
     if len(current) >= MAX_PHOTOS:
         raise Invalid(f"最多{MAX_PHOTOS}张照片，回复“完成”继续。")
-    photo_id = await W.receive_photo(ctx, value, current=current, elsewhere=set())
+    photo_id, note = await W.receive_photo(ctx, value, current=current, elsewhere=set())
     proof = next((e for e in item.evidences if e.type_code == PROOF_TYPE), None)
     if proof is None:
         proof = EvidenceData(type_code=PROOF_TYPE)
         item.evidences.append(proof)
     proof.photo_ids = current + [photo_id]
     await _save(ctx, app)
+    ctx.scratch["photo_note"] = note
     return {"photo_id": photo_id}
 
 
@@ -612,7 +613,8 @@ async def _review_after(ctx: Ctx, choice: str) -> Optional[str]:
 
 
 async def _field_options(ctx: Ctx) -> list[F.Option]:
-    return [(step, label) for step, label in FIELDS.get(_kind(ctx) or "", ())]
+    # "修改成绩", not "成绩": a bare keyword would run its query instead of answering the step.
+    return [(step, f"修改{label}") for step, label in FIELDS.get(_kind(ctx) or "", ())]
 
 
 async def _field_after(ctx: Ctx, step: str) -> str:

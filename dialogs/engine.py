@@ -359,6 +359,19 @@ class Engine:
         conv.step = nxt.name
         return Reply(await self._question(nxt, ctx))
 
+    async def is_choice_answer(self, conv: Conversation, ctx: Ctx) -> bool:
+        """Whether the text names an option of the current choice step (then it answers the step
+        rather than being taken as a keyword)."""
+        flow = self.flow_of(conv)
+        if flow is None or conv.step in (None, SUMMARY):
+            return False
+        ctx = self._ctx(ctx, conv)
+        field_ = await self._field(flow.step(conv.step), ctx)
+        if not isinstance(field_, (F.Choice, F.MultiChoice)):
+            return False
+        text = F.clean(ctx.msg.text)
+        return any(text in (value, label) for value, label in field_.options)
+
     async def _wrong(self, conv: Conversation, flow: Flow, step: Step, ctx: Ctx, reason: str) -> Reply:
         d = self._data(conv)
         d["failures"] += 1

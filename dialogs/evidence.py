@@ -151,12 +151,13 @@ async def download(ctx: Ctx, media_id: str) -> bytes:
     return data
 
 
-async def receive_photo(ctx: Ctx, value: dict[str, Any], *, current: list[int], elsewhere: set[int]) -> int:
-    """Download, check and store one photo of an evidence; its photo id.
+async def receive_photo(ctx: Ctx, value: dict[str, Any], *, current: list[int],
+                        elsewhere: set[int]) -> tuple[int, str]:
+    """Download, check and store one photo of an evidence: its photo id, and what to tell the
+    candidate besides "已收到" (for ctx.scratch["photo_note"] once the photo is kept).
 
     `current`: the photos this evidence has so far (sending one of them again is refused);
     `elsewhere`: photos of the application's other evidences (reusing one is fine, and said).
-    What to tell the candidate besides "已收到" goes to ctx.scratch["photo_note"].
     """
     data = await download(ctx, value["media_id"])
     try:
@@ -174,9 +175,7 @@ async def receive_photo(ctx: Ctx, value: dict[str, Any], *, current: list[int], 
         notes.append(COMPRESSED.format(kb=max(1, processed.size // 1024)))
     if saved.id in elsewhere:
         notes.append(USED_ELSEWHERE)
-    if notes:
-        ctx.scratch["photo_note"] = "\n".join(notes)
-    return saved.id
+    return saved.id, "\n".join(notes)
 
 
 def photos_of(values: Optional[list[Any]]) -> list[int]:

@@ -5,7 +5,7 @@ The steps below are the whole conversation. Two loops run through them: the evid
 (`ev_type` … `ev_photos`) are asked once per evidence of each course, and the summary (`review`)
 leads back into them to add an evidence, change one, replace its photos or delete it. Where to go
 next is decided from the working copy of the application (`_position`), so a draft continued
-days later picks up exactly where it was left. Every answer is saved in the draft as it is given
+days later picks up at the first thing it still lacks. Every answer is saved in the draft as it is given
 (dialogs/evidence.py); the evidence steps write into the evidence `ctx.scratch["course"]` /
 `["ev"]` point at.
 """
@@ -434,9 +434,10 @@ async def _photo_check(ctx: Ctx, value: dict[str, Any]) -> dict[str, Any]:
         raise Invalid(f"每份凭证最多{MAX_PHOTOS}张照片，回复“完成”继续。")
     elsewhere = {p for ci, item in enumerate(h.app.items) for ei, e in enumerate(item.evidences)
                  if (ci, ei) != (h.ci, h.ei) for p in e.photo_ids}
-    photo_id = await W.receive_photo(ctx, value, current=current, elsewhere=elsewhere)
+    photo_id, note = await W.receive_photo(ctx, value, current=current, elsewhere=elsewhere)
     h.evidence.photo_ids = current + [photo_id]
     await _save(ctx, h.app)
+    ctx.scratch["photo_note"] = note
     return {"photo_id": photo_id}
 
 
@@ -725,34 +726,32 @@ EXEMPTION = Flow(
 
 
 async def applications_reply(ctx: Ctx, arg: str = "") -> Reply:
-    """Every application of the candidate (申请免考 and 成绩补登) with its status, and the courses
-    exempted by approved applications."""
+    """"我的申请": every application of the candidate (申请免考 and 成绩补登) with its status, and
+    the courses exempted by approved applications (历史已通过免考审核的课程)."""
     mine = await apps.list_applications(ctx.db, candidate_id=ctx.user.candidate_id)
     exemptions = [a for a in mine if a.kind == KIND]
-    backfills = [a for a in mine if a.kind == "backfill"]
+    backfills = [a for a in mine if a.kind == backfill.KIND]
     if not mine:
-        return Reply(f"您还没有办理过申请免考或成绩补登。\n回复“{KEYWORD}”申请免考，回复“成绩补登”登记以前的成绩。")
+        return Reply(f"您还没有办理过申请免考或成绩补登。\n回复“{KEYWORD}”申请免考，回复“{backfill.KEYWORD}”登记以前的成绩。")
     lines = ["【我的申请】"]
     if exemptions:
+        names = await W.course_names(ctx, {i.course_code for a in exemptions for i in a.items})
         lines.append("申请免考：")
         for a in exemptions:
+            courses = "、".join(names.get(i.course_code, i.course_code) for i in a.items) or "未选课程"
             if a.status == "draft":
-                lines.append(f"草稿（未提交）：{len(a.items)}门课程，照片{a.photo_count()}张")
-                continue
-            lines.append(W.status_line(a))
-        names = await W.course_names(ctx, {i.course_code for a in exemptions for i in a.items})
-        for a in exemptions:
-            if a.status != "draft":
-                lines.append(f"　第{a.id}号课程：" + "、".join(names.get(i.course_code, i.course_code) for i in a.items))
+                lines.append(f"草稿（未提交）｜{courses}｜照片{a.photo_count()}张")
+            else:
+                lines += [W.status_line(a), f"　课程：{courses}"]
         approved = [(i.course_code, a) for a in exemptions if a.status == "approved" for i in a.items]
         if approved:
             lines.append("已通过免考审核的课程：")
             lines += [f"　{code} {names.get(code, code)}（{W.day(a.decided_at)}通过）" for code, a in approved]
-        lines.append(f"修改或重新提交免考申请，请回复“{KEYWORD}”。")
+        lines.append(f"修改、继续或重新提交免考申请，请回复“{KEYWORD}”。")
     if backfills:
         lines.append("成绩补登：")
         lines += await backfill.registration_lines(ctx, backfills)
-        lines.append("修改待审核的登记，请回复“成绩补登”。")
+        lines.append(f"修改待审核的登记，请回复“{backfill.KEYWORD}”。")
     return Reply("\n".join(lines))
 
 

@@ -138,7 +138,6 @@ class _PhoneShown(F.Text):
 FEEDBACK = Flow(
     name="feedback",
     title="反馈建议",
-    needs_binding=False,
     intro="欢迎提出意见和建议，带*的为必填项。",
     steps=[
         Step("title", "标题", F.Text(min_len=2, max_len=30, hint="2-30个字。"), "*请输入标题（30字以内）："),

@@ -16,16 +16,19 @@ import logging
 from dataclasses import replace
 from typing import Any, Awaitable, Callable, Optional
 
-from dialogs import account, business, lookups, menu, subscription, welcome
+from dialogs import account, backfill, business, exemption, lookups, menu, subscription, welcome
 from dialogs import engine as E
 from dialogs import fields as F
 from dialogs.engine import Ctx, Engine, EndFlow, Flow, Step, User, join
 from dialogs.services import Services
 from dialogs.state import Busy, Conversation, StateStore
 from dialogs.types import NO_REPLY, Message, Reply
+from sqlalchemy import select
+
 from storage import accounts
 from storage.db import Database
-from storage.models import WechatUser, utcnow
+from storage.batch import Coalescer
+from storage.models import DialogState, WechatUser, utcnow
 
 log = logging.getLogger("zikao.router")
 
@@ -75,6 +78,10 @@ class Router:
         self.on_template_finish = on_template_finish
         self.services = services or Services()
         self.store = StateStore(db)
+        # Who the user is and where their conversation is, read for all messages arriving
+        # together in one batch (two indexed statements), as the edge groups its dedupe writes.
+        self._peeks: Coalescer[str, tuple[User, Conversation]] = Coalescer(
+            self._peek_batch, parallel=4 if db.dialect == "postgresql" else 1)
         self.engine = Engine([], timeout=dt.timedelta(minutes=flow_timeout_minutes), help_text=welcome.HELP)
         self.queries: dict[str, tuple[Query, bool]] = {}
         self.faq = faq
@@ -85,6 +92,8 @@ class Router:
         self.add_query("query:profile", lambda ctx, arg: account.profile_reply(ctx))
         business.register(self)
         lookups.register(self)
+        exemption.register(self)
+        backfill.register(self)
 
     # --- registration (each feature module calls these) ------------------------------------
 
@@ -118,9 +127,7 @@ class Router:
 
         intent, arg = self._intent(msg)
         cmd = self._command(msg)
-        b = await accounts.binding(self.db, msg.openid)
-        user = User(msg.openid, b.candidate_id, b.admission_number)
-        conv = await self.store.peek(msg.openid)
+        user, conv = await self._peeks.submit(msg.openid)
         if not (conv.active or conv.paused or conv.pending or cmd) and (
             intent is None or intent == "help" or (intent in self.queries and (user.bound or not self.queries[intent][1]))
         ):
@@ -133,6 +140,26 @@ class Router:
                 return await self._locked(msg, user, conv, intent, arg, cmd)
         except Busy:
             return Reply(BUSY)
+
+    async def _peek_batch(self, openids: list[str]) -> list[tuple[User, Conversation]]:
+        wanted = list(dict.fromkeys(openids))
+        async with self.db.session() as s:
+            users = {r.openid: r for r in (await s.execute(
+                select(WechatUser.openid, WechatUser.candidate_id, WechatUser.active_admission_number)
+                .where(WechatUser.openid.in_(wanted))
+            )).all()}
+            states = {r.openid: r for r in (await s.execute(
+                select(DialogState.openid, DialogState.flow, DialogState.step, DialogState.data,
+                       DialogState.expires_at).where(DialogState.openid.in_(wanted))
+            )).all()}
+        out = []
+        for o in openids:
+            u, st = users.get(o), states.get(o)
+            user = User(o, u.candidate_id, u.active_admission_number) if u else User(o)
+            conv = (Conversation(o, st.flow, st.step, dict(st.data or {}), st.expires_at, exists=True)
+                    if st else Conversation(o))
+            out.append((user, conv))
+        return out
 
     def _ctx(self, msg: Message, user: User) -> Ctx:
         return Ctx(db=self.db, user=user, services=self.services, now=utcnow(), msg=msg)
@@ -226,6 +253,10 @@ class Router:
             if chosen is not None:
                 intent, arg = chosen
 
+        if (intent is not None and conv.active and msg.kind == "text"
+                and await eng.is_choice_answer(conv, ctx)):
+            # "免考" typed at a step offering 免考 as an option answers the step.
+            intent = None
         if intent is not None and self.knows(intent):
             return self._prefixed(prefix, await self._run_intent(conv, ctx, intent, arg))
         if conv.active:

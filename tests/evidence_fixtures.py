@@ -4,7 +4,6 @@ fake WeChat media download serving real image bytes made with Pillow, and a rout
 from __future__ import annotations
 
 import datetime as dt
-import io
 import random
 from dataclasses import dataclass, field
 from pathlib import Path

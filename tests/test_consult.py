@@ -53,9 +53,14 @@ async def test_nothing_fitting_says_so_and_offers_feedback(router):
     assert replies[0] == format_none()
 
 
-async def test_a_request_starts_its_flow(router):
-    await run(router_sender(router, OPENID), """
+async def test_a_request_starts_its_flow_after_binding(router, db):
+    await add_candidate(db, verified=True)
+    await run(router_sender(router, OPENID), f"""
         > 我想申请免考
+        < 需要先绑定
+        > {ID_NUMBER}
+        > {PASSWORD}
+        < 绑定成功
         < 申请免考
     """)
 

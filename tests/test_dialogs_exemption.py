@@ -16,11 +16,12 @@ from storage import applications as apps
 from storage import queries as q
 from storage.db import Database
 from storage.models import CandidateMajor, DialogState, Major, Outbox, PlanCourse, ScoreRecord, utcnow
-from storage.models_applications import Application, ApplicationEvent, Photo
+from storage.models_applications import ApplicationEvent, Photo
 from storage.photos import MAX_STORED_BYTES
 from tests.evidence_fixtures import (
     OPENID, FakeMedia, application_router, certificate, close_window, one, standard_media, stored_files, world,
 )
+from tests.test_e2e import scheduler_options, stack  # noqa: F401 (fixtures)
 from tests.transcript import router_sender, run
 
 # From the start to the first evidence's photos of 00320 领导科学 with a CET-4 成绩单.
@@ -699,7 +700,9 @@ async def test_option_words_are_not_menu_keywords():
     from dialogs import backfill
 
     words = set(exemption.Acknowledge.WORDS) | {label for _, label in exemption.FIELD_STEPS}
-    words |= {label for _, label in backfill.KIND_OPTIONS} | {label for fs in backfill.FIELDS.values() for _, label in fs}
+    words |= {label for _, label in backfill.KIND_OPTIONS}
+    for kind in backfill.FIELDS:
+        words |= {label for _, label in await backfill._field_options(SimpleNamespace(scratch={"kind": kind}))}
     for status in ("draft", "submitted", "rejected"):
         ctx = SimpleNamespace(scratch={W.WORK: {"status": status}})
         words |= {label for _, label in await exemption._review_options(ctx)}
@@ -721,3 +724,95 @@ async def test_our_logs_name_no_one_and_hold_no_photo(db, router, caplog):
 
 
 # --- end to end through the emulator ----------------------------------------------------------------
+
+
+async def test_application_end_to_end_through_the_emulator(stack, tmp_path):
+    """Signed, encrypted XML over HTTP; photos fetched from the emulator's media API by the real
+    WeChat client: refused ones, a rotated one, one compressed after the reply budget (sent
+    later as a customer-service message); then 未通过, 重新提交 and 审核通过."""
+    from bot.app import DB, ENDPOINT
+    from dialogs import backfill
+    from storage.photos import LocalPhotoStore
+    from tests.evidence_fixtures import huge, oversized, pdf, rotated, tiny
+    from tests.transcript import emulator_sender
+
+    bot, state, wechat = stack
+    db = bot.app[DB]
+    await world(db)
+    endpoint = bot.app[ENDPOINT]
+    router = endpoint.handler.__self__  # the service's own router
+    exemption.register(router)  # until Router.__init__ registers the flows itself
+    backfill.register(router)
+    router.services.photo_store = LocalPhotoStore(tmp_path / "photos")
+    endpoint.budget = 4.5
+    state.record_user_action(OPENID, "message")
+    media = {
+        "CERT": state.add_media(certificate(21), "image/jpeg", "cert.jpg"),
+        "ROTATED": state.add_media(rotated(), "image/jpeg", "IMG_0001.jpg"),
+        "OVERSIZED": state.add_media(oversized(), "image/jpeg", "IMG_0002.jpg"),
+        "TINY": state.add_media(tiny(), "image/jpeg", "small.jpg"),
+        "FAKE": state.add_media(pdf(), "image/jpeg", "scan.jpg"),  # a PDF under an image name
+        "HUGE": state.add_media(huge(), "image/jpeg", "raw.jpg"),
+        "NEW": state.add_media(certificate(22), "image/png", "retake.png"),
+    }
+    send = emulator_sender(wechat, OPENID, media)
+    await run(send, TO_FIRST_PHOTOS + """
+        [photo TINY]
+        < 照片太小
+        [photo FAKE]
+        < 收到的不是照片
+        [photo HUGE]
+        < 照片文件太大（超过10MB）
+        [photo EXPIRED_MEDIA_ID]
+        < 这张照片已经失效
+        [photo ROTATED]
+        < 照片已按拍摄方向自动转正
+        < 已收到第1张照片
+    """)
+    # A photo whose processing misses a short reply budget: "正在处理" now, the answer later.
+    endpoint.budget = 0.05
+    await run(send, "[photo OVERSIZED]\n< 正在处理")
+    await endpoint.drain()
+    late = [o["content"] for o in state.outbound if o["openid"] == OPENID and o["type"] == "text"]
+    assert any("已压缩到1MB以内" in t and "已收到第2张照片" in t for t in late), late
+    endpoint.budget = 4.5
+    await run(send, """
+        > 完成
+        < 照片2张
+        > 2
+        > 5
+        > CET6-77
+        > 2019年6月
+        > 上海
+        > 无
+        [photo CERT]
+        > 完成
+        > 2
+        < 共2门课程，2份凭证，照片3张
+        > 确认
+        < 已提交，第1号免考申请现在是“待审核”
+    """)
+    app = await application(db)
+    await apps.reject(db, app.id, reason="第二张照片反光，请重新拍摄。", by="张老师")
+    await run(send, """
+        > 免考
+        < 未通过原因：第二张照片反光，请重新拍摄。
+        > 修改后重新提交
+        > 更换照片
+        > 1
+        [photo NEW]
+        > 完成
+        > 确认
+        < 已重新提交
+    """)
+    await apps.approve(db, app.id, by="张老师")
+    await run(send, """
+        > 我的申请
+        < 第1号｜审核通过
+        < 已通过免考审核的课程：
+        < 00320 领导科学
+        < 00051 管理系统中计算机应用
+    """)
+    async with db.session() as s:
+        texts = [o.payload["text"] for o in (await s.execute(select(Outbox).order_by(Outbox.id))).scalars()]
+    assert len(texts) == 2 and "未通过" in texts[0] and "已通过" in texts[1]

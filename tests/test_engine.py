@@ -297,3 +297,33 @@ async def test_unknown_text_gets_help_never_silence(router):
         < 菜单
     """)
     assert all(replies)
+
+
+ANSWERS = [("标题", "请输入获取时间"), ("2018-06", "请输入省份"), ("上海", "请选择课程"), ("1", "有备注吗"),
+           ("是", "请输入备注"), ("备注内容", "请发送照片")]
+QUESTIONS = ["请输入标题"] + [q for _, q in ANSWERS]
+
+
+@pytest.mark.parametrize("k", range(len(QUESTIONS)))
+async def test_commands_work_at_every_step(router, db, k):
+    """At step k: 帮助 repeats the question, 返回 goes back, 继续 repeats, 取消 leaves."""
+    _bind_router(router)
+    send = router_sender(router, OPENID)
+    await run(send, "> 测试申请")
+    for answer, _ in ANSWERS[:k]:
+        await run(send, f"> {answer}")
+    here = QUESTIONS[k]
+    before = QUESTIONS[k - 1] if k else "已经是第一步了"
+    await run(send, f"""
+        > 帮助
+        < 【查询】
+        < {here}
+        > 继续
+        < {here}
+        > 返回
+        < {before}
+    """)
+    if k:
+        await run(send, f"> {ANSWERS[k - 1][0]}\n< {here}")
+    await run(send, "> 取消\n< 已取消「测试申请」\n> 继续\n< 没有需要继续办理的业务")
+    assert SUBMITTED == []
