@@ -125,6 +125,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         handler=router.handle,
         deliver_later=deliver_later,
         budget_seconds=settings.reply_budget_seconds,
+        prefetch=router.prefetch,
     )
 
     # Scheduled jobs run in whichever process holds the scheduler lease (bot/scheduler.py);

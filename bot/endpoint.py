@@ -5,6 +5,7 @@ import asyncio
 import logging
 import secrets
 import time
+from dataclasses import replace
 from typing import Awaitable, Callable, Optional
 
 from aiohttp import web
@@ -76,10 +77,11 @@ class WeChatEndpoint:
         handler: Handler,
         deliver_later: Deliver,
         budget_seconds: float = 4.5,
+        prefetch=None,
     ) -> None:
         self.token = token
         self.crypto = crypto
-        self.deduper = Deduper(db)
+        self.deduper = Deduper(db, prefetch=prefetch)
         self.pager = Pager(db)
         self.handler = handler
         self.deliver_later = deliver_later
@@ -151,6 +153,8 @@ class WeChatEndpoint:
             # A WeChat retry: the first attempt's reply, or nothing if it is still running.
             return claim.reply or NO_REPLY
 
+        if claim.prefetched is not None:
+            msg = replace(msg, prefetched=claim.prefetched)
         task = asyncio.create_task(self._run(msg))
         done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
         if done:

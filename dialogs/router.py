@@ -23,7 +23,7 @@ from dialogs.engine import Ctx, Engine, EndFlow, Flow, Step, User, join
 from dialogs.services import Services
 from dialogs.state import Busy, Conversation, StateStore
 from dialogs.types import NO_REPLY, Message, Reply
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from storage import accounts
 from storage.db import Database
@@ -42,6 +42,17 @@ TemplateFinish = Callable[[str, str], Awaitable[Any]]
 
 # A query: (ctx, argument) -> Reply, or None when it has nothing to say (free-text course questions).
 Query = Callable[[Ctx, str], Awaitable[Optional[Reply]]]
+
+# Who each user is and where their conversation is, for a batch of openids: one statement,
+# built once. Every follower has a wechat_users row from their first message on (the edge
+# records each interaction); a dialog state without one is read under the lock anyway.
+_PEEK = (
+    select(WechatUser.openid, WechatUser.candidate_id, WechatUser.active_admission_number,
+           DialogState.openid.is_not(None).label("has_state"), DialogState.flow, DialogState.step,
+           DialogState.data, DialogState.expires_at)
+    .outerjoin(DialogState, DialogState.openid == WechatUser.openid)
+    .where(WechatUser.openid.in_(bindparam("ids", expanding=True)))
+)
 
 BUSY = "上一条消息还在处理中，请稍等几秒再发。"
 NEED_BINDING = "这项业务需要先绑定考生信息，绑定后会接着为您办理。"
@@ -127,7 +138,10 @@ class Router:
 
         intent, arg = self._intent(msg)
         cmd = self._command(msg)
-        user, conv = await self._peeks.submit(msg.openid)
+        if msg.prefetched is not None:
+            user, conv = msg.prefetched
+        else:
+            user, conv = await self._peeks.submit(msg.openid)
         if not (conv.active or conv.paused or conv.pending or cmd) and (
             intent is None or intent == "help" or (intent in self.queries and (user.bound or not self.queries[intent][1]))
         ):
@@ -142,22 +156,24 @@ class Router:
             return Reply(BUSY)
 
     async def _peek_batch(self, openids: list[str]) -> list[tuple[User, Conversation]]:
+        # A Core connection, not an ORM session: this runs for every message.
+        async with self.db.engine.connect() as conn:
+            return await self.prefetch(conn, openids)
+
+    async def prefetch(self, conn: Any, openids: list[str]) -> list[tuple[User, Conversation]]:
+        """Who each user is and where their conversation is, on `conn`: the edge calls this in
+        its dedupe round trip (bot/dedupe.py), so the hot path needs no read of its own."""
         wanted = list(dict.fromkeys(openids))
-        async with self.db.session() as s:
-            users = {r.openid: r for r in (await s.execute(
-                select(WechatUser.openid, WechatUser.candidate_id, WechatUser.active_admission_number)
-                .where(WechatUser.openid.in_(wanted))
-            )).all()}
-            states = {r.openid: r for r in (await s.execute(
-                select(DialogState.openid, DialogState.flow, DialogState.step, DialogState.data,
-                       DialogState.expires_at).where(DialogState.openid.in_(wanted))
-            )).all()}
+        rows = {r.openid: r for r in (await conn.execute(_PEEK, {"ids": wanted})).all()}
         out = []
         for o in openids:
-            u, st = users.get(o), states.get(o)
-            user = User(o, u.candidate_id, u.active_admission_number) if u else User(o)
-            conv = (Conversation(o, st.flow, st.step, dict(st.data or {}), st.expires_at, exists=True)
-                    if st else Conversation(o))
+            r = rows.get(o)
+            if r is None:
+                out.append((User(o), Conversation(o)))
+                continue
+            user = User(o, r.candidate_id, r.active_admission_number)
+            conv = (Conversation(o, r.flow, r.step, dict(r.data or {}), r.expires_at, exists=True)
+                    if r.has_state else Conversation(o))
             out.append((user, conv))
         return out
 

@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator, Optional
 from sqlalchemy import and_, or_, select, update
 
 from storage.db import Database
-from storage.models import DialogState, utcnow
+from storage.models import DialogState, WechatUser, utcnow
 
 LEASE_SECONDS = 15.0
 
@@ -120,6 +120,10 @@ class StateStore:
                         .on_conflict_do_nothing(index_elements=["openid"])
                     )
                     if created.rowcount == 1:
+                        # The router's batched read starts from wechat_users: make sure the
+                        # follower has a row (a menu click can come before any text message).
+                        await s.execute(self.db.insert(WechatUser).values(openid=openid)
+                                        .on_conflict_do_nothing(index_elements=["openid"]))
                         return Conversation(openid, exists=True)
             if row is not None:
                 return Conversation(openid, row.flow, row.step, dict(row.data or {}), row.expires_at, exists=True)

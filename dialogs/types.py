@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class Message:
     msg_id: Optional[str] = None
     status: Optional[str] = None  # TEMPLATESENDJOBFINISH's Status
     received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    # What the router's `prefetch` read for this message in the edge's dedupe round trip, if any.
+    prefetched: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass
