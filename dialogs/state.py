@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Optional
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, update
 
 from storage.db import Database
 from storage.models import DialogState, WechatUser, utcnow
@@ -70,14 +70,6 @@ class StateStore:
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
         self.wait_seconds = wait_seconds
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-    async def peek(self, openid: str) -> Conversation:
-        """The state as it is now, without the lock: enough to see that nothing is in progress."""
-        async with self.db.session() as s:
-            row = (await s.execute(select(*_COLUMNS).where(DialogState.openid == openid))).first()
-        if row is None:
-            return Conversation(openid)
-        return Conversation(openid, row.flow, row.step, dict(row.data or {}), row.expires_at, exists=True)
 
     @asynccontextmanager
     async def locked(self, openid: str) -> AsyncIterator[Conversation]:
