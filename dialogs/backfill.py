@@ -227,12 +227,7 @@ async def _start_options(ctx: Ctx) -> list[F.Option]:
         opts += [("continue", "继续填写未提交的登记"), ("restart", "放弃未提交的登记，重新登记")]
     else:
         opts.append(("new", "登记成绩"))
-    for a in regs:
-        if a.status == "submitted":
-            opts.append((f"edit:{a.id}", f"修改第{a.id}号（待审核）"))
-        elif a.status == "rejected":
-            opts.append((f"redo:{a.id}", f"修改后重新提交第{a.id}号（未通过）"))
-    return opts
+    return opts + W.reopen_options(regs, edit_label="修改第{id}号（待审核）")
 
 
 async def _start_check(ctx: Ctx, choice: str) -> str:
@@ -249,15 +244,7 @@ async def _start_check(ctx: Ctx, choice: str) -> str:
         ctx.scratch.pop("transfer", None)
         ctx.scratch.pop("kind", None)
     elif choice.startswith(("edit:", "redo:")):
-        want = "submitted" if choice.startswith("edit:") else "rejected"
-        try:
-            app = await apps.load_application(ctx.db, int(choice[5:]), candidate_id=cid)
-        except apps.ApplicationNotFound:
-            raise Invalid("没有找到这条登记，请重新选择。") from None
-        if app.status != want:
-            raise Invalid(f"这条登记现在是“{app.status_label}”，请重新选择。")
-        W.keep(ctx, app)
-        ctx.scratch["changed"] = False
+        await W.reopen(ctx, choice, noun="这条登记")
     return choice
 
 

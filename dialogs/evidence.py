@@ -216,3 +216,32 @@ def status_line(a: ApplicationData) -> str:
     if a.status == "rejected" and a.reason:
         line += f"\n　未通过原因：{a.reason}"
     return line
+
+
+# --- reopening a pending or rejected application (both flows' first step) ------------------------
+
+
+def reopen_options(mine: Iterable[ApplicationData], *, edit_label: str) -> list[tuple[str, str]]:
+    """Options "edit:ID" (待审核) and "redo:ID" (未通过) for the applications listed."""
+    opts = []
+    for a in mine:
+        if a.status == "submitted":
+            opts.append((f"edit:{a.id}", edit_label.format(id=a.id)))
+        elif a.status == "rejected":
+            opts.append((f"redo:{a.id}", f"修改后重新提交第{a.id}号（未通过）"))
+    return opts
+
+
+async def reopen(ctx: Ctx, choice: str, *, noun: str) -> ApplicationData:
+    """Load the application an "edit:ID" / "redo:ID" option names, still in the status the
+    option was offered for, and make it the working copy."""
+    want = "submitted" if choice.startswith("edit:") else "rejected"
+    try:
+        app = await apps.load_application(ctx.db, int(choice[5:]), candidate_id=ctx.user.candidate_id)
+    except apps.ApplicationNotFound:
+        raise Invalid(f"没有找到{noun}，请重新选择。") from None
+    if app.status != want:
+        raise Invalid(f"{noun}现在是“{app.status_label}”，请重新选择。")
+    keep(ctx, app)
+    ctx.scratch["changed"] = False
+    return app

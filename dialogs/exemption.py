@@ -213,12 +213,7 @@ async def _start_options(ctx: Ctx) -> list[F.Option]:
         opts += [("continue", "继续填写草稿"), ("restart", "放弃草稿，重新开始")]
     else:
         opts.append(("new", "新的免考申请"))
-    for a in mine:
-        if a.status == "submitted":
-            opts.append((f"edit:{a.id}", f"查看或修改第{a.id}号（待审核）"))
-        elif a.status == "rejected":
-            opts.append((f"redo:{a.id}", f"修改后重新提交第{a.id}号（未通过）"))
-    return opts
+    return opts + W.reopen_options(mine, edit_label="查看或修改第{id}号（待审核）")
 
 
 async def _start_check(ctx: Ctx, choice: str) -> str:
@@ -234,15 +229,7 @@ async def _start_check(ctx: Ctx, choice: str) -> str:
         if draft is not None:
             await apps.discard_draft(ctx.db, draft.id, candidate_id=cid)
     elif choice.startswith(("edit:", "redo:")):
-        want = "submitted" if choice.startswith("edit:") else "rejected"
-        try:
-            app = await apps.load_application(ctx.db, int(choice[5:]), candidate_id=cid)
-        except apps.ApplicationNotFound:
-            raise Invalid("没有找到这份申请，请重新选择。") from None
-        if app.status != want:
-            raise Invalid(f"这份申请现在是“{app.status_label}”，请重新选择。")
-        W.keep(ctx, app)
-        ctx.scratch["changed"] = False
+        app = await W.reopen(ctx, choice, noun="这份申请")
         await _remember_names(ctx, app)
     return choice
 
