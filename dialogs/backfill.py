@@ -563,20 +563,13 @@ async def _review_prompt(ctx: Ctx) -> str:
         lines.append(f"未通过原因：{app.reason}")
     lines.append(f"类型：{ENTRY_KINDS.get(kind, '')}")
     lines += [f"{label}：{value}" for label, value in await _summary_lines(ctx, app)]
-    problems = await apps.submission_problems(ctx.db, app, now=ctx.now)
-    if problems:
-        lines.append("还需补充：\n" + "\n".join(f"· {p}" for p in problems))
-    if app.status == "submitted":
-        lines.append("修改后需要再次提交；不提交的话，原登记不变，仍在审核中。")
-    lines.append("请选择：")
+    lines += await W.review_tail(ctx, app, noun="登记")
     return "\n".join(lines)
 
 
 async def _review_options(ctx: Ctx) -> list[F.Option]:
-    status = W.status_of(ctx.scratch)
-    submit_label = {"draft": "确认提交", "rejected": "确认重新提交", "submitted": "确认提交修改"}[status or "draft"]
-    leave_label = "不修改，退出" if status == "submitted" else "先保存，以后再办"
-    return [("submit", submit_label), ("edit", "修改内容"), ("leave", leave_label)]
+    submit, leave = W.submit_and_leave(ctx.scratch)
+    return [submit, ("edit", "修改内容"), leave]
 
 
 async def _review_check(ctx: Ctx, choice: str) -> str:

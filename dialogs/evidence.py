@@ -245,3 +245,26 @@ async def reopen(ctx: Ctx, choice: str, *, noun: str) -> ApplicationData:
     keep(ctx, app)
     ctx.scratch["changed"] = False
     return app
+
+
+# --- the review step both flows end with -------------------------------------------------------
+
+
+async def review_tail(ctx: Ctx, app: ApplicationData, *, noun: str) -> list[str]:
+    """What is still missing, what editing a pending one means, and the question."""
+    lines = []
+    problems = await apps.submission_problems(ctx.db, app, now=ctx.now)
+    if problems:
+        lines.append("还需补充：\n" + "\n".join(f"· {p}" for p in problems))
+    if app.status == "submitted":
+        lines.append(f"修改后需要再次提交；不提交的话，原{noun}不变，仍在审核中。")
+    lines.append("请选择：")
+    return lines
+
+
+def submit_and_leave(scratch: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The review step's 提交 and 离开 options, worded for the working copy's status."""
+    status = status_of(scratch)
+    submit_label = {"draft": "确认提交", "rejected": "确认重新提交", "submitted": "确认提交修改"}[status or "draft"]
+    leave_label = "不修改，退出" if status == "submitted" else "先保存，以后再办"
+    return ("submit", submit_label), ("leave", leave_label)

@@ -506,21 +506,14 @@ async def _review_prompt(ctx: Ctx) -> str:
         lines += [f"　{_circled(i)} {W.evidence_line(e, names)}" for i, e in enumerate(item.evidences)]
     evidences = sum(len(i.evidences) for i in app.items)
     lines.append(f"共{len(app.items)}门课程，{evidences}份凭证，照片{app.photo_count()}张。")
-    problems = await apps.submission_problems(ctx.db, app, now=ctx.now)
-    if problems:
-        lines.append("还需补充：\n" + "\n".join(f"· {p}" for p in problems))
-    if app.status == "submitted":
-        lines.append("修改后需要再次提交；不提交的话，原申请不变，仍在审核中。")
-    lines.append("请选择：")
+    lines += await W.review_tail(ctx, app, noun="申请")
     return "\n".join(lines)
 
 
 async def _review_options(ctx: Ctx) -> list[F.Option]:
-    status = W.status_of(ctx.scratch)
-    submit_label = {"draft": "确认提交", "rejected": "确认重新提交", "submitted": "确认提交修改"}[status or "draft"]
-    leave_label = "不修改，退出" if status == "submitted" else "先保存，以后再办"
-    return [("submit", submit_label), ("add", "新增凭证"), ("edit", "修改凭证"), ("photos", "更换照片"),
-            ("delete", "删除凭证"), ("courses", "修改课程"), ("leave", leave_label)]
+    submit, leave = W.submit_and_leave(ctx.scratch)
+    return [submit, ("add", "新增凭证"), ("edit", "修改凭证"), ("photos", "更换照片"),
+            ("delete", "删除凭证"), ("courses", "修改课程"), leave]
 
 
 async def _review_check(ctx: Ctx, choice: str) -> str:
