@@ -34,7 +34,9 @@ MENU: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     )),
 )
 
-# A button that covers several businesses opens a short numbered list.
+# A button that covers several businesses opens a short numbered list. A list is not a flow:
+# nothing is filled in, so there is nothing to cancel; its numbers answer only the next message,
+# and a newer numbered question (which major, which FAQ entry) replaces it (dialogs/router.py).
 SUBMENUS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     "menu:messages": ("消息通知", (
         ("站内消息", "query:messages"),
@@ -132,6 +134,13 @@ def intent_of(text: str) -> Optional[tuple[str, str]]:
         if m:
             return intent, m.group(1)
     return None
+
+
+def submenu(key: str) -> tuple[str, str, list[tuple[str, str]]]:
+    """(title, the numbered list as the candidate reads it, [(intent, label)]) of a submenu key."""
+    title, items = SUBMENUS[key]
+    lines = [f"【{title}】请回复序号："] + [f"{i}. {label}" for i, (label, _) in enumerate(items, 1)]
+    return title, "\n".join(lines), [(intent, label) for label, intent in items]
 
 
 def menu_text() -> str:

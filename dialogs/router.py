@@ -19,7 +19,8 @@ from typing import Any, Awaitable, Callable, Optional
 from dialogs import account, backfill, business, exemption, lookups, menu, subscription, welcome
 from dialogs import engine as E
 from dialogs import fields as F
-from dialogs.engine import Ctx, Engine, EndFlow, Flow, Step, User, join
+from dialogs.consult import Answer
+from dialogs.engine import Ctx, Engine, Flow, User, join
 from dialogs.services import Services
 from dialogs.state import Busy, Conversation, StateStore
 from dialogs.types import NO_REPLY, Message, Reply
@@ -59,18 +60,15 @@ NEED_BINDING = "这项业务需要先绑定考生信息，绑定后会接着为�
 WELCOME_UNBOUND = "首次使用请回复“绑定”，绑定考生信息后即可查询和办理。"
 
 
-def _submenu_flow(key: str) -> Flow:
-    title, items = menu.SUBMENUS[key]
+def _submenu(key: str) -> Query:
+    """A submenu: its numbered list, remembered for the next message (see _pick_pending)."""
+    title, text, items = menu.submenu(key)
+    pending = {"title": title, "options": [[intent, ""] for intent, _ in items], "labels": [label for _, label in items]}
 
-    async def submit(ctx: Ctx) -> str:
-        raise EndFlow("", then=ctx.answers["pick"])
+    async def show(ctx: Ctx, arg: str) -> Reply:
+        return Answer(text, pending=pending)
 
-    return Flow(
-        name=key, title=title, confirm=False, needs_binding=False,
-        steps=[Step("pick", title, F.Choice(options=tuple((intent, label) for label, intent in items)),
-                    f"【{title}】请回复序号：")],
-        submit=submit,
-    )
+    return show
 
 
 class Router:
@@ -99,7 +97,7 @@ class Router:
         for flow in account.FLOWS:
             self.add_flow(flow)
         for key in menu.SUBMENUS:
-            self.add_flow(_submenu_flow(key))
+            self.add_query(key, _submenu(key), needs_binding=False)
         self.add_query("query:profile", lambda ctx, arg: account.profile_reply(ctx))
         business.register(self)
         lookups.register(self)
@@ -251,8 +249,14 @@ class Router:
             prefix = eng.expire(conv)
             if intent is None and cmd is None:
                 return Reply(join(prefix, "回复“帮助”查看可以办理的业务。"))
+        if conv.active and eng.flow_of(conv) is None:
+            # A flow no longer offered (the submenus were flows once): nothing to go back to.
+            conv.flow, conv.step, conv.expires_at = None, None, None
+            conv.data = {"paused": conv.paused}
         pending = conv.data.pop("pending", None)
 
+        if pending and cmd in ("cancel", "back"):
+            return self._prefixed(prefix, self._leave_list(conv, cmd))
         if cmd == "cancel":
             return self._prefixed(prefix, eng.cancel(conv))
         if cmd == "back":
@@ -264,12 +268,18 @@ class Router:
         if intent == "help":
             return self._prefixed(prefix, await eng.help(conv, ctx, menu.menu_text()))
 
+        picked = False
         if intent is None and pending and msg.kind == "text":
-            chosen = self._pick_pending(pending, F.clean(msg.text))
+            text = F.clean(msg.text)
+            chosen = self._pick_pending(pending, text)
             if chosen is not None:
-                intent, arg = chosen
+                (intent, arg), picked = chosen, True
+            elif text.isdigit() and len(text) <= 2:
+                # A number answers the most recent list shown, even a flow's older question.
+                conv.data["pending"] = pending
+                return Reply(join(prefix, f"请回复1到{len(pending.get('options') or [])}的序号。"))
 
-        if (intent is not None and conv.active and msg.kind == "text"
+        if (intent is not None and not picked and conv.active and msg.kind == "text"
                 and await eng.is_choice_answer(conv, ctx)):
             # "免考" typed at a step offering 免考 as an option answers the step.
             intent = None
@@ -298,11 +308,25 @@ class Router:
 
     @staticmethod
     def _pick_pending(pending: dict[str, Any], text: str) -> Optional[tuple[str, str]]:
+        """The option of the remembered list that `text` picks, by number or by its label."""
         options = pending.get("options") or []
+        labels = pending.get("labels") or []
         if text.isdigit() and 1 <= int(text) <= len(options):
             intent, arg = options[int(text) - 1]
             return intent, arg
+        if text in labels:
+            intent, arg = options[labels.index(text)]
+            return intent, arg
         return None
+
+    def _leave_list(self, conv: Conversation, cmd: str) -> Reply:
+        """取消 / 返回 right after a numbered list: the list is closed and nothing else changes."""
+        offer = self.engine.resume_offer(conv)
+        if cmd == "back":
+            return Reply(join(menu.menu_text(), offer))
+        if conv.active:
+            return Reply(join(offer, "如需退出办理，请再回复“取消”。"))
+        return Reply(join("当前没有正在办理的业务，无需取消。", offer or "需要时回复“帮助”查看菜单。"))
 
     async def _run_intent(self, conv: Conversation, ctx: Ctx, intent: str, arg: str) -> Reply:
         eng = self.engine
@@ -320,7 +344,8 @@ class Router:
             if needs_binding and not ctx.user.bound:
                 return await self._bind_first(conv, ctx, intent, arg)
             reply = await fn(ctx, arg) or Reply(welcome.UNKNOWN_TEXT)
-            if getattr(reply, "pending", None) and not conv.active:
+            if getattr(reply, "pending", None):
+                # The newest numbered question: the next number answers it, even mid-flow.
                 conv.data["pending"] = reply.pending  # type: ignore[attr-defined]
             # An interruption: the flow stays where it was.
             return Reply(join(reply.text, eng.resume_offer(conv)), reply.image_media_id)
