@@ -324,6 +324,8 @@ def _show_profile_value(name: str, value) -> str:
 
 
 async def profile_reply(ctx: Ctx) -> Reply:
+    from dialogs import materials  # 我的材料 is its own feature; this line is its link from here
+
     info = await accounts.profile(ctx.db, ctx.user.candidate_id)
     if not info:
         return Reply("没有找到您的考生信息，请回复“解绑”后重新绑定。")
@@ -332,6 +334,7 @@ async def profile_reply(ctx: Ctx) -> Reply:
         lines.append(f"{label}：{_show_profile_value(name, info.get(name))}")
     if ctx.user.admission_number:
         lines.insert(3, f"当前准考证号：{ctx.user.admission_number}")
+    lines.append(await materials.profile_line(ctx))
     lines.append("\n修改手机、邮箱、地址等请回复“修改联系方式”。")
     return Reply("\n".join(lines))
 

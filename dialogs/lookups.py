@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from dialogs import fields as F
+from dialogs import materials
 from dialogs import queries as Q
 from dialogs.consult import Answer
 from dialogs.engine import Ctx, Flow, Step
@@ -168,3 +169,4 @@ def register(router: "Router") -> None:
     router.add_query("query:sample", samples.one, needs_binding=False)
     router.add_query("query:contacts", _contacts, needs_binding=False)
     router.add_flow(FEEDBACK)
+    materials.register(router)

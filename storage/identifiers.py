@@ -114,6 +114,19 @@ def mask_mobile(s: str) -> str:
     return s[:3] + "*" * (len(s) - 7) + s[-4:]
 
 
+def mask_document_number(s: str) -> str:
+    """A certificate's or report's 编号 as shown back: the last 3-4 characters (and the first 2 of a
+    long one) kept, so the candidate can tell their documents apart. An ID number is masked as one."""
+    s = (s or "").strip()
+    if valid_id_number(s):
+        return mask_id_number(s)
+    if len(s) <= 4:
+        return "*" * len(s)
+    if len(s) < 10:
+        return "*" * (len(s) - 3) + s[-3:]
+    return s[:2] + "*" * (len(s) - 6) + s[-4:]
+
+
 def parse_sitting(s: str) -> str | None:
     """A 考次 as 'YYYYMM': accepts '2024年04月', '2024年4月', '202404', '2024-04', '2024/4', '2024.04'.
 
