@@ -2,8 +2,8 @@
 
 Each function returns a `dialogs.types.Reply` laid out for a phone: short lines, a 【title】, one
 course per two lines, identifiers masked. Long replies are fine: the edge pages them at 2048
-bytes ("下一页"). Every figure comes from storage.queries; the only table used here directly is
-key_values, for the media ids of the sample pictures.
+bytes ("下一页"). Every figure comes from storage.queries; the media ids of the sample pictures
+are kept through storage.keyvalues.
 The router decides which function a message reaches; `Viewer` is who is asking.
 """
 from __future__ import annotations
@@ -22,9 +22,10 @@ from dialogs import progress as rules
 from dialogs.fields import Invalid
 from dialogs.types import Reply
 from storage import identifiers as ids
+from storage import keyvalues
 from storage import queries as q
 from storage.db import Database
-from storage.models import KeyValue, utcnow
+from storage.models import utcnow
 from storage.outbox import KIND_KEYWORDS, SHANGHAI, shanghai_time
 from storage.vocab import SCORE_KINDS, WINDOW_KINDS
 
@@ -675,18 +676,13 @@ class SampleMedia:
         if known and known[2] == digest and known[1] - MEDIA_MARGIN > now:
             return known[0]
         async with self._locks.setdefault(s.slug, asyncio.Lock()):
-            async with self.db.session() as session:
-                row = await session.get(KeyValue, self.key(s))
-                stored = self._usable(row.value if row else None, digest, now)
+            stored = self._usable(await keyvalues.get_value(self.db, self.key(s)), digest, now)
             if stored is None:
                 media_id = await self.uploader(data, sample_path(s).name)
                 stored = (media_id, now + MEDIA_LIFETIME, digest)
                 value = {"media_id": media_id, "uploaded_at": now.isoformat(), "expires_at": stored[1].isoformat(),
                          "sha256": digest}
-                stmt = self.db.insert(KeyValue.__table__).values(key=self.key(s), value=value, updated_at=now)
-                async with self.db.session() as session, session.begin():
-                    await session.execute(stmt.on_conflict_do_update(
-                        index_elements=["key"], set_={"value": value, "updated_at": now}))
+                await keyvalues.put_value(self.db, self.key(s), value, now=now)
             self._known[s.slug] = stored
             return stored[0]
 

@@ -24,12 +24,10 @@ from dialogs.engine import Ctx, Engine, Flow, User, join
 from dialogs.services import Services
 from dialogs.state import Busy, Conversation, StateStore
 from dialogs.types import NO_REPLY, Message, Reply
-from sqlalchemy import bindparam, select
-
-from storage import accounts
+from storage import accounts, followers
 from storage.db import Database
 from storage.batch import Coalescer
-from storage.models import DialogState, WechatUser, utcnow
+from storage.models import utcnow
 
 log = logging.getLogger("zikao.router")
 
@@ -43,17 +41,6 @@ TemplateFinish = Callable[[str, str], Awaitable[Any]]
 
 # A query: (ctx, argument) -> Reply, or None when it has nothing to say (free-text course questions).
 Query = Callable[[Ctx, str], Awaitable[Optional[Reply]]]
-
-# Who each user is and where their conversation is, for a batch of openids: one statement,
-# built once. Every follower has a wechat_users row from their first message on (the edge
-# records each interaction); a dialog state without one is read under the lock anyway.
-_PEEK = (
-    select(WechatUser.openid, WechatUser.candidate_id, WechatUser.active_admission_number,
-           DialogState.openid.is_not(None).label("has_state"), DialogState.flow, DialogState.step,
-           DialogState.data, DialogState.expires_at)
-    .outerjoin(DialogState, DialogState.openid == WechatUser.openid)
-    .where(WechatUser.openid.in_(bindparam("ids", expanding=True)))
-)
 
 BUSY = "上一条消息还在处理中，请稍等几秒再发。"
 NEED_BINDING = "这项业务需要先绑定考生信息，绑定后会接着为您办理。"
@@ -154,23 +141,23 @@ class Router:
             return Reply(BUSY)
 
     async def _peek_batch(self, openids: list[str]) -> list[tuple[User, Conversation]]:
-        # A Core connection, not an ORM session: this runs for every message.
-        async with self.db.engine.connect() as conn:
-            return await self.prefetch(conn, openids)
+        return self._peeked(openids, await followers.peek(self.db, openids))
 
     async def prefetch(self, conn: Any, openids: list[str]) -> list[tuple[User, Conversation]]:
         """Who each user is and where their conversation is, on `conn`: the edge calls this in
         its dedupe round trip (bot/dedupe.py), so the hot path needs no read of its own."""
-        wanted = list(dict.fromkeys(openids))
-        rows = {r.openid: r for r in (await conn.execute(_PEEK, {"ids": wanted})).all()}
+        return self._peeked(openids, await followers.peek_on(conn, openids))
+
+    @staticmethod
+    def _peeked(openids: list[str], rows: dict[str, followers.Peek]) -> list[tuple[User, Conversation]]:
         out = []
         for o in openids:
             r = rows.get(o)
             if r is None:
                 out.append((User(o), Conversation(o)))
                 continue
-            user = User(o, r.candidate_id, r.active_admission_number)
-            conv = (Conversation(o, r.flow, r.step, dict(r.data or {}), r.expires_at, exists=True)
+            user = User(o, r.candidate_id, r.admission_number)
+            conv = (Conversation(o, r.flow, r.step, dict(r.data), r.expires_at, exists=True)
                     if r.has_state else Conversation(o))
             out.append((user, conv))
         return out
@@ -405,9 +392,4 @@ class Router:
             log.exception("could not record TEMPLATESENDJOBFINISH for msgid %s", msg.msg_id)
 
     async def _set_subscribed(self, openid: str, subscribed: bool) -> None:
-        now = utcnow()
-        values = {"subscribed": subscribed, ("subscribed_at" if subscribed else "unsubscribed_at"): now}
-        stmt = self.db.insert(WechatUser).values(openid=openid, **values)
-        stmt = stmt.on_conflict_do_update(index_elements=["openid"], set_=values)
-        async with self.db.session() as s, s.begin():
-            await s.execute(stmt)
+        await followers.set_subscribed(self.db, openid, subscribed)

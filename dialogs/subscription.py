@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
-
 from dialogs.types import Message, Reply
 from storage.db import Database
-from storage.models import WechatUser
+from storage.followers import set_notices_opt_out
 
 # Words that turn notices (exam notices, score releases, business reminders) off or on.
 OPT_OUT_WORDS = frozenset({
@@ -46,21 +44,8 @@ def wants(msg: Message) -> bool | None:
     return None
 
 
-async def set_opt_out(db: Database, openid: str, opt_out: bool) -> bool:
-    """Store the choice; returns whether it changed (a follower starts with notices on)."""
-    table = WechatUser.__table__
-    async with db.session() as s, s.begin():
-        before = await s.scalar(select(table.c.notices_opt_out).where(table.c.openid == openid).with_for_update())
-        # An upsert: the follower's row may be written concurrently by the edge (last interaction).
-        await s.execute(
-            db.insert(table).values(openid=openid, notices_opt_out=opt_out)
-            .on_conflict_do_update(index_elements=["openid"], set_={"notices_opt_out": opt_out})
-        )
-    return bool(before) != opt_out
-
-
 async def handle(db: Database, msg: Message, opt_out: bool) -> Reply:
-    changed = await set_opt_out(db, msg.openid, opt_out)
+    changed = await set_notices_opt_out(db, msg.openid, opt_out)
     if opt_out:
         return Reply(OPTED_OUT if changed else ALREADY_OUT)
     return Reply(OPTED_IN if changed else ALREADY_IN)
