@@ -39,7 +39,14 @@ from sqlalchemy import Integer, String, any_, bindparam, case, exists, func, lit
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from bot.wechat_client import TEXT_MAX_BYTES, WeChatAPIError, WeChatArgumentError, WeChatNetworkError
+from bot.wechat_client import (
+    TEXT_MAX_BYTES,
+    MediaExpired,
+    WeChatAPIError,
+    WeChatArgumentError,
+    WeChatBusy,
+    WeChatNetworkError,
+)
 from storage.batch import Coalescer
 from storage.db import Database
 from storage.models import Outbox, WechatUser, utcnow
@@ -59,9 +66,9 @@ UNCONFIRMED = "unconfirmed"  # delivery_status of a CS message whose send timed 
 
 WAIT_ERRCODES = frozenset({45015, 45047})  # reply window passed / CS count exceeded: wait for the user
 INVALID_TEMPLATE = 40037
+# Refusals that a later try would get again (besides MediaExpired and WeChatArgumentError).
 PERMANENT_ERRCODES: dict[int, str] = {
     40003: "invalid openid",
-    40007: "invalid media_id (expired)",
     40008: "invalid message type",
     43004: "not subscribed",
     44004: "empty content",
@@ -188,6 +195,8 @@ def _reason(e: WeChatAPIError) -> str:
     """A short failure reason for last_error: errcode and meaning, never message text."""
     if isinstance(e, WeChatNetworkError):
         return f"-1 network: {e.errmsg}"[:255]
+    if isinstance(e, MediaExpired):
+        return f"{e.errcode} media_id unknown or expired"
     label = PERMANENT_ERRCODES.get(e.errcode) or e.errmsg.split(" rid:")[0]
     return f"{e.errcode} {label}"[:255]
 
@@ -697,11 +706,13 @@ class Deliverer:
 
     def _failure(self, row: _Row, e: WeChatAPIError) -> _Outcome:
         reason = _reason(e)
+        if isinstance(e, WeChatBusy):  # busy, frequency limits, timeouts, network errors
+            return self._retry(row, reason)
         if e.errcode in WAIT_ERRCODES:
             return self._waiting(row, reason)
-        if e.errcode in PERMANENT_ERRCODES or isinstance(e, WeChatArgumentError):
+        if isinstance(e, (MediaExpired, WeChatArgumentError)) or e.errcode in PERMANENT_ERRCODES:
             return _Outcome(row.id, "failed", due_at=row.due_at, last_error=reason)
-        # -1, 45009, timeouts, network errors, token trouble, anything unknown: try again later.
+        # Token trouble, anything unknown: try again later.
         return self._retry(row, reason)
 
     def _retry(self, row: _Row, reason: str) -> _Outcome:

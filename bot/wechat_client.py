@@ -1,14 +1,18 @@
 """Outbound WeChat API client: the shared access_token, bounded retries, WeChat's error quirks.
 
 Retry policy (one place, `_call`):
-- errcode -1 (busy) and 45009 (frequency limit), timeouts and connection errors: retried with
-  exponential backoff and jitter, at most `max_retries` times;
+- errcode -1 (busy), 45009 and 45011 (frequency limits), timeouts and connection errors: retried
+  with exponential backoff and jitter, at most `max_retries` times, then raised as `WeChatBusy`;
 - 40001 / 40014 / 42001 (token refused): one forced token refresh and one more try, never more;
 - customer-service messages are not idempotent: when a send may have reached WeChat (a timeout
   or a hang-up after the request went out) it is not repeated but raised as
   `WeChatNetworkError(maybe_delivered=True)`, so a user never gets the same message twice.
   Template messages carry a `client_msg_id` (one is made up when the caller gives none), which
   WeChat dedupes, so they are retried like everything else.
+Errors a caller acts on have their own types, all `WeChatAPIError` with `.errcode`: `WeChatBusy`
+(transient: try again later; `WeChatNetworkError` is one), `MediaExpired` (40007 / 41006: the
+media_id is unknown or gone, asking again will not help), `WeChatArgumentError` (refused before
+sending), `MediaTooLarge`.
 The access_token and the AppSecret never reach a log line or an exception message.
 """
 from __future__ import annotations
@@ -31,7 +35,10 @@ from storage.models import utcnow
 log = logging.getLogger(__name__)
 
 TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
-BACKOFF_ERRCODES = frozenset({-1, 45009})
+# -1 system busy; 45009 api quota / frequency limit; 45011 api called too often ("retry later").
+BUSY_ERRCODES = frozenset({-1, 45009, 45011})
+# 40007 invalid media_id (unknown, or expired after 3 days); 41006 media_id missing.
+MEDIA_ERRCODES = frozenset({40007, 41006})
 TEXT_MAX_BYTES = 2048
 TEMPLATE_VALUE_MAX = 20
 MAX_JSON_BYTES = 1024 * 1024
@@ -50,10 +57,31 @@ class WeChatAPIError(Exception):
     @property
     def transient(self) -> bool:
         """Worth trying again later (WeChat busy, frequency limit, network)."""
-        return self.errcode in BACKOFF_ERRCODES
+        return False
 
 
-class WeChatNetworkError(WeChatAPIError):
+class WeChatBusy(WeChatAPIError):
+    """WeChat is busy or the call rate is over its limit (-1, 45009, 45011): try again later."""
+
+    @property
+    def transient(self) -> bool:
+        return True
+
+
+class MediaExpired(WeChatAPIError):
+    """The media_id is unknown, expired (temporary media lives 3 days) or missing (40007, 41006)."""
+
+
+def api_error(errcode: int, errmsg: str, endpoint: str = "") -> WeChatAPIError:
+    """The typed exception for an errcode WeChat answered."""
+    if errcode in BUSY_ERRCODES:
+        return WeChatBusy(errcode, errmsg, endpoint)
+    if errcode in MEDIA_ERRCODES:
+        return MediaExpired(errcode, errmsg, endpoint)
+    return WeChatAPIError(errcode, errmsg, endpoint)
+
+
+class WeChatNetworkError(WeChatBusy):
     """No usable answer: timeout, connection error, HTTP 5xx or a body that is not JSON.
     errcode is -1 (WeChat's "busy, try later"). `maybe_delivered` is True when the request may
     have reached WeChat before the failure."""
@@ -167,7 +195,7 @@ class WeChatClient:
         answer = await self._call("POST", "stable_token", body=body, with_token=False)
         token, expires_in = answer.get("access_token"), answer.get("expires_in")
         if not isinstance(token, str) or not token or not isinstance(expires_in, int):
-            raise WeChatAPIError(-1, "stable_token answer without access_token/expires_in", "stable_token")
+            raise WeChatBusy(-1, "stable_token answer without access_token/expires_in", "stable_token")
         log.info("wechat access_token fetched (force_refresh=%s, expires_in=%ss)", force_refresh, expires_in)
         return token, expires_in
 
@@ -312,11 +340,11 @@ class WeChatClient:
                 log.warning("wechat %s: errcode %s, refreshing the access_token once", endpoint, errcode)
                 await self.access_token(force=True, rejected=token)
                 continue
-            if errcode in BACKOFF_ERRCODES and retries < self.max_retries:
+            if errcode in BUSY_ERRCODES and retries < self.max_retries:
                 retries += 1
                 await self._backoff(endpoint, f"errcode {errcode}", retries)
                 continue
-            raise WeChatAPIError(errcode, errmsg, endpoint)
+            raise api_error(errcode, errmsg, endpoint)
 
     async def _once(
         self,

@@ -229,6 +229,21 @@ async def test_long_reply_with_image_is_sent_in_parts_and_resumes_after_a_failur
         ("text", parts[0], None), ("text", parts[1], None), ("image", None, media_id)]
 
 
+async def test_reply_whose_image_expired_sends_its_text_and_fails_with_the_reason(db, client, state, clock):
+    state.record_user_action("o_img", "message")
+    await add_user(db, "o_img", interaction=utcnow())
+    media_id = state.add_media(b"\xff\xd8\xff" + b"j" * 100, "image/jpeg", "card.jpg")
+    state.advance(3 * 86400 + 1)  # the picture's media_id has expired
+    state.record_user_action("o_img", "message")
+    row_id = await add_row(db, "o_img", kind="reply", text="您要的样例如下：", image=media_id)
+    stats = await deliverer(db, client, clock).run_once()
+    assert stats.failed == 1 and stats.retried == 0
+    row = (await rows(db))[row_id]
+    assert row.status == "failed" and row.last_error == "40007 media_id unknown or expired"
+    assert row.payload["cs_done"] == 1  # the text went out and is not sent again
+    assert [o["type"] for o in state.outbound] == ["text"]
+
+
 async def test_release_waiting_in_a_callers_transaction(db):
     a = await add_row(db, "o_rel_a", status="waiting", key="rel-a")
     a2 = await add_row(db, "o_rel_a", status="waiting", key="rel-a2", kind="reply")
@@ -248,13 +263,13 @@ async def test_release_waiting_in_a_callers_transaction(db):
 # --- failures ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["busy", "frequency", "timeout", "drop"])
+@pytest.mark.parametrize("fault", ["busy", "frequency", "minute_limit", "timeout", "drop"])
 async def test_transient_failures_are_retried_with_backoff(db, client, state, clock, fault):
     state.set_subscribed("o_retry", True)
     await add_user(db, "o_retry")
     row_id = await add_row(db, "o_retry", template=notice())
-    rule = {"busy": {"errcode": -1}, "frequency": {"errcode": 45009}, "timeout": {"delay": 1.5},
-            "drop": {"drop": True}}[fault]
+    rule = {"busy": {"errcode": -1}, "frequency": {"errcode": 45009}, "minute_limit": {"errcode": 45011},
+            "timeout": {"delay": 1.5}, "drop": {"drop": True}}[fault]
     state.faults.add("message/template/send", times=1, **rule)
     d = deliverer(db, client, clock, backoff_base=4.0)
     before = clock()
@@ -262,8 +277,8 @@ async def test_transient_failures_are_retried_with_backoff(db, client, state, cl
     assert (stats.retried, stats.sent) == (1, 0)
     row = (await rows(db))[row_id]
     assert row.status == "pending" and row.attempts == 1 and row.claimed_until is None
-    assert row.last_error.startswith({"busy": "-1", "frequency": "45009", "timeout": "-1 network",
-                                      "drop": "-1 network"}[fault])
+    assert row.last_error.startswith({"busy": "-1", "frequency": "45009", "minute_limit": "45011",
+                                      "timeout": "-1 network", "drop": "-1 network"}[fault])
     assert 2.0 <= (row.due_at - before).total_seconds() <= 4.5  # equal jitter: between half and all of 4 s
 
     assert (await d.run_once()).claimed == 0  # not due yet

@@ -13,9 +13,11 @@ from aiohttp.test_utils import TestServer
 
 from bot.token_store import DatabaseTokenStore, MemoryTokenStore
 from bot.wechat_client import (
+    MediaExpired,
     MediaTooLarge,
     WeChatAPIError,
     WeChatArgumentError,
+    WeChatBusy,
     WeChatClient,
     WeChatNetworkError,
 )
@@ -320,6 +322,41 @@ async def test_media_error_inside_200_is_raised(client, state):
     with pytest.raises(WeChatAPIError) as e:
         await client.download_media(media_id)
     assert e.value.errcode == 40007
+
+
+async def test_unknown_expired_or_missing_media_raise_media_expired(client, state):
+    with pytest.raises(MediaExpired) as e:
+        await client.download_media("no-such-media")
+    assert e.value.errcode == 40007 and not e.value.transient
+    media_id = state.add_media(b"jpeg", "image/jpeg", "a.jpg")
+    state.advance(3 * 86400 + 1)  # temporary media lives three days
+    with pytest.raises(MediaExpired) as e:
+        await client.download_media(media_id)
+    assert e.value.errcode == 40007 and e.value.endpoint == "media/get"
+    with pytest.raises(MediaExpired) as e:
+        await client.download_media("")
+    assert e.value.errcode == 41006
+
+
+async def test_sending_an_expired_image_raises_media_expired(client, state):
+    state.record_user_action(OPENID, "message")
+    media_id = state.add_media(b"jpeg", "image/jpeg", "a.jpg")
+    state.advance(3 * 86400 + 1)
+    state.record_user_action(OPENID, "message")
+    with pytest.raises(MediaExpired) as e:
+        await client.send_image(OPENID, media_id)
+    assert e.value.errcode == 40007 and len(state.calls_to("message/custom/send")) == 1
+
+
+@pytest.mark.parametrize("errcode", [-1, 45009, 45011])
+async def test_busy_codes_raise_wechat_busy_after_the_retries(session, server, state, errcode):
+    client = make_client(session, server, max_retries=1)
+    state.record_user_action(OPENID, "message")
+    state.faults.add("message/custom/send", errcode=errcode)
+    with pytest.raises(WeChatBusy) as e:
+        await client.send_text(OPENID, "hi")
+    assert e.value.errcode == errcode and e.value.transient and not isinstance(e.value, WeChatNetworkError)
+    assert len(state.calls_to("message/custom/send")) == 2
 
 
 async def test_media_error_inside_200_with_token_error_refreshes(client, state):
