@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import AsyncIterator
 
 import aiohttp
@@ -12,7 +11,7 @@ from aiohttp import web
 from bot import jobs
 from bot.config import Settings
 from bot.crypto import MessageCrypto
-from bot.delivery import Deliverer, record_template_finish
+from bot.delivery import Deliverer, deliver_late_reply, record_template_finish
 from bot.endpoint import WeChatEndpoint
 from bot.scheduler import SchedulerOptions, ServiceScheduler, owner_id
 from bot.token_store import DatabaseTokenStore, RedisTokenStore
@@ -25,7 +24,6 @@ from dialogs.services import Services
 from dialogs.types import Reply
 from storage.db import Database
 from storage.photos import LocalPhotoStore
-from storage.models import Outbox
 
 log = logging.getLogger("zikao.app")
 
@@ -104,19 +102,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
 
     async def deliver_later(openid: str, reply: Reply) -> None:
-        """A result that missed the reply budget goes out as a customer-service message;
-        if WeChat refuses (48-hour window, quota), it waits in the outbox."""
-        try:
-            if reply.text:
-                await client.send_text(openid, reply.text)
-            if reply.image_media_id:
-                await client.send_image(openid, reply.image_media_id)
-        except Exception as e:
-            log.warning("customer-service send failed (%s); queued in the outbox", e)
-            payload = {"text": reply.text, "image": reply.image_media_id}
-            async with db.session() as s, s.begin():
-                s.add(Outbox(openid=openid, kind="reply", payload=payload,
-                             client_msg_id=uuid.uuid4().hex, status="waiting", last_error=str(e)[:255]))
+        await deliver_late_reply(db, client, openid, reply.text, reply.image_media_id)
 
     endpoint = WeChatEndpoint(
         token=settings.wechat_token,

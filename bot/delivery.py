@@ -47,6 +47,7 @@ from bot.wechat_client import (
     WeChatBusy,
     WeChatNetworkError,
 )
+from storage import outbox
 from storage.batch import Coalescer
 from storage.db import Database
 from storage.models import Outbox, WechatUser, utcnow
@@ -257,6 +258,29 @@ async def record_template_finish(db: Database, msgid: str | int, status: str) ->
     if found and status != "success":
         log.warning("template msgid %s finished with status %r", msgid, status)
     return found
+
+
+async def deliver_late_reply(db: Database, client: Any, openid: str, text: str, image: str | None) -> None:
+    """A reply that missed the passive-reply budget, as customer-service messages now; what WeChat
+    did not take waits in the outbox (until the user writes again when the 48-hour window or the
+    quota refused it). Parts already sent are not queued again; an expired picture is dropped."""
+    parts = split_text(text) if text else []
+    try:
+        while parts:
+            await client.send_text(openid, parts[0])
+            parts.pop(0)
+        if image:
+            await client.send_image(openid, image)
+        return
+    except MediaExpired as e:  # the picture, after the texts went out: asking again will not help
+        log.warning("late reply: its picture is gone (%s); not queued", _reason(e))
+        return
+    except WeChatAPIError as e:
+        reason, wait = _reason(e), e.errcode in WAIT_ERRCODES
+    except Exception as e:  # anything else: keep the reply rather than lose it
+        reason, wait = f"unexpected {type(e).__name__}", True
+    log.warning("customer-service send of a late reply failed (%s); queued in the outbox", reason)
+    await outbox.queue_reply(db, openid, text="\n".join(parts), image=image, reason=reason, wait=wait)
 
 
 # --- the deliverer --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +192,20 @@ async def enqueue(session: AsyncSession, db_or_dialect: Database | str | None = 
     row = _row(openid=openid, kind=kind, payload=payload, client_msg_id=client_msg_id, priority=priority,
                due_at=due_at or now, notice_id=notice_id, now=now)
     return await enqueue_many(session, [row], db_or_dialect) == 1
+
+
+async def queue_reply(db: Database, openid: str, *, text: str = "", image: str | None = None, reason: str = "",
+                      wait: bool = True) -> int:
+    """A reply to the user's own message that could not be given in time nor sent at once (kind
+    "reply", its own transaction: there is no cause to join). `wait`: until the user writes again
+    (the 48-hour window or the message quota refused it), else due now. Returns the row's id."""
+    now = utcnow()
+    row = {"openid": openid, "kind": "reply", "payload": {"text": text, "image": image},
+           "client_msg_id": f"reply:{uuid.uuid4().hex}", "status": "waiting" if wait else "pending",
+           "attempts": 0, "priority": PRIORITY_OWN, "due_at": now, "created_at": now,
+           "last_error": reason[:255] or None}
+    async with db.session() as s, s.begin():
+        return (await s.execute(_insert_for(s, db).values(**row).returning(Outbox.__table__.c.id))).scalar_one()
 
 
 async def enqueue_audience(session: AsyncSession, openids: Select, *, kind: str, payload: dict[str, Any],

@@ -12,6 +12,7 @@ from sqlalchemy import insert, select, update
 
 from bot.dedupe import Deduper
 from bot.delivery import (
+    deliver_late_reply,
     CHANNEL_CUSTOM,
     CHANNEL_TEMPLATE,
     UNCONFIRMED,
@@ -242,6 +243,44 @@ async def test_reply_whose_image_expired_sends_its_text_and_fails_with_the_reaso
     assert row.status == "failed" and row.last_error == "40007 media_id unknown or expired"
     assert row.payload["cs_done"] == 1  # the text went out and is not sent again
     assert [o["type"] for o in state.outbound] == ["text"]
+
+
+# --- late replies (missed the passive-reply budget) -------------------------------------------
+
+
+async def test_late_reply_goes_out_at_once_and_leaves_no_row(db, client, state):
+    state.record_user_action("o_late", "message")
+    media_id = state.add_media(b"\xff\xd8\xff" + b"j" * 100, "image/jpeg", "card.jpg")
+    await deliver_late_reply(db, client, "o_late", "查好了：", media_id)
+    assert [o["type"] for o in state.outbound] == ["text", "image"]
+    assert await rows(db) == {}
+
+
+async def test_late_reply_outside_the_window_waits_for_the_user(db, client, state):
+    state.set_subscribed("o_late", True)  # followed, but no message within 48 hours
+    await deliver_late_reply(db, client, "o_late", "查好了：", None)
+    (row,) = (await rows(db)).values()
+    assert (row.kind, row.status, row.payload["text"]) == ("reply", "waiting", "查好了：")
+    assert row.last_error.startswith("45015") and row.priority == 0
+
+
+async def test_late_reply_meeting_a_busy_wechat_is_due_now_with_only_the_unsent_part(db, client, state):
+    state.record_user_action("o_late", "message")
+    text = "\n".join(f"第{i}行：课程代码00015 英语（二） 成绩合格" for i in range(60))
+    first, second = split_text(text)
+    state.faults.add("message/custom/send", delay=0.001, times=1)  # the first part goes through
+    state.faults.add("message/custom/send", errcode=-1, times=1)
+    await deliver_late_reply(db, client, "o_late", text, None)
+    (row,) = (await rows(db)).values()
+    assert (row.status, row.payload["text"]) == ("pending", second)
+    assert [o["content"] for o in state.outbound] == [first]
+
+
+async def test_late_reply_whose_picture_expired_sends_the_text_and_drops_the_picture(db, client, state):
+    state.record_user_action("o_late", "message")
+    await deliver_late_reply(db, client, "o_late", "样例如下：", "no-such-media")
+    assert [o["type"] for o in state.outbound] == ["text"]
+    assert await rows(db) == {}
 
 
 async def test_release_waiting_in_a_callers_transaction(db):
