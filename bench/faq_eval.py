@@ -5,55 +5,14 @@
     .venv/bin/python -m bench.faq_eval --set dev --tune   # grid search on the dev split only
 
 Prints top-1 and top-3 accuracy, the right / not sure / wrong confident rates and time per question.
+The report itself is bot/faq_eval.py (also `zikao-bot faq eval`): the service never imports bench/.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
-from dialogs.faq.evaluate import SETS, evaluate, load_cases, tune
-from dialogs.faq.index import FaqError, FaqFiles, FaqIndex
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", default="eval", help="eval (default, held out), dev, or a path to a labelled YAML file")
-    p.add_argument("--kb", help="knowledge base file (default: the packaged dialogs/faq/kb.yaml)")
-    p.add_argument("--cache-dir", help="where jieba keeps its dictionary cache (default: a temp dir)")
-    p.add_argument("--misses", action="store_true", help="list every question not answered right")
-    p.add_argument("--repeat", type=int, default=20, help="timing passes over the set (default 20)")
-    p.add_argument("--tune", action="store_true", help="grid-search ranking and thresholds (dev set only)")
-
-
-def run(args: argparse.Namespace) -> int:
-    paths = SETS.get(args.set, (Path(args.set),))
-    name = args.set if args.set in SETS else Path(args.set).name
-    if args.tune and paths != SETS["dev"]:
-        print("faq eval: --tune runs on the dev set only (--set dev); the eval set stays held out", file=sys.stderr)
-        return 2
-    started = time.perf_counter()
-    try:
-        index = FaqIndex.load(FaqFiles.with_kb(args.kb), cache_dir=args.cache_dir)
-        index.warm()
-        load_seconds = time.perf_counter() - started
-        cases = load_cases(paths, index)
-    except FaqError as e:
-        print("faq eval: invalid files:\n" + "\n".join(f"  {m}" for m in e.errors), file=sys.stderr)
-        return 1
-    print(f"knowledge base: {len(index)} entries, loaded and warmed in {load_seconds:.2f} s")
-    if args.tune:
-        params, report = tune(index, cases)
-        print(f"best on {name}: {params}")
-        print(report.format(f"{name} (tuned): "))
-        if args.misses:
-            print(report.format_misses())
-        return 0
-    report = evaluate(index, cases, repeat=max(0, args.repeat))
-    print(report.format(f"{name}: "))
-    if args.misses:
-        print(report.format_misses())
-    return 0
+from bot.faq_eval import add_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ask = fsub.add_parser("ask", help="show how a question would be answered")
     ask.add_argument("text", help="the question, as a candidate would type it")
     ask.add_argument("--file", help="knowledge base file (default: the service's)")
-    ev = fsub.add_parser("eval", help="accuracy and speed on the labelled questions (bench/faq_eval.py)")
-    from bench.faq_eval import add_arguments
+    ev = fsub.add_parser("eval", help="accuracy and speed on the labelled questions (bot/faq_eval.py)")
+    from bot.faq_eval import add_arguments
 
     add_arguments(ev)
     faq.set_defaults(func=_command)
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     kb, cache_dir = faq_locations(settings)
     command = args.faq_command
     if command == "eval":
-        from bench.faq_eval import run as run_eval
+        from bot.faq_eval import run as run_eval
 
         args.kb = args.kb or str(kb)
         args.cache_dir = args.cache_dir or cache_dir
