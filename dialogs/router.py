@@ -236,8 +236,10 @@ class Router:
             prefix = eng.expire(conv)
             if intent is None and cmd is None:
                 return Reply(join(prefix, "回复“帮助”查看可以办理的业务。"))
+        if any(p.get("flow") not in eng.flows for p in conv.paused):
+            # Flows no longer offered (the submenus were flows once): nothing to go back to.
+            conv.data["paused"] = [p for p in conv.paused if p.get("flow") in eng.flows]
         if conv.active and eng.flow_of(conv) is None:
-            # A flow no longer offered (the submenus were flows once): nothing to go back to.
             conv.flow, conv.step, conv.expires_at = None, None, None
             conv.data = {"paused": conv.paused}
         pending = conv.data.pop("pending", None)

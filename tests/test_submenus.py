@@ -2,11 +2,13 @@
 answers the most recent list the candidate was shown, and 取消 / 返回 after a list cancel nothing."""
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy import update
 
 from storage.demo import load_demo
-from storage.models import Candidate, utcnow
+from storage.models import Candidate, DialogState, utcnow
 from tests.dialog_fixtures import make_router
 from tests.transcript import router_sender, run
 
@@ -135,4 +137,24 @@ async def test_unbound_user_sees_the_account_submenu_and_binding_starts(db):
         < 【账户】请回复序号
         > 1
         < 请输入您的证件号码
+    """)
+
+
+async def test_a_submenu_left_open_as_a_flow_by_an_older_version_is_dropped(bound, db):
+    async with db.session() as s, s.begin():
+        result = await s.execute(update(DialogState).where(DialogState.openid == OPENID).values(
+            flow="menu:graduation", step="pick", expires_at=utcnow() + dt.timedelta(minutes=20),
+            data={"answers": {}, "scratch": {}, "history": [], "failures": 0,
+                  "paused": [{"flow": "menu:messages", "step": "pick", "data": {}}]}))
+        assert result.rowcount == 1
+    await run(router_sender(bound, OPENID), """
+        > 1
+        <! 本科论文
+        <! 「menu:
+        > 继续
+        < 没有需要继续办理的业务
+        > 毕业进度
+        < 您报考了2个专业
+        > 2
+        < 行政管理
     """)
