@@ -51,3 +51,21 @@ async def add_candidate(db: Database, *, id_number: str = ID_NUMBER, name: str =
 
 def make_router(db: Database, inbox: Inbox | None = None, **kw) -> Router:
     return Router(db, services=Services(sms=inbox or Inbox()), **kw)
+
+
+ZHANG = "310115199203154215"  # demo candidate with two majors (020301K, 690206) and two admission numbers
+
+
+async def demo_router_bound(db: Database, openid: str) -> Router:
+    """The demo data set loaded and its candidate 张 (two majors) bound to `openid` by the 绑定 flow."""
+    from sqlalchemy import update
+
+    from storage.demo import load_demo
+    from tests.transcript import router_sender, run
+
+    await load_demo(db)
+    async with db.session() as s, s.begin():
+        await s.execute(update(Candidate).values(mobile_verified_at=utcnow()))
+    router = make_router(db)
+    await run(router_sender(router, openid), f"> 绑定\n> {ZHANG}\n> {ZHANG[-6:]}\n< 绑定成功")
+    return router

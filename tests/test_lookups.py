@@ -2,27 +2,20 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from dialogs.types import Message
 from storage.demo import load_demo
-from storage.models import Candidate, utcnow
 from storage.models_service import Feedback
-from tests.dialog_fixtures import make_router
+from tests.dialog_fixtures import demo_router_bound, make_router
 from tests.transcript import router_sender, run
 
 OPENID = "o_lookups_00000000000000001"
-ZHANG = "310115199203154215"  # demo candidate with two majors and two admission numbers
 
 
 @pytest.fixture
 async def bound(db):
-    await load_demo(db)
-    async with db.session() as s, s.begin():
-        await s.execute(update(Candidate).values(mobile_verified_at=utcnow()))
-    router = make_router(db)
-    await run(router_sender(router, OPENID), f"> 绑定\n> {ZHANG}\n> {ZHANG[-6:]}\n< 绑定成功")
-    return router
+    return await demo_router_bound(db, OPENID)
 
 
 async def test_scores_plan_and_choice_of_major(bound):

@@ -7,23 +7,16 @@ import datetime as dt
 import pytest
 from sqlalchemy import update
 
-from storage.demo import load_demo
-from storage.models import Candidate, DialogState, utcnow
-from tests.dialog_fixtures import make_router
+from storage.models import DialogState, utcnow
+from tests.dialog_fixtures import demo_router_bound, make_router
 from tests.transcript import router_sender, run
 
 OPENID = "o_submenus_0000000000000001"
-ZHANG = "310115199203154215"  # demo candidate with two majors (020301K 金融学, 690206 行政管理)
 
 
 @pytest.fixture
 async def bound(db):
-    await load_demo(db)
-    async with db.session() as s, s.begin():
-        await s.execute(update(Candidate).values(mobile_verified_at=utcnow()))
-    router = make_router(db)
-    await run(router_sender(router, OPENID), f"> 绑定\n> {ZHANG}\n> {ZHANG[-6:]}\n< 绑定成功")
-    return router
+    return await demo_router_bound(db, OPENID)
 
 
 async def test_number_after_a_newer_list_answers_the_newer_list(bound):
