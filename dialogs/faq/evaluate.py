@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from dialogs.faq.index import (
-    ANSWER, NONE, SUGGEST, FaqError, FaqIndex, Match, Params, read_yaml, strip_lines,
+    ANSWER, NONE, REFER, SUGGEST, FaqError, FaqIndex, Match, Params, read_yaml, strip_lines,
 )
 
 EVAL_DIR = Path(__file__).resolve().parent / "eval"
@@ -66,8 +66,9 @@ class Outcome:
         if self.case.ambiguous:
             return self.match.kind != ANSWER
         if self.case.label is None:
-            return self.match.kind == NONE
-        return self.match.kind == ANSWER and self.match.entry.id == self.case.label
+            return self.match.kind in (NONE, REFER)  # a referral is not an answer
+        return self.match.kind in (ANSWER, REFER) and self.match.entry is not None \
+            and self.match.entry.id == self.case.label
 
     @property
     def wrong_confident(self) -> bool:
@@ -255,7 +256,9 @@ def _utility(case: Case, kind: str, top: Optional[str], listed: tuple[str, ...])
     if case.ambiguous:
         return -4.0 if kind == ANSWER else 1.0
     if case.label is None:
-        return {NONE: 1.0, SUGGEST: -0.1, ANSWER: -4.0}[kind]
+        return {NONE: 1.0, REFER: 1.0, SUGGEST: -0.1, ANSWER: -4.0}[kind]
+    if kind == REFER:
+        return 1.0 if top == case.label else 0.0
     if kind == ANSWER:
         return 1.0 if top == case.label else -4.0
     if kind == SUGGEST:

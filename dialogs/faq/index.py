@@ -36,7 +36,7 @@ ACTIONS = frozenset({
 })
 
 ENTRY_FIELDS = {"id", "topic", "business", "aspect", "questions", "answer", "action", "source"}
-REQUIRED_FIELDS = ("id", "business", "questions", "answer", "source")
+REQUIRED_FIELDS = ("id", "questions", "answer", "source")
 ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,63}")
 MAX_ANSWER_CHARS = 300  # a phone screen: a few short lines
 MAX_ANSWER_LINES = 8
@@ -133,6 +133,8 @@ class Thresholds:
     # runner-up has the same business and an aspect asked about: answer from this coverage on.
     slot_coverage: float = 0.5
     slot_ratio: float = 0.6
+    slot_fit: float = 0.8  # ... and fits the question nearly as well (a runner-up about 毕业证 does not
+    #                         block "免考要什么材料")
 
 
 @dataclass(frozen=True)
@@ -298,7 +300,7 @@ def parse_entries(path: Path) -> list[Entry]:
         entries.append(Entry(
             id=eid, questions=tuple(questions), answer=answer, source=raw["source"].strip(),
             topic=(raw.get("topic") or "").strip(), action=action, line=line,
-            business=raw["business"].strip(), aspect=(raw.get("aspect") or "").strip() or None,
+            business=(raw.get("business") or GENERAL).strip(), aspect=(raw.get("aspect") or "").strip() or None,
         ))
     if errors:
         raise FaqError(errors)
@@ -754,7 +756,8 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
     slot = (first.entry.business in m.businesses and first.entry.aspect in m.aspects
             and first.coverage >= th.slot_coverage
             and not any(s.entry.business == first.entry.business and s.entry.aspect in m.aspects
-                        and s.score >= th.slot_ratio * first.score for s in ranked[1:]))
+                        and s.score >= th.slot_ratio * first.score and s.fit >= th.slot_fit * first.fit
+                        for s in ranked[1:]))
     if exact or clear or slot:
         return replace(base, kind=REFER if refers(first.entry.business) else ANSWER, entry=first.entry)
     if named_only_out_of_scope:

@@ -78,7 +78,7 @@ def parse_topics(path: Path, read_yaml, strip_lines, normalize, error_cls) -> To
 # "怎么…", "在哪…", "…吗", "为什么…": the candidate wants to know something. Such a message is
 # answered; the flow or query behind the entry is offered after the answer, never started.
 _QUESTION = re.compile(
-    r"怎么|怎样|如何|咋|为什么|为啥|干嘛|什么|啥|哪|多久|多长|多少钱|几[天月号年位门个次]|"
+    r"怎么|怎样|如何|咋|为什么|为啥|干嘛|什么|啥|哪|多久|多长|多少钱|是多少|多少[\s?？。!！]*$|几[天月号年位门个次]|"
     r"能不能|可不可以|可以不|能否|是否|要不要|需不需要|会不会|有没有|是不是|行不行|"
     r"[吗么嘛呢][\s?？。!！]*$|[?？]"
 )
