@@ -59,9 +59,10 @@ def offer_line(intent: Optional[str], answer: str) -> str:
 
 
 async def window_line(ctx: Ctx, entry: Entry) -> str:
-    """For an entry about when a business can be done: the business's window as the flow sees it."""
+    """For an entry about when a business can be done (its action shows the windows): the business's
+    window as the flow sees it."""
     kind = WINDOW_OF_BUSINESS.get(entry.business)
-    if entry.aspect != "时间" or kind is None or ctx.db is None:
+    if entry.action != "query:windows" or kind is None or ctx.db is None:
         return ""
     try:
         check = await apps.business_window(ctx.db, kind, ctx.now)
