@@ -1,10 +1,12 @@
 """Accuracy and speed of the consultation matcher on a labelled question set.
 
-    .venv/bin/python -m bench.faq_eval                 # the held-out eval set
+    .venv/bin/python -m bench.faq_eval                 # the held-out eval set (entry ids)
+    .venv/bin/python -m bench.faq_eval --set heldout   # the held-out set graded by facts (issue 17)
     .venv/bin/python -m bench.faq_eval --set dev --misses
     .venv/bin/python -m bench.faq_eval --set dev --tune   # grid search on the dev split only
 
-Prints top-1 and top-3 accuracy, the right / not sure / wrong confident rates and time per question.
+Prints top-1 and top-3 accuracy, the right / not sure / wrong confident rates and time per question;
+for the fact-graded held-out set: right / not sure / wrong / out-of-scope answered confidently.
 """
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from dialogs.faq.evaluate import SETS, evaluate, load_cases, tune
+from dialogs.faq.evaluate import HELDOUT, SETS, evaluate, evaluate_facts, load_cases, load_fact_cases, tune
 from dialogs.faq.index import FaqError, FaqFiles, FaqIndex
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", default="eval", help="eval (default, held out), dev, or a path to a labelled YAML file")
+    p.add_argument("--set", default="eval",
+                   help="eval (default, held out), heldout (graded by facts), dev, or a path to a labelled YAML file")
     p.add_argument("--kb", help="knowledge base file (default: the packaged dialogs/faq/kb.yaml)")
     p.add_argument("--cache-dir", help="where jieba keeps its dictionary cache (default: a temp dir)")
     p.add_argument("--misses", action="store_true", help="list every question not answered right")
@@ -27,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.set == "heldout":
+        return run_facts(args)
     paths = SETS.get(args.set, (Path(args.set),))
     name = args.set if args.set in SETS else Path(args.set).name
     if args.tune and paths != SETS["dev"]:
@@ -51,6 +56,24 @@ def run(args: argparse.Namespace) -> int:
         return 0
     report = evaluate(index, cases, repeat=max(0, args.repeat))
     print(report.format(f"{name}: "))
+    if args.misses:
+        print(report.format_misses())
+    return 0
+
+
+def run_facts(args: argparse.Namespace) -> int:
+    if args.tune:
+        print("faq eval: --tune runs on the dev set only (--set dev); the held-out set stays held out", file=sys.stderr)
+        return 2
+    try:
+        index = FaqIndex.load(FaqFiles.with_kb(args.kb), cache_dir=args.cache_dir)
+        cases = load_fact_cases(HELDOUT)
+    except FaqError as e:
+        print("faq eval: invalid files:\n" + "\n".join(f"  {m}" for m in e.errors), file=sys.stderr)
+        return 1
+    print(f"knowledge base: {len(index)} entries")
+    report = evaluate_facts(index, cases)
+    print(report.format("heldout: "))
     if args.misses:
         print(report.format_misses())
     return 0

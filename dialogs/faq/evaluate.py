@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import unicodedata
 import itertools
 import time
 from dataclasses import dataclass, field, replace
@@ -264,3 +265,128 @@ def _utility(case: Case, kind: str, top: Optional[str], listed: tuple[str, ...])
     if kind == SUGGEST:
         return 0.5 if case.label in listed else -0.1
     return 0.0
+
+
+# ---------------------------------------------------------------------------------- held-out set graded by facts
+
+HELDOUT = EVAL_DIR / "heldout.yaml"
+
+
+@dataclass(frozen=True)
+class FactCase:
+    """A question graded by what the answer says, not by which entry gave it (heldout.yaml)."""
+
+    text: str
+    business: str = ""
+    aspect: str = ""
+    expect: tuple[tuple[str, ...], ...] = ()  # every group must be matched by one of its strings
+    out_of_scope: bool = False
+
+
+def load_fact_cases(path: Path = HELDOUT) -> list[FactCase]:
+    data = strip_lines(read_yaml(path))
+    if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
+        raise FaqError([f"{path}: expected a mapping with a 'questions:' list"])
+    cases, errors = [], []
+    for n, q in enumerate(data["questions"], 1):
+        if not isinstance(q, dict) or not isinstance(q.get("q"), str):
+            errors.append(f"{path}: question #{n}: expected a mapping with 'q:'")
+            continue
+        oos = bool(q.get("out_of_scope"))
+        expect = q.get("expect") or []
+        if not oos and (not isinstance(expect, list) or not expect
+                        or not all(isinstance(g, list) and g for g in expect)):
+            errors.append(f"{path}: question #{n} {q['q']!r}: 'expect' must be a list of non-empty lists")
+            continue
+        cases.append(FactCase(q["q"], str(q.get("business") or ""), str(q.get("aspect") or ""),
+                              tuple(tuple(str(s) for s in g) for g in expect), oos))
+    if errors:
+        raise FaqError(errors)
+    return cases
+
+
+def reply_text(match: Match) -> str:
+    """What the candidate reads for an answer (the entry's text and the offered action), as
+    dialogs.consult builds it without a database (no live window line)."""
+    from dialogs.consult import ALIASES, offer_line  # consult imports this package: load it on use
+
+    e = match.entry
+    if e is None:
+        return ""
+    action = ALIASES.get(e.action, e.action) if e.action else None
+    return "\n".join(p for p in (e.answer, offer_line(action, e.answer)) if p)
+
+
+def _says(text: str, expect: tuple[tuple[str, ...], ...]) -> bool:
+    folded = unicodedata.normalize("NFKC", text)
+    return all(any(s in text or unicodedata.normalize("NFKC", s) in folded for s in group) for group in expect)
+
+
+@dataclass
+class FactOutcome:
+    case: FactCase
+    match: Match
+
+    @property
+    def verdict(self) -> str:
+        """right | wrong (confident, facts missing) | not sure | oos-ok | oos-overconfident."""
+        confident = self.match.kind == ANSWER
+        if self.case.out_of_scope:
+            return "oos-overconfident" if confident else "oos-ok"
+        if not confident:
+            return "not sure"
+        return "right" if _says(reply_text(self.match), self.case.expect) else "wrong"
+
+
+@dataclass
+class FactReport:
+    outcomes: list[FactOutcome]
+
+    def count(self, verdict: str) -> int:
+        return sum(o.verdict == verdict for o in self.outcomes)
+
+    @property
+    def in_scope(self) -> list[FactOutcome]:
+        return [o for o in self.outcomes if not o.case.out_of_scope]
+
+    @property
+    def out_of_scope(self) -> list[FactOutcome]:
+        return [o for o in self.outcomes if o.case.out_of_scope]
+
+    def rate(self, verdict: str) -> float:
+        whole = len(self.out_of_scope) if verdict.startswith("oos") else len(self.in_scope)
+        return self.count(verdict) / whole if whole else 0.0
+
+    def format(self, title: str = "") -> str:
+        ins, outs = self.in_scope, self.out_of_scope
+        lines = [
+            f"{title}{len(self.outcomes)} questions ({len(ins)} in scope, {len(outs)} out of scope), graded by the facts "
+            f"the reply must contain",
+            f"  right               {self.rate('right'):6.1%}   ({self.count('right')}: confident, and says the expected facts)",
+            f"  not sure            {self.rate('not sure'):6.1%}   ({self.count('not sure')}: suggestions, referral or 'not sure')",
+            f"  wrong confident     {self.rate('wrong'):6.1%}   ({self.count('wrong')}: confident, expected facts missing)",
+            f"  out of scope answered confidently {self.rate('oos-overconfident'):6.1%}   "
+            f"({self.count('oos-overconfident')} of {len(outs)})",
+        ]
+        areas = sorted({o.case.business for o in ins})
+        lines.append("  by business (right / not sure / wrong of n):")
+        for a in areas:
+            mine = [o for o in ins if o.case.business == a]
+            v = [o.verdict for o in mine]
+            lines.append(f"    {a:6} {v.count('right'):3} / {v.count('not sure'):3} / {v.count('wrong'):3}  of {len(mine)}")
+        return "\n".join(lines)
+
+    def format_misses(self) -> str:
+        lines = []
+        for o in self.outcomes:
+            v = o.verdict
+            if v in ("right", "oos-ok"):
+                continue
+            got = o.match.entry.id if o.match.entry else ",".join(o.match.suggestion_ids) or "-"
+            want = "out of scope" if o.case.out_of_scope else " & ".join("|".join(g) for g in o.case.expect)
+            lines.append(f"  [{v:17}] {o.case.text!r} ({o.case.business}/{o.case.aspect}) {o.match.kind} {got}  want: {want}")
+        return "\n".join(lines)
+
+
+def evaluate_facts(index: FaqIndex, cases: list[FactCase]) -> FactReport:
+    return FactReport([FactOutcome(c, index.match(c.text)) for c in cases])
