@@ -35,7 +35,7 @@ ACTIONS = frozenset({
     "query:windows", "query:messages", "query:news", "query:orders", "query:samples", "query:contacts",
 })
 
-ENTRY_FIELDS = {"id", "topic", "business", "aspect", "questions", "answer", "action", "source"}
+ENTRY_FIELDS = {"id", "topic", "business", "aspect", "refer", "questions", "answer", "action", "source"}
 REQUIRED_FIELDS = ("id", "questions", "answer", "source")
 ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,63}")
 MAX_ANSWER_CHARS = 300  # a phone screen: a few short lines
@@ -69,7 +69,8 @@ class Entry:
     action: Optional[str] = None
     line: int = 0
     business: str = GENERAL  # topics.yaml: what the entry is about (免考, 补登, 毕业 ...)
-    aspect: Optional[str] = None  # topics.yaml: what it tells (材料, 时间, 条件, 流程 ...)  # where the entry starts in its file, for messages to staff
+    aspect: Optional[str] = None  # topics.yaml: what it tells (材料, 时间, 条件, 流程 ...)
+    refer: bool = False  # a topic the manuals do not settle (复核, 毕业证发放 ...): the answer refers on  # where the entry starts in its file, for messages to staff
 
     @property
     def title(self) -> str:
@@ -291,6 +292,8 @@ def parse_entries(path: Path) -> list[Entry]:
         action = raw.get("action")
         if action is not None and action not in ACTIONS:
             problems.append(f"unknown action {action!r} (known: {', '.join(sorted(ACTIONS))})")
+        if raw.get("refer") not in (None, True, False):
+            problems.append("refer must be true or false")
         for k in ("source", "topic", "business", "aspect"):
             if raw.get(k) is not None and not isinstance(raw.get(k), str):
                 problems.append(f"{k} must be text")
@@ -301,6 +304,7 @@ def parse_entries(path: Path) -> list[Entry]:
             id=eid, questions=tuple(questions), answer=answer, source=raw["source"].strip(),
             topic=(raw.get("topic") or "").strip(), action=action, line=line,
             business=(raw.get("business") or GENERAL).strip(), aspect=(raw.get("aspect") or "").strip() or None,
+            refer=bool(raw.get("refer")),
         ))
     if errors:
         raise FaqError(errors)
@@ -759,7 +763,8 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
                         and s.score >= th.slot_ratio * first.score and s.fit >= th.slot_fit * first.fit
                         for s in ranked[1:]))
     if exact or clear or slot:
-        return replace(base, kind=REFER if refers(first.entry.business) else ANSWER, entry=first.entry)
+        kind = REFER if first.entry.refer or refers(first.entry.business) else ANSWER
+        return replace(base, kind=kind, entry=first.entry)
     if named_only_out_of_scope:
         return replace(base, kind=REFER, entry=first.entry if refers(first.entry.business) else None)
     picks = tuple(s.entry for s in ranked[:3] if s.score >= th.suggest_floor * first.score)
