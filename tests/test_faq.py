@@ -164,7 +164,7 @@ def test_courses_and_codes_are_recognised(index):
     ("怎么解绑", "unbind", "flow:unbind"),
     ("初始密码是多少", "password-initial", None),
     ("用毕业证书免考还要什么", "exemption-diploma", None),
-    ("备案表还是认证报告", "grad-beian-or-report", None),
+    ("备案表还是认证报告", "grad-prior-education", None),
 ])
 def test_a_strong_match_answers(index, text, entry_id, action):
     m = index.match(text)
@@ -350,11 +350,11 @@ def test_a_word_spelt_right_is_not_folded_into_its_neighbour(index):
 @pytest.mark.parametrize("text, entry_id", [
     ("补登有年份限制吗", "backfill-year-limits"),
     ("转入补登要填什么", "backfill-transfer-in"),
-    ("论文预审结果怎么看", "thesis-result"),
+    ("论文预审结果怎么看", "thesis-advisor"),
     ("在线验证码是什么", "grad-verification-code"),
     ("情况说明怎么写", "grad-missing-courses"),
     ("审核通过后审定费怎么交", "grad-fee"),
-    ("客服QQ多少", "contacts-qq"),
+    ("客服QQ多少", "contacts"),
     ("教材考纲在哪看", "plan-textbook"),
     ("可以同时申请两个专业毕业吗", "grad-another-major"),
 ])
@@ -386,7 +386,7 @@ def test_answers_quote_the_rules_the_service_enforces(index):
     from storage.photos import MAX_STORED_BYTES
     f = facts()
     assert f["photo_max"] == f"{MAX_STORED_BYTES // (1024 * 1024)}MB"
-    assert f["photo_max"] in index.get("exemption-photo").answer
+    assert f["photo_max"] in index.get("photo-rules").answer
     assert apps.THEORY_LATEST_MONTH[:4] in index.get("backfill-year-limits").answer
     assert apps.LEGACY_BEFORE_MONTH[:4] in index.get("backfill-year-limits").answer
     assert PASSWORD_RULE in index.get("password-rules").answer
