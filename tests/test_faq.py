@@ -17,7 +17,7 @@ from dialogs.faq import (
 )
 from dialogs.faq.facts import facts
 from dialogs.faq.understand import is_question
-from dialogs.faq.evaluate import SETS, evaluate, load_cases
+from dialogs.faq.evaluate import SETS, evaluate, evaluate_facts, load_cases, load_fact_cases
 from dialogs.faq.index import PACKAGE_DIR
 
 # Measured on the held-out eval set (docs/faq.md): top-1 81.5 %, wrong confident 1.7 %.
@@ -312,6 +312,25 @@ def test_eval_set_accuracy_stays_above_the_measured_floor(index):
     assert report.top1 >= EVAL_TOP1_FLOOR, report.format_misses()
     assert report.wrong_confident_rate <= EVAL_WRONG_CONFIDENT_CEILING, report.format_misses()
     assert all(o.match.kind != ANSWER for o in report.out_of_domain)
+
+
+def test_heldout_figures_stay_above_the_measured_floor(index):
+    # The independent held-out set (docs/faq.md "Evaluation"), graded by the facts the reply says.
+    # Floors below the figures measured at the end of issue 17 (right 54.7 %, wrong 3.7 %, out of
+    # scope answered 6.1 %), with a margin for knowledge-base edits; they are not the issue's targets.
+    report = evaluate_facts(index, load_fact_cases())
+    assert len(report.in_scope) >= 200 and len(report.out_of_scope) >= 30
+    assert report.rate("right") >= 0.50, report.format_misses()
+    assert report.rate("wrong") <= 0.05, report.format_misses()
+    assert report.rate("oos-overconfident") <= 0.10, report.format_misses()
+
+
+def test_heldout_script_prints_the_four_figures(cache_dir, capsys):
+    assert faq_eval.main(["--set", "heldout", "--cache-dir", cache_dir]) == 0
+    out = capsys.readouterr().out
+    for label in ("right", "not sure", "wrong confident", "out of scope answered confidently", "by business"):
+        assert label in out
+    assert faq_eval.main(["--set", "heldout", "--tune", "--cache-dir", cache_dir]) == 2
 
 
 def test_eval_script_prints_the_figures(cache_dir, capsys):

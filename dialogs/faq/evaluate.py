@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from dialogs.faq.index import (
-    ANSWER, NONE, REFER, SUGGEST, FaqError, FaqIndex, Match, Params, read_yaml, strip_lines,
+    ANSWER, NONE, REFER, SUGGEST, FaqError, FaqIndex, Match, Params, grade, read_yaml, strip_lines,
 )
 
 EVAL_DIR = Path(__file__).resolve().parent / "eval"
@@ -210,57 +210,38 @@ GRID = {
     "dice_weight": (0.5, 0.8, 1.0),
     "unknown_idf": (0.75, 1.0),
     "unknown_power": (1.0, 2.0, 3.0),
-    "answer_coverage": (0.7, 0.75, 0.8, 0.85, 0.9, 0.95),
-    "answer_ratio": (0.7, 0.8, 0.85, 0.9, 0.95),
-    "answer_fit": (0.0, 0.3, 0.4, 0.5, 0.6),
-    "suggest_coverage": (0.3, 0.4, 0.5, 0.6),
+}
+THRESHOLD_GRID = {
+    "answer_coverage": (0.7, 0.8, 0.9),
+    "answer_ratio": (0.7, 0.8, 0.9),
+    "business_coverage": (0.5, 0.6, 0.7),
+    "business_ratio": (0.6, 0.7, 0.8),
+    "slot_coverage": (0.4, 0.5, 0.6),
+    "suggest_coverage": (0.3, 0.4, 0.5),
 }
 
 
 def tune(index: FaqIndex, cases: list[Case]) -> tuple[Params, Report]:
-    """Grid search over ranking and threshold parameters on `cases` (the dev split); best utility wins.
-
-    Ranking parameters change the scores, so each of their combinations ranks the questions once;
-    the thresholds only classify those rankings, so they are swept over stored features (the same
-    rules as index.grade, without building Match objects).
-    """
+    """Grid search on `cases` (the dev split); best utility wins. First the ranking parameters with
+    the current thresholds, then the thresholds over the best ranking, both graded by index.grade
+    itself, so the search and the service never disagree on a rule."""
     best: Optional[tuple[float, Params]] = None
-    for k1, b, uw, dw, unk, up in itertools.product(GRID["k1"], GRID["b"], GRID["union_weight"], GRID["dice_weight"],
-                                                    GRID["unknown_idf"], GRID["unknown_power"]):
+    for k1, b, uw, dw, unk, up in itertools.product(*(GRID[k] for k in GRID)):
         ranking = replace(index.params, k1=k1, b=b, union_weight=uw, dice_weight=dw, unknown_idf=unk, unknown_power=up)
-        probe = index.with_params(ranking)
-        rows = []
-        for c in cases:
-            tokens = probe.analyzer.tokens(c.text)
-            ranked = probe.rank(tokens)
-            if not ranked:
-                rows.append((c, None, 0.0, 0.0, 0.0, 0.0, (), False, False))
-                continue
-            first = ranked[0]
-            runner_up = ranked[1].score if len(ranked) > 1 else 0.0
-            floor = index.params.thresholds.suggest_floor * first.score
-            listed = tuple(s.entry.id for s in ranked[:3] if s.score >= floor)
-            single = len(set(tokens)) == 1 and first.fit < 0.99
-            exact = first.fit >= 0.99
-            rows.append((c, first.entry.id, first.coverage, first.fit, first.score, runner_up, listed, single, exact))
-        for ac, ar, af, sc in itertools.product(GRID["answer_coverage"], GRID["answer_ratio"], GRID["answer_fit"],
-                                                GRID["suggest_coverage"]):
-            if sc > ac:
-                continue
-            u = 0.0
-            for c, top, cov, fit, s1, s2, listed, single, exact in rows:
-                if top is None or cov < sc:
-                    kind = NONE
-                elif exact or (not single and cov >= ac and fit >= af and s2 <= ar * s1):
-                    kind = ANSWER
-                else:
-                    kind = SUGGEST
-                u += _utility(c, kind, top, listed)
-            if best is None or u > best[0] + 1e-9:
-                th = replace(index.params.thresholds, answer_coverage=ac, answer_ratio=ar, answer_fit=af,
-                             suggest_coverage=sc)
-                best = (u, replace(ranking, thresholds=th))
+        u = evaluate(index.with_params(ranking), cases).utility()
+        if best is None or u > best[0] + 1e-9:
+            best = (u, ranking)
     assert best is not None
+    probe = index.with_params(best[1])
+    matches = [probe.match(c.text) for c in cases]
+    names = list(THRESHOLD_GRID)
+    for values in itertools.product(*(THRESHOLD_GRID[k] for k in names)):
+        th = replace(best[1].thresholds, **dict(zip(names, values)))
+        if th.suggest_coverage > min(th.answer_coverage, th.business_coverage):
+            continue
+        u = Report([Outcome(c, grade(m, th, probe.topics)) for c, m in zip(cases, matches)]).utility()
+        if u > best[0] + 1e-9:
+            best = (u, replace(best[1], thresholds=th))
     tuned = index.with_params(best[1])
     return best[1], evaluate(tuned, cases)
 
