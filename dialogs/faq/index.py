@@ -761,12 +761,12 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
         and runner_up <= th.answer_ratio * first.score
     # The question names the entry's business and asks the aspect it tells ("免考要什么材料" ->
     # exemption, 材料), and no close runner-up tells the same business and an asked aspect.
-    slot = (first.entry.business in m.businesses and first.entry.aspect in m.aspects
+    slot = (not single_word_topic and first.entry.business in m.businesses and first.entry.aspect in m.aspects
             and first.coverage >= th.slot_coverage
             and not any(s.entry.business == first.entry.business and s.entry.aspect in m.aspects
                         and s.score >= th.slot_ratio * first.score and s.fit >= th.slot_fit * first.fit
                         for s in ranked[1:]))
-    named = (first.entry.business in m.businesses and first.coverage >= th.business_coverage
+    named = (not single_word_topic and first.entry.business in m.businesses and first.coverage >= th.business_coverage
              and runner_up <= th.business_ratio * first.score)
     if exact or clear or slot or named:
         kind = REFER if first.entry.refer or refers(first.entry.business) else ANSWER
