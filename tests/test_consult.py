@@ -76,10 +76,16 @@ async def test_course_question_of_an_unbound_user_binds_first_then_answers(route
     """)
 
 
-async def test_how_to_unbind_is_answered_and_unbinding_offered(router, db, faq):
+async def bound_sender(router, db):
+    """A sender for a candidate who has just bound their WeChat."""
     await add_candidate(db, verified=True)
     send = router_sender(router, OPENID)
     await run(send, f"> 绑定\n> {ID_NUMBER}\n> {PASSWORD}\n< 绑定成功")
+    return send
+
+
+async def test_how_to_unbind_is_answered_and_unbinding_offered(router, db, faq):
+    send = await bound_sender(router, db)
     replies = await run(send, "> 怎么解绑\n< 回复“解绑”")
     assert replies[0].startswith(faq.get("unbind").answer) and "确定要解除绑定吗" not in replies[0]
     await run(send, "> 解绑\n< 确定要解除绑定吗\n> 否\n< 没有解除绑定")
@@ -89,9 +95,7 @@ async def test_how_to_unbind_is_answered_and_unbinding_offered(router, db, faq):
 
 async def test_an_entry_linked_to_a_query_answers_with_its_text_then_offers_the_query(router, db, faq):
     # Reported: 成绩什么时候出 -> "暂无新闻通知"; 毕业证什么时候发 -> the 站内消息 list.
-    await add_candidate(db, verified=True)
-    send = router_sender(router, OPENID)
-    await run(send, f"> 绑定\n> {ID_NUMBER}\n> {PASSWORD}\n< 绑定成功")
+    send = await bound_sender(router, db)
     replies = await run(send, "> 成绩什么时候出\n> 毕业证什么时候发")
     assert replies[0].startswith(faq.get("score-release-time").answer) and "暂无" not in replies[0]
     assert replies[0].endswith(offer_line("query:news", "")) and "当前：" not in replies[0]

@@ -333,6 +333,16 @@ def test_heldout_script_prints_the_four_figures(cache_dir, capsys):
     assert faq_eval.main(["--set", "heldout", "--tune", "--cache-dir", cache_dir]) == 2
 
 
+def test_tuning_never_ends_worse_than_the_defaults_on_its_cases(index, monkeypatch):
+    from dialogs.faq import evaluate as ev
+    monkeypatch.setattr(ev, "GRID", {k: v[:1] for k, v in ev.GRID.items()})
+    monkeypatch.setattr(ev, "THRESHOLD_GRID", {k: v[:2] for k, v in ev.THRESHOLD_GRID.items()})
+    cases = load_cases(SETS["dev"], index)[:80]
+    params, report = ev.tune(index, cases)
+    assert report.utility() >= evaluate(index, cases, repeat=0).utility()
+    assert report.utility() == evaluate(index.with_params(params), cases, repeat=0).utility()
+
+
 def test_eval_script_prints_the_figures(cache_dir, capsys):
     assert faq_eval.main(["--cache-dir", cache_dir, "--repeat", "1"]) == 0
     out = capsys.readouterr().out
