@@ -1,6 +1,7 @@
 """Accuracy and speed of the consultation matcher on a labelled question set.
 
-    .venv/bin/python -m bench.faq_eval                 # the held-out eval set
+    .venv/bin/python -m bench.faq_eval                 # the held-out eval set (entry ids)
+    .venv/bin/python -m bench.faq_eval --set heldout   # the held-out set graded by facts (issue 17)
     .venv/bin/python -m bench.faq_eval --set dev --misses
     .venv/bin/python -m bench.faq_eval --set dev --tune   # grid search on the dev split only
 

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from dialogs.faq import FaqError, FaqFiles, FaqIndex, format_answer, format_none, format_suggestions
+from dialogs.faq import FaqError, FaqFiles, FaqIndex, format_answer, format_none, format_refer, format_suggestions
+from dialogs.faq.understand import is_question
 from dialogs.faq.index import DEFAULT_KB
 
 # Where the knowledge base and jieba's cache live. Settings fields of the same name (lower case)
@@ -86,11 +87,16 @@ def run(args: argparse.Namespace, settings: Any) -> int:
         m = index.match(args.text)
         print(f"[{m.kind}] tokens: {' / '.join(m.tokens) or '-'}" + (f"  course: {m.course.code} {m.course.name}"
                                                                         if m.course else ""))
+        print(f"business: {'、'.join(sorted(m.businesses)) or '-'}  aspect: {'、'.join(sorted(m.aspects)) or '-'}  "
+              f"{'question (answered, action offered after)' if is_question(args.text) else 'request (action runs)'}")
         for s in m.ranked[:3]:
-            print(f"  {s.entry.id:28} score {s.score:6.2f}  coverage {s.coverage:.2f}  fit {s.fit:.2f}")
+            print(f"  {s.entry.id:28} score {s.score:6.2f}  coverage {s.coverage:.2f}  fit {s.fit:.2f}  "
+                  f"[{s.entry.business}/{s.entry.aspect or '-'}]")
         if m.kind == "answer":
             print(f"action: {m.action}" if m.action else "action: -")
             print(format_answer(m.entry))
+        elif m.kind == "refer":
+            print(format_refer(m.entry))
         elif m.kind == "suggest":
             print(format_suggestions(m.suggestions))
         else:

@@ -1,6 +1,8 @@
 """`zikao-bot faq eval`: accuracy and speed of the consultation matcher on a labelled question set.
 
-Prints top-1 and top-3 accuracy, the right / not sure / wrong confident rates and time per question.
+Prints top-1 and top-3 accuracy, the right / not sure / wrong confident rates and time per question;
+for the fact-graded held-out set (--set heldout): right / not sure / wrong / out-of-scope answered
+confidently.
 The same report runs as a benchmark: `python -m bench.faq_eval` (bench/faq_eval.py).
 """
 from __future__ import annotations
@@ -10,12 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-from dialogs.faq.evaluate import SETS, evaluate, load_cases, tune
+from dialogs.faq.evaluate import HELDOUT, SETS, evaluate, evaluate_facts, load_cases, load_fact_cases, tune
 from dialogs.faq.index import FaqError, FaqFiles, FaqIndex
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", default="eval", help="eval (default, held out), dev, or a path to a labelled YAML file")
+    p.add_argument("--set", default="eval",
+                   help="eval (default, held out), heldout (graded by facts), dev, or a path to a labelled YAML file")
     p.add_argument("--kb", help="knowledge base file (default: the packaged dialogs/faq/kb.yaml)")
     p.add_argument("--cache-dir", help="where jieba keeps its dictionary cache (default: a temp dir)")
     p.add_argument("--misses", action="store_true", help="list every question not answered right")
@@ -24,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.set == "heldout":
+        return run_facts(args)
     paths = SETS.get(args.set, (Path(args.set),))
     name = args.set if args.set in SETS else Path(args.set).name
     if args.tune and paths != SETS["dev"]:
@@ -52,3 +57,20 @@ def run(args: argparse.Namespace) -> int:
         print(report.format_misses())
     return 0
 
+
+def run_facts(args: argparse.Namespace) -> int:
+    if args.tune:
+        print("faq eval: --tune runs on the dev set only (--set dev); the held-out set stays held out", file=sys.stderr)
+        return 2
+    try:
+        index = FaqIndex.load(FaqFiles.with_kb(args.kb), cache_dir=args.cache_dir)
+        cases = load_fact_cases(HELDOUT)
+    except FaqError as e:
+        print("faq eval: invalid files:\n" + "\n".join(f"  {m}" for m in e.errors), file=sys.stderr)
+        return 1
+    print(f"knowledge base: {len(index)} entries")
+    report = evaluate_facts(index, cases)
+    print(report.format("heldout: "))
+    if args.misses:
+        print(report.format_misses())
+    return 0

@@ -206,12 +206,17 @@ UNBIND = Flow(
 # --- 修改密码 ------------------------------------------------------------------------------------
 
 
+# The new-password rule; the consultation service quotes it from here (dialogs/faq/facts.py).
+PASSWORD_MIN, PASSWORD_MAX = 8, 32
+PASSWORD_RULE = f"{PASSWORD_MIN}-{PASSWORD_MAX}位，同时包含字母和数字"
+
+
 def password_problem(password: str, id_number: str) -> str | None:
     """Why a new password is too weak, or None."""
-    if len(password) < 8:
-        return "新密码至少8位。"
-    if len(password) > 32:
-        return "新密码最多32位。"
+    if len(password) < PASSWORD_MIN:
+        return f"新密码至少{PASSWORD_MIN}位。"
+    if len(password) > PASSWORD_MAX:
+        return f"新密码最多{PASSWORD_MAX}位。"
     if not re.search(r"[A-Za-z]", password) or not re.search(r"\d", password):
         return "新密码需要同时包含字母和数字。"
     if len(set(password)) < 4:
@@ -264,8 +269,8 @@ PASSWORD = Flow(
     confirm=False,
     steps=[
         Step("old", "原密码", F.Secret(), "请输入原密码：", secret=True, check=_check_old),
-        Step("new", "新密码", F.Secret(hint="8-32位，同时包含字母和数字。"),
-             "请输入新密码（8-32位，同时包含字母和数字）：", secret=True, check=_check_new),
+        Step("new", "新密码", F.Secret(hint=f"{PASSWORD_RULE}。"),
+             f"请输入新密码（{PASSWORD_RULE}）：", secret=True, check=_check_new),
         Step("again", "确认新密码", F.Secret(), "请再输入一次新密码：", secret=True, check=_check_again),
     ],
     submit=_password_submit,

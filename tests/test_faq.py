@@ -12,10 +12,12 @@ import pytest
 from bench import faq_eval
 from bot import faq_cli
 from dialogs.faq import (
-    ACTIONS, ANSWER, NONE, SUGGEST, FaqError, FaqFiles, FaqIndex, FaqService, format_answer, format_none,
-    format_suggestions,
+    ACTIONS, ANSWER, NONE, REFER, SUGGEST, FaqError, FaqFiles, FaqIndex, FaqService, format_answer, format_none,
+    format_refer, format_suggestions,
 )
-from dialogs.faq.evaluate import SETS, evaluate, load_cases
+from dialogs.faq.facts import facts
+from dialogs.faq.understand import is_question
+from dialogs.faq.evaluate import SETS, evaluate, evaluate_facts, load_cases, load_fact_cases
 from dialogs.faq.index import PACKAGE_DIR
 
 # Measured on the held-out eval set (docs/faq.md): top-1 81.5 %, wrong confident 1.7 %.
@@ -162,7 +164,7 @@ def test_courses_and_codes_are_recognised(index):
     ("怎么解绑", "unbind", "flow:unbind"),
     ("初始密码是多少", "password-initial", None),
     ("用毕业证书免考还要什么", "exemption-diploma", None),
-    ("备案表还是认证报告", "grad-beian-or-report", None),
+    ("备案表还是认证报告", "grad-prior-education", None),
 ])
 def test_a_strong_match_answers(index, text, entry_id, action):
     m = index.match(text)
@@ -312,9 +314,131 @@ def test_eval_set_accuracy_stays_above_the_measured_floor(index):
     assert all(o.match.kind != ANSWER for o in report.out_of_domain)
 
 
+def test_heldout_figures_stay_above_the_measured_floor(index):
+    # The independent held-out set (docs/faq.md "Evaluation"), graded by the facts the reply says.
+    # Floors below the figures measured at the end of issue 17 (right 54.7 %, wrong 3.7 %, out of
+    # scope answered 6.1 %), with a margin for knowledge-base edits; they are not the issue's targets.
+    report = evaluate_facts(index, load_fact_cases())
+    assert len(report.in_scope) >= 200 and len(report.out_of_scope) >= 30
+    assert report.rate("right") >= 0.50, report.format_misses()
+    assert report.rate("wrong") <= 0.05, report.format_misses()
+    assert report.rate("oos-overconfident") <= 0.10, report.format_misses()
+
+
+def test_heldout_script_prints_the_four_figures(cache_dir, capsys):
+    assert faq_eval.main(["--set", "heldout", "--cache-dir", cache_dir]) == 0
+    out = capsys.readouterr().out
+    for label in ("right", "not sure", "wrong confident", "out of scope answered confidently", "by business"):
+        assert label in out
+    assert faq_eval.main(["--set", "heldout", "--tune", "--cache-dir", cache_dir]) == 2
+
+
+def test_tuning_never_ends_worse_than_the_defaults_on_its_cases(index, monkeypatch):
+    from dialogs.faq import evaluate as ev
+    monkeypatch.setattr(ev, "GRID", {k: v[:1] for k, v in ev.GRID.items()})
+    monkeypatch.setattr(ev, "THRESHOLD_GRID", {k: v[:2] for k, v in ev.THRESHOLD_GRID.items()})
+    cases = load_cases(SETS["dev"], index)[:80]
+    params, report = ev.tune(index, cases)
+    assert report.utility() >= evaluate(index, cases, repeat=0).utility()
+    assert report.utility() == evaluate(index.with_params(params), cases, repeat=0).utility()
+
+
 def test_eval_script_prints_the_figures(cache_dir, capsys):
     assert faq_eval.main(["--cache-dir", cache_dir, "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     for label in ("top-1 accuracy", "top-3 accuracy", "not sure", "wrong confident", "time per question"):
         assert label in out
     assert faq_eval.main(["--tune", "--cache-dir", cache_dir]) == 2  # tuning on the eval set is refused
+
+
+# ---------------------------------------------------------------- business, aspect, typos, scope (issue 17)
+
+def test_a_question_about_a_business_is_never_answered_with_another_business(index):
+    # Reported: a question about the materials for 免考 was answered with the 申请学位 materials entry.
+    for text in ("免考要准备哪些材料", "申请免考需要提供什么材料", "免考材料有哪些"):
+        m = index.match(text)
+        assert "免考" in m.businesses and "材料" in m.aspects
+        assert m.kind == ANSWER and m.entry.id == "exemption-evidence", (text, m.kind, m.entry)
+        assert all(s.entry.business in ("免考", "通用") for s in m.ranked)
+
+
+def test_a_homophone_typo_answers_like_the_word(index):
+    # Reported: a single typo (免烤) turned a right answer into "not sure".
+    assert index.analyzer.prepare("免烤要什么材料") == "免考要什么材料"
+    assert index.analyzer.prepare("毕叶证什么时候发") == "毕业证什么时候发"
+    right, typo = index.match("免考要什么材料"), index.match("免烤要什么材料")
+    assert (typo.kind, typo.entry.id) == (right.kind, right.entry.id) == (ANSWER, "exemption-evidence")
+
+
+def test_a_word_spelt_right_is_not_folded_into_its_neighbour(index):
+    # 免考时间 reads like 免考试间; the right word must stay.
+    assert index.analyzer.prepare("免考时间") == "免考时间"
+    assert index.analyzer.tokens("免考时间") == ["免考", "什么时候"]
+
+
+@pytest.mark.parametrize("text, entry_id", [
+    ("补登有年份限制吗", "backfill-year-limits"),
+    ("转入补登要填什么", "backfill-transfer-in"),
+    ("论文预审结果怎么看", "thesis-advisor"),
+    ("在线验证码是什么", "grad-verification-code"),
+    ("情况说明怎么写", "grad-missing-courses"),
+    ("审核通过后审定费怎么交", "grad-fee"),
+    ("客服QQ多少", "contacts"),
+    ("教材考纲在哪看", "plan-textbook"),
+    ("可以同时申请两个专业毕业吗", "grad-another-major"),
+])
+def test_areas_that_fell_to_not_sure_are_answered(index, text, entry_id):
+    m = index.match(text)
+    assert (m.kind, m.entry.id if m.entry else None) == (ANSWER, entry_id)
+
+
+@pytest.mark.parametrize("text", ["自考报名时间是什么时候", "考场在哪里", "准考证怎么打印", "报名费多少钱"])
+def test_out_of_scope_questions_get_a_referral_not_an_answer(index, text):
+    # Reported: 4 of 15 questions the manuals cannot answer got a confident non-answer.
+    m = index.match(text)
+    assert m.kind == REFER
+    reply = format_refer(m.entry)
+    assert "反馈建议" in reply and "400-0960-990" in reply
+
+
+def test_suggestions_list_up_to_three(index):
+    # Reported: "你是不是想问" promised three suggestions and often showed one.
+    m = index.match("免考")  # a keyword phrasing answers ...
+    assert m.kind == ANSWER
+    m = index.match("审核")  # ... a lone word lists what it may mean
+    assert m.kind == SUGGEST and len(m.suggestions) == 3
+
+
+def test_answers_quote_the_rules_the_service_enforces(index):
+    from dialogs.account import PASSWORD_RULE
+    from storage import applications as apps
+    from storage.photos import MAX_STORED_BYTES
+    f = facts()
+    assert f["photo_max"] == f"{MAX_STORED_BYTES // (1024 * 1024)}MB"
+    assert f["photo_max"] in index.get("photo-rules").answer
+    assert apps.THEORY_LATEST_MONTH[:4] in index.get("backfill-year-limits").answer
+    assert apps.LEGACY_BEFORE_MONTH[:4] in index.get("backfill-year-limits").answer
+    assert PASSWORD_RULE in index.get("password-rules").answer
+
+
+def test_unknown_business_aspect_and_placeholder_are_refused(tmp_path, cache_dir):
+    kb = tmp_path / "kb.yaml"
+    kb.write_text("version: 1\nentries:\n"
+                  "  - id: a-one\n    business: 火星\n    aspect: 心情\n    questions: [免考要钱吗, 免考收费吗]\n"
+                  "    answer: 见{nothing}\n    source: test\n", encoding="utf-8")
+    msg = "\n".join(errors_of(kb, cache_dir))
+    assert "unknown placeholder {nothing}" in msg
+    kb.write_text("version: 1\nentries:\n"
+                  "  - id: a-one\n    business: 火星\n    aspect: 心情\n    questions: [免考要钱吗, 免考收费吗]\n"
+                  "    answer: 不要\n    source: test\n", encoding="utf-8")
+    msg = "\n".join(errors_of(kb, cache_dir))
+    assert "unknown business '火星'" in msg and "unknown aspect '心情'" in msg
+
+
+@pytest.mark.parametrize("text, question", [
+    ("免考要什么材料", True), ("怎么看站内消息", True), ("能同时毕业两个专业吗", True), ("成绩什么时候出", True),
+    ("客服QQ多少", True), ("我想申请免考", False), ("查成绩", False), ("免考", False), ("我英语二多少分", False),
+    ("帮我查一下历史成绩", False), ("我想问一下怎么申请免考", True),
+])
+def test_questions_are_told_from_requests(text, question):
+    assert is_question(text) is question

@@ -17,6 +17,9 @@ from typing import Callable, Iterable, Optional
 import jieba
 import yaml
 
+from dialogs.faq.facts import facts, fill
+from dialogs.faq.understand import GENERAL, Topics, TypoFolder, parse_topics
+
 log = logging.getLogger("zikao.faq")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -32,7 +35,7 @@ ACTIONS = frozenset({
     "query:windows", "query:messages", "query:news", "query:orders", "query:samples", "query:contacts",
 })
 
-ENTRY_FIELDS = {"id", "topic", "questions", "answer", "action", "source"}
+ENTRY_FIELDS = {"id", "topic", "business", "aspect", "refer", "questions", "answer", "action", "source"}
 REQUIRED_FIELDS = ("id", "questions", "answer", "source")
 ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,63}")
 MAX_ANSWER_CHARS = 300  # a phone screen: a few short lines
@@ -40,6 +43,9 @@ MAX_ANSWER_LINES = 8
 MAX_QUESTION_CHARS = 80
 
 ANSWER, SUGGEST, NONE = "answer", "suggest", "none"
+# A question about something the platform's manuals do not cover (exam registration, exam rooms ...):
+# the reply refers the candidate on (上海招考热线, 反馈建议, 400-0960-990); it is not an answer.
+REFER = "refer"
 
 # Placeholder tokens for things that vary from question to question but mean the same.
 COURSE, ADMISSION_NO, ID_NO, MAJOR, YEAR = "@course", "@admission_no", "@id_no", "@major", "@year"
@@ -61,7 +67,10 @@ class Entry:
     source: str
     topic: str = ""
     action: Optional[str] = None
-    line: int = 0  # where the entry starts in its file, for messages to staff
+    line: int = 0
+    business: str = GENERAL  # topics.yaml: what the entry is about (免考, 补登, 毕业 ...)
+    aspect: Optional[str] = None  # topics.yaml: what it tells (材料, 时间, 条件, 流程 ...)
+    refer: bool = False  # a topic the manuals do not settle (复核, 毕业证发放 ...): the answer refers on  # where the entry starts in its file, for messages to staff
 
     @property
     def title(self) -> str:
@@ -89,11 +98,13 @@ class Match:
 
     kind: str
     text: str
-    entry: Optional[Entry] = None  # set when kind == "answer"
+    entry: Optional[Entry] = None  # set when kind == "answer" (or "refer": the referral entry)
     suggestions: tuple[Entry, ...] = ()  # set when kind == "suggest"
     course: Optional[Course] = None  # a course named in the question ("英语二" -> 00015)
     ranked: tuple[Scored, ...] = ()  # the best few, for logs and the evaluation
     tokens: tuple[str, ...] = ()
+    businesses: frozenset[str] = frozenset()  # businesses the question names
+    aspects: frozenset[str] = frozenset()  # aspects it asks about
 
     @property
     def action(self) -> Optional[str]:
@@ -118,7 +129,17 @@ class Thresholds:
     answer_fit: float = 0.0
     answer_ratio: float = 0.8
     suggest_coverage: float = 0.4
-    suggest_floor: float = 0.35
+    suggest_floor: float = 0.15
+    # Slot rule: the question names the business and the aspect of the best entry, and no close
+    # runner-up has the same business and an aspect asked about: answer from this coverage on.
+    slot_coverage: float = 0.5
+    slot_ratio: float = 0.6
+    # Business rule: the question names the best entry's business, coverage >= business_coverage and
+    # the runner-up <= business_ratio * best (dev: 22 of 26 such answers were the labelled entry).
+    business_coverage: float = 0.6
+    business_ratio: float = 0.7
+    slot_fit: float = 0.8  # ... and fits the question nearly as well (a runner-up about 毕业证 does not
+    #                         block "免考要什么材料")
 
 
 @dataclass(frozen=True)
@@ -132,6 +153,7 @@ class Params:
     unknown_idf: float = 0.75  # weight (as a share of the largest idf) of a question word the KB never uses ...
     unknown_power: float = 2.0  # ... times its rarity in general Chinese (jieba's counts) to this power
     hmm: bool = False  # jieba's HMM guesses new words; off: typos split into known single characters
+    aspect_boost: float = 0.35  # an entry telling the aspect asked about scores this much higher
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -149,13 +171,14 @@ class FaqFiles:
     userdict: Path = PACKAGE_DIR / "userdict.txt"
     stopwords: Path = PACKAGE_DIR / "stopwords.txt"
     courses: Path = PACKAGE_DIR / "courses.txt"
+    topics: Path = PACKAGE_DIR / "topics.yaml"
 
     @classmethod
     def with_kb(cls, kb: str | os.PathLike | None) -> "FaqFiles":
         return cls() if kb is None else cls(kb=Path(kb))
 
     def all(self) -> tuple[Path, ...]:
-        return (self.kb, self.synonyms, self.userdict, self.stopwords, self.courses)
+        return (self.kb, self.synonyms, self.userdict, self.stopwords, self.courses, self.topics)
 
     def stamp(self) -> tuple:
         """What changes when any of the files changes (modification time and size)."""
@@ -263,7 +286,9 @@ def parse_entries(path: Path) -> list[Entry]:
             if not isinstance(answer, str):
                 problems.append("answer must be text")
             else:
-                answer = answer.strip()
+                answer, unknown = fill(answer.strip())
+                for name in unknown:
+                    problems.append(f"answer: unknown placeholder {{{name}}} (known: {', '.join(sorted(facts()))})")
                 if len(answer) > MAX_ANSWER_CHARS:
                     problems.append(f"answer: {len(answer)} characters, at most {MAX_ANSWER_CHARS} fit a phone screen")
                 if answer.count("\n") + 1 > MAX_ANSWER_LINES:
@@ -271,7 +296,9 @@ def parse_entries(path: Path) -> list[Entry]:
         action = raw.get("action")
         if action is not None and action not in ACTIONS:
             problems.append(f"unknown action {action!r} (known: {', '.join(sorted(ACTIONS))})")
-        for k in ("source", "topic"):
+        if raw.get("refer") not in (None, True, False):
+            problems.append("refer must be true or false")
+        for k in ("source", "topic", "business", "aspect"):
             if raw.get(k) is not None and not isinstance(raw.get(k), str):
                 problems.append(f"{k} must be text")
         if problems:
@@ -280,6 +307,8 @@ def parse_entries(path: Path) -> list[Entry]:
         entries.append(Entry(
             id=eid, questions=tuple(questions), answer=answer, source=raw["source"].strip(),
             topic=(raw.get("topic") or "").strip(), action=action, line=line,
+            business=(raw.get("business") or GENERAL).strip(), aspect=(raw.get("aspect") or "").strip() or None,
+            refer=bool(raw.get("refer")),
         ))
     if errors:
         raise FaqError(errors)
@@ -454,6 +483,9 @@ class Analyzer:
             if word not in tok.FREQ or not tok.FREQ[word]:
                 tok.add_word(word)
         self.tokenizer = tok
+        # Homophone typos of the domain's own words (免烤 -> 免考), see understand.TypoFolder.
+        domain = [w for w, _, _ in userdict] + list(synonyms) + [t for toks in synonyms.values() for t in toks]
+        self.typos = TypoFolder(domain, tok.FREQ)
         self.course_of: dict[str, Course] = {}
         for course, names in courses:
             for name in names:
@@ -462,8 +494,12 @@ class Analyzer:
         names = sorted((n for n in self.course_of if not n.isdigit()), key=len, reverse=True)
         self._course_re = re.compile("|".join(map(re.escape, names))) if names else None
 
-    def analyze(self, text: str) -> tuple[list[str], Optional[Course]]:
-        text = normalize(text)
+    def prepare(self, text: str) -> str:
+        """Normalised, with homophone typos of domain words corrected: what the rest works on."""
+        return self.typos.fold(normalize(text))
+
+    def analyze(self, text: str, *, prepared: bool = False) -> tuple[list[str], Optional[Course]]:
+        text = text if prepared else self.prepare(text)
         course: Optional[Course] = None
         marker = "\x00"
 
@@ -510,8 +546,9 @@ class FaqIndex:
     """One validated knowledge base, ready to answer. Immutable: a reload builds a new one."""
 
     def __init__(self, entries: list[Entry], analyzer: Analyzer, params: Params = DEFAULT_PARAMS,
-                 files: Optional[FaqFiles] = None) -> None:
+                 files: Optional[FaqFiles] = None, topics: Optional[Topics] = None) -> None:
         self.entries = entries
+        self.topics = topics or Topics({GENERAL: _general()}, {})
         self.by_id = {e.id: e for e in entries}
         self.analyzer = analyzer
         self.params = params
@@ -524,9 +561,14 @@ class FaqIndex:
         self._entry_terms: list[Counter] = []
         for i, e in enumerate(entries):
             union: Counter = Counter()
+            where = f"{files.kb if files else 'kb'}:{e.line}: entry {e.id!r}"
+            if e.business not in self.topics.businesses:
+                errors.append(f"{where}: unknown business {e.business!r} "
+                              f"(topics.yaml has: {', '.join(self.topics.businesses)})")
+            if e.aspect is not None and self.topics.aspects and e.aspect not in self.topics.aspects:
+                errors.append(f"{where}: unknown aspect {e.aspect!r} (topics.yaml has: {', '.join(self.topics.aspects)})")
             for q in e.questions:
                 toks = analyzer.tokens(q)
-                where = f"{files.kb if files else 'kb'}:{e.line}: entry {e.id!r}"
                 if not toks:
                     errors.append(f"{where}: question {q!r} has no words left after stop words")
                     continue
@@ -572,7 +614,8 @@ class FaqIndex:
         parts = {}
         for name, parse, path in (("entries", parse_entries, files.kb), ("synonyms", parse_synonyms, files.synonyms),
                                   ("stopwords", parse_stopwords, files.stopwords),
-                                  ("userdict", parse_userdict, files.userdict), ("courses", parse_courses, files.courses)):
+                                  ("userdict", parse_userdict, files.userdict), ("courses", parse_courses, files.courses),
+                                  ("topics", _parse_topics, files.topics)):
             try:
                 parts[name] = parse(path)
             except FaqError as e:
@@ -586,7 +629,7 @@ class FaqIndex:
                             for w in bad_stop])
         analyzer = Analyzer(synonyms=parts["synonyms"], stopwords=parts["stopwords"], userdict=parts["userdict"],
                             courses=parts["courses"], cache_dir=cache_dir or default_cache_dir(), hmm=params.hmm)
-        return cls(parts["entries"], analyzer, params, files)
+        return cls(parts["entries"], analyzer, params, files, parts["topics"])
 
     def with_params(self, params: Params) -> "FaqIndex":
         """The same knowledge base ranked with other parameters (for tuning)."""
@@ -596,7 +639,7 @@ class FaqIndex:
             analyzer.hmm = params.hmm
         else:
             analyzer = self.analyzer
-        return FaqIndex(self.entries, analyzer, params, self.files)
+        return FaqIndex(self.entries, analyzer, params, self.files, self.topics)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -616,7 +659,11 @@ class FaqIndex:
         k1, b = self.params.k1, self.params.b
         return tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avg))
 
-    def rank(self, tokens: list[str], limit: int = 5) -> list[Scored]:
+    def rank(self, tokens: list[str], limit: int = 5, *, businesses: frozenset[str] = frozenset(),
+             aspects: frozenset[str] = frozenset()) -> list[Scored]:
+        """The best entries for a question's tokens. A question naming businesses is only ranked
+        against entries of those businesses (and of 通用); entries telling an aspect asked about
+        score higher."""
         terms = list(dict.fromkeys(tokens))
         if not terms:
             return []
@@ -652,6 +699,12 @@ class FaqIndex:
                 for i, c in self._union_postings[t]:
                     if i in best:
                         best[i] += uw * idf * self._bm25(c, self._union_len[i], self._avg_union)
+        if businesses:
+            best = {i: s for i, s in best.items()
+                    if self.entries[i].business in businesses or self.entries[i].business == GENERAL}
+        if aspects:
+            boost = 1 + self.params.aspect_boost
+            best = {i: s * boost if self.entries[i].aspect in aspects else s for i, s in best.items()}
         top = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
         out = []
         for i, s in top:
@@ -660,21 +713,41 @@ class FaqIndex:
         return out
 
     def match(self, text: str) -> Match:
-        tokens, course = self.analyzer.analyze(text)
-        ranked = self.rank(tokens)
-        return grade(Match(kind=NONE, text=text, course=course, ranked=tuple(ranked), tokens=tuple(tokens)),
-                     self.params.thresholds)
+        prepared = self.analyzer.prepare(text)
+        tokens, course = self.analyzer.analyze(prepared, prepared=True)
+        businesses = self.topics.businesses_of(tokens)
+        aspects = self.topics.aspects_of(prepared)
+        ranked = self.rank(tokens, businesses=businesses, aspects=aspects)
+        return grade(Match(kind=NONE, text=text, course=course, ranked=tuple(ranked), tokens=tuple(tokens),
+                           businesses=businesses, aspects=aspects),
+                     self.params.thresholds, self.topics)
 
     def warm(self) -> None:
         """Run one question through every stage so the first real one is as fast as the hundredth."""
         self.match("我想申请免考，英语二多少分？")
 
 
-def grade(m: Match, th: Thresholds) -> Match:
-    """The confidence class of a ranking: answer (clear winner), suggest (top 3) or none."""
+def _general():
+    from dialogs.faq.understand import Business
+    return Business(GENERAL, frozenset())
+
+
+def _parse_topics(path: Path) -> Topics:
+    return parse_topics(path, read_yaml, strip_lines, normalize, FaqError)
+
+
+def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
+    """The confidence class of a ranking: answer (clear winner), refer (a clear winner outside the
+    manuals' scope), suggest (up to three) or none."""
     ranked = m.ranked
     base = replace(m, kind=NONE, entry=None, suggestions=())
+    refers = topics.refers if topics is not None else (lambda b: False)
+    named_only_out_of_scope = bool(m.businesses) and all(refers(b) for b in m.businesses)
     if not ranked or ranked[0].coverage < th.suggest_coverage:
+        if named_only_out_of_scope:
+            # "报名费多少钱": nothing in the knowledge base, but clearly outside the manuals: refer on.
+            first = ranked[0].entry if ranked and refers(ranked[0].entry.business) else None
+            return replace(base, kind=REFER, entry=first)
         return base
     first = ranked[0]
     runner_up = ranked[1].score if len(ranked) > 1 else 0.0
@@ -684,9 +757,22 @@ def grade(m: Match, th: Thresholds) -> Match:
     # The question says exactly what one phrasing says (validation keeps phrasings unique across
     # entries): that is the entry, however close the runner-up ("申请免考" vs "现在能申请免考吗").
     exact = first.fit >= 0.99
-    if exact or (not single_word_topic and first.coverage >= th.answer_coverage and first.fit >= th.answer_fit
-                 and runner_up <= th.answer_ratio * first.score):
-        return replace(base, kind=ANSWER, entry=first.entry)
+    clear = not single_word_topic and first.coverage >= th.answer_coverage and first.fit >= th.answer_fit \
+        and runner_up <= th.answer_ratio * first.score
+    # The question names the entry's business and asks the aspect it tells ("免考要什么材料" ->
+    # exemption, 材料), and no close runner-up tells the same business and an asked aspect.
+    slot = (not single_word_topic and first.entry.business in m.businesses and first.entry.aspect in m.aspects
+            and first.coverage >= th.slot_coverage
+            and not any(s.entry.business == first.entry.business and s.entry.aspect in m.aspects
+                        and s.score >= th.slot_ratio * first.score and s.fit >= th.slot_fit * first.fit
+                        for s in ranked[1:]))
+    named = (not single_word_topic and first.entry.business in m.businesses and first.coverage >= th.business_coverage
+             and runner_up <= th.business_ratio * first.score)
+    if exact or clear or slot or named:
+        kind = REFER if first.entry.refer or refers(first.entry.business) else ANSWER
+        return replace(base, kind=kind, entry=first.entry)
+    if named_only_out_of_scope:
+        return replace(base, kind=REFER, entry=first.entry if refers(first.entry.business) else None)
     picks = tuple(s.entry for s in ranked[:3] if s.score >= th.suggest_floor * first.score)
     return replace(base, kind=SUGGEST, suggestions=picks)
 

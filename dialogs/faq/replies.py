@@ -30,3 +30,15 @@ def format_suggestions(entries: Sequence[Entry]) -> str:
 
 def format_none() -> str:
     return NOT_SURE
+
+
+REFERRAL = (
+    "这个问题不在本服务的办理范围（如报名、考场、考试费用），请以上海市教育考试院的通知为准"
+    "（上海招考热线 www.shmeea.edu.cn）。\n"
+    f"也可回复“反馈建议”留下问题，或致电技术咨询 {CONTACT_PHONE}。"
+)
+
+
+def format_refer(entry: Entry | None) -> str:
+    """A topic outside the manuals: the referral entry's text, or the general referral."""
+    return entry.answer if entry is not None else REFERRAL

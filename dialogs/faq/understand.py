@@ -1,0 +1,157 @@
+"""What a question is about, beyond its bag of words: the business it names (免考, 补登, 毕业 ...), the
+aspect it asks (材料, 时间, 条件 ...), whether it is a question or a request, and homophone typos.
+
+The vocabulary lives in topics.yaml (businesses, aspects); the question/request split is grammar and
+stays here. All of it is plain functions over plain data, tested in tests/test_faq.py.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from pypinyin import Style, lazy_pinyin
+
+GENERAL = "通用"  # entries of this business fit a question about any business
+
+
+@dataclass(frozen=True)
+class Business:
+    name: str
+    words: frozenset[str]  # canonical tokens (after synonyms) that name it
+    refer: bool = False  # outside the manuals: its entries refer the candidate on
+
+
+@dataclass(frozen=True)
+class Topics:
+    businesses: dict[str, Business]
+    aspects: dict[str, re.Pattern[str]]
+
+    def businesses_of(self, tokens: Iterable[str]) -> frozenset[str]:
+        """Every business a question's tokens name (a question may name two: "用毕业证免考")."""
+        toks = set(tokens)
+        return frozenset(b.name for b in self.businesses.values() if b.words & toks and b.name != GENERAL)
+
+    def aspects_of(self, normalized_text: str) -> frozenset[str]:
+        return frozenset(name for name, rx in self.aspects.items() if rx.search(normalized_text))
+
+    def refers(self, business: Optional[str]) -> bool:
+        b = self.businesses.get(business or "")
+        return bool(b and b.refer)
+
+
+def parse_topics(path: Path, read_yaml, strip_lines, normalize, error_cls) -> Topics:
+    data = strip_lines(read_yaml(path))
+    errors: list[str] = []
+    if not isinstance(data, dict) or not isinstance(data.get("businesses"), dict) \
+            or not isinstance(data.get("aspects"), dict):
+        raise error_cls([f"{path}: expected 'businesses:' and 'aspects:' mappings"])
+    businesses: dict[str, Business] = {}
+    for name, spec in data["businesses"].items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("words"), list):
+            errors.append(f"{path}: business {name!r}: expected 'words: [...]'")
+            continue
+        unknown = set(spec) - {"words", "refer"}
+        if unknown:
+            errors.append(f"{path}: business {name!r}: unknown field(s) {', '.join(sorted(unknown))}")
+        businesses[str(name)] = Business(str(name), frozenset(normalize(str(w)) for w in spec["words"]),
+                                         bool(spec.get("refer", False)))
+    if GENERAL not in businesses:
+        errors.append(f"{path}: the business {GENERAL!r} (entries that fit every business) is missing")
+    aspects: dict[str, re.Pattern[str]] = {}
+    for name, patterns in data["aspects"].items():
+        if not isinstance(patterns, list) or not patterns:
+            errors.append(f"{path}: aspect {name!r}: expected a list of regular expressions")
+            continue
+        try:
+            aspects[str(name)] = re.compile("|".join(f"(?:{p})" for p in patterns))
+        except re.error as e:
+            errors.append(f"{path}: aspect {name!r}: bad regular expression ({e})")
+    if errors:
+        raise error_cls(errors)
+    return Topics(businesses, aspects)
+
+
+# --- question or request ---------------------------------------------------------------------
+
+# "怎么…", "在哪…", "…吗", "为什么…": the candidate wants to know something. Such a message is
+# answered; the flow or query behind the entry is offered after the answer, never started.
+_QUESTION = re.compile(
+    r"怎么|怎样|如何|咋|为什么|为啥|干嘛|什么|啥|哪|多久|多长|多少钱|是多少|多少[\s?？。!！]*$|几[天月号年位门个次]|"
+    r"能不能|可不可以|可以不|能否|是否|要不要|需不需要|会不会|有没有|是不是|行不行|"
+    r"[吗么嘛呢][\s?？。!！]*$|[?？]"
+)
+# "我想申请免考", "帮我查成绩", "开始毕业申请": a request to do the thing now.
+_REQUEST = re.compile(r"^(?:我|请|帮我|麻烦)?(?:想要|想|要|需要|准备|开始|马上|现在)?(?:申请|办理|办|查|查询|查看|看看|看一下|"
+                      r"补登|登记|绑定|解绑|修改|改|切换|开始|提交|反馈|投诉)")
+
+
+def is_question(text: str) -> bool:
+    """True for a question ("免考要什么材料", "怎么看站内消息", "能同时毕业两个专业吗"), False for a
+    request or a bare keyword ("我想申请免考", "查成绩", "免考")."""
+    t = text.strip()
+    if not _QUESTION.search(t):
+        return False
+    # "我要查一下英语二多少分" is a request even with a question word in it; "我想问怎么…" is not.
+    if _REQUEST.match(t) and not re.search(r"怎么|怎样|如何|咋|为什么|为啥|吗[\s?？。!！]*$|[?？]|什么时候|哪里|在哪", t):
+        return False
+    return True
+
+
+# --- homophone typos ---------------------------------------------------------------------------
+
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+class TypoFolder:
+    """Replaces a homophone typo of a domain word by the word: 免烤 -> 免考, 毕叶证 -> 毕业证, 准考正号 ->
+    准考证号. Candidates type pinyin on phones, so a wrong character usually has the right sound.
+
+    pypinyin gives each character's toneless reading; a run of characters that reads like a domain
+    word, shares at least half of its characters and is not itself a word of jieba's dictionary is
+    taken for that word."""
+
+    def __init__(self, words: Iterable[str], known: dict[str, int]) -> None:
+        self.by_sound: dict[tuple[str, ...], str] = {}
+        self.known = known
+        for w in sorted(set(words), key=len):
+            if 2 <= len(w) <= 6 and all(_HAN.match(c) for c in w):
+                self.by_sound.setdefault(tuple(lazy_pinyin(w, style=Style.NORMAL)), w)
+        self.lengths = sorted({len(k) for k in self.by_sound}, reverse=True)
+        self.words = frozenset(self.by_sound.values())
+
+    def _holds_a_word(self, piece: str) -> bool:
+        """"免考时" holds 免考 spelt right: the odd character belongs to the next word, not a typo."""
+        n = len(piece)
+        return any(piece[i:j] in self.words for i in range(n) for j in range(i + 2, n + 1) if j - i < n)
+
+    def fold(self, text: str) -> str:
+        if not self.by_sound or not _HAN.search(text):
+            return text
+        sounds = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: ["?"] * len(s))
+        if len(sounds) != len(text):  # defensive: keep the text as it is if readings do not line up
+            return text
+        out: list[str] = []
+        i = 0
+        while i < len(text):
+            for n in self.lengths:
+                if i + n > len(text):
+                    continue
+                word = self.by_sound.get(tuple(sounds[i:i + n]))
+                piece = text[i:i + n]
+                if word is None:
+                    continue
+                if word == piece:  # the word itself, spelt right: keep it whole
+                    out.append(piece)
+                    i += n
+                    break
+                same = sum(a == b for a, b in zip(word, piece))
+                if same * 2 >= n and not self.known.get(piece) and not self._holds_a_word(piece):
+                    out.append(word)
+                    i += n
+                    break
+            else:
+                out.append(text[i])
+                i += 1
+        return "".join(out)
