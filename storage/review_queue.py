@@ -16,7 +16,16 @@ from sqlalchemy import func, or_, select
 from storage import applications as apps
 from storage.db import Database
 from storage.models import BusinessWindow, Candidate, Course, Major
-from storage.models_applications import APPLICATION_KINDS, STATUS_LABELS, Application, ApplicationItem
+from storage.models_applications import (
+    APPLICATION_KINDS,
+    STATUS_LABELS,
+    Application,
+    ApplicationEvent,
+    ApplicationItem,
+    Evidence,
+    EvidencePhoto,
+    Photo,
+)
 
 PER_PAGE = 50
 SHANGHAI = apps.SHANGHAI
@@ -207,3 +216,55 @@ async def already_decided_text(db: Database, app_id: int) -> Optional[str]:
         when = d.decided_at.astimezone(SHANGHAI).strftime("%m-%d %H:%M")
         return f"申请 #{app_id} 已由 {d.decided_by} 于 {when} 审核为“{d.status_label}”，你的决定没有保存。"
     return None
+
+
+# --- One application, with everything a reviewer reads ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplicationView:
+    data: apps.ApplicationData
+    candidate_name: str
+    mobile: Optional[str]
+    major_name: str
+    window: Optional[BusinessWindow]
+    course_names: dict[str, str]
+    type_names: dict[str, str]
+    photos: dict[int, Photo]
+    events: list[ApplicationEvent]
+
+
+async def application_view(db: Database, app_id: int) -> ApplicationView:
+    """An application with its candidate, major, window, course and 凭证类型 names, photo rows and history
+    (what `zikao-bot review show` prints and the console's application page shows)."""
+    d = await apps.load_application(db, app_id)
+    types = {t.code: t.name for t in await apps.evidence_types(db, include_inactive=True)}
+    events = await apps.application_events(db, app_id)
+    codes = {i.course_code for i in d.items}
+    photo_ids = {p for i in d.items for e in i.evidences for p in e.photo_ids}
+    async with db.session() as s:
+        cand = await s.get(Candidate, d.candidate_id)
+        courses = dict((await s.execute(select(Course.code, Course.name).where(Course.code.in_(codes)))).all()) \
+            if codes else {}
+        photos = {p.id: p for p in (await s.execute(select(Photo).where(Photo.id.in_(photo_ids)))).scalars()} \
+            if photo_ids else {}
+        major = await s.get(Major, d.major_code) if d.major_code else None
+        window = await s.get(BusinessWindow, d.window_id) if d.window_id else None
+    return ApplicationView(d, cand.name if cand else "-", cand.mobile if cand else None,
+                           major.name if major else "", window, courses, types, photos, events)
+
+
+async def photo_for_kinds(db: Database, photo_id: int, kinds: Iterable[str]) -> Optional[Photo]:
+    """The photo, if it is evidence in an application of one of `kinds` (what a reviewer may see)."""
+    kinds = [k for k in kinds if k in APPLICATION_KINDS]
+    if not kinds:
+        return None
+    async with db.session() as s:
+        found = await s.scalar(
+            select(EvidencePhoto.photo_id)
+            .join(Evidence, Evidence.id == EvidencePhoto.evidence_id)
+            .join(ApplicationItem, ApplicationItem.id == Evidence.item_id)
+            .join(Application, Application.id == ApplicationItem.application_id)
+            .where(EvidencePhoto.photo_id == photo_id, Application.kind.in_(kinds)).limit(1)
+        )
+        return await s.get(Photo, photo_id) if found is not None else None

@@ -261,6 +261,13 @@ async def set_password(db: Database, staff_id: int, password: str) -> None:
         await s.execute(delete(StaffSession).where(StaffSession.staff_id == row.id))
 
 
+async def password_matches(db: Database, staff_id: int, password: str) -> bool:
+    """For a signed-in person confirming their own password (changing it)."""
+    async with db.session() as s:
+        stored = await s.scalar(select(StaffAccount.password_hash).where(StaffAccount.id == staff_id))
+    return verify_password(password or "", stored or _dummy_hash())
+
+
 async def unlock(db: Database, staff_id: int) -> None:
     async with db.session() as s, s.begin():
         row = await s.get(StaffAccount, staff_id, with_for_update=True)
