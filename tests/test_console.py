@@ -398,7 +398,7 @@ async def test_import_shows_line_level_errors_then_commits_a_good_file(browser, 
 async def test_feedback_reply_is_pushed_to_the_candidate_and_marks_it_handled(browser, world, db: Database) -> None:
     from storage.queries import add_feedback
 
-    fid = await add_feedback(db, openid="o_zhao_dialog_0000000000001", candidate_id=None, title="准考证打印",
+    fid = await add_feedback(db, openid="o_zhao_feedback", candidate_id=None, title="准考证打印",
                              body="打印不出来怎么办？")
     admin = await browser()
     await admin.login(ADMIN)
@@ -409,7 +409,7 @@ async def test_feedback_reply_is_pushed_to_the_candidate_and_marks_it_handled(br
     assert "请换用电脑浏览器打印。" in r.body_text and "已处理" in r.body_text
     async with db.session() as s:
         [push] = list((await s.execute(select(m.Outbox).where(m.Outbox.kind == "reply"))).scalars())
-    assert push.openid == "o_zhao_dialog_0000000000001" and "请换用电脑浏览器打印。" in push.payload["text"]
+    assert push.openid == "o_zhao_feedback" and "请换用电脑浏览器打印。" in push.payload["text"]
     assert "准考证打印" not in (await admin.get("/console/feedback")).body_text  # no longer unhandled
     assert len(await audit_rows(db, "feedback_reply")) == 1
 
