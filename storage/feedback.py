@@ -1,6 +1,6 @@
 """反馈建议 for the exam office: the inbox, replies that reach the candidate in WeChat, 已处理.
 
-A reply is written with its push in one transaction: an outbox row of kind "reply" that the
+A reply is written with its push in one transaction: an outbox row of kind "feedback_reply" that the
 delivery engine sends as a customer-service message inside WeChat's 48-hour window, or keeps
 waiting until the follower's next message (bot/delivery.py).
 """
@@ -100,7 +100,7 @@ async def reply(db: Database, feedback_id: int, text: str, *, by: str, handled: 
         row.reply, row.replied_at, row.replied_by = text, now, by[:64]
         if handled and not row.handled:
             row.handled, row.handled_at, row.handled_by = True, now, by[:64]
-        await outbox.enqueue(s, openid=row.openid, kind="reply", payload={"text": reply_text(row.title, text)},
+        await outbox.enqueue(s, openid=row.openid, kind="feedback_reply", payload={"text": reply_text(row.title, text)},
                              client_msg_id=outbox.client_msg_id("feedback", row.id, int(now.timestamp()), row.openid),
                              priority=outbox.PRIORITY_OWN, due_at=now)
         if audit is not None:

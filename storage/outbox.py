@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # no DST since 1991
 
-# "reply": a text from the office to one follower (an answer to their 反馈建议, a late reply).
-KINDS = ("review_outcome", "notice", "score_release", "reminder", "reply")
+# "feedback_reply": the office's answer to a follower's 反馈建议 (storage.feedback).
+KINDS = ("review_outcome", "notice", "score_release", "reminder", "feedback_reply")
 STATUSES = ("pending", "claimed", "sent", "failed", "waiting")
 PRIORITY_OWN = 0  # a candidate's own review outcome goes before bulk pushes
 PRIORITY_BULK = 5

@@ -408,7 +408,7 @@ async def test_feedback_reply_is_pushed_to_the_candidate_and_marks_it_handled(br
     r = await admin.post(f"/console/feedback/{fid}", {"do": "reply", "reply": "请换用电脑浏览器打印。"}, follow=True)
     assert "请换用电脑浏览器打印。" in r.body_text and "已处理" in r.body_text
     async with db.session() as s:
-        [push] = list((await s.execute(select(m.Outbox).where(m.Outbox.kind == "reply"))).scalars())
+        [push] = list((await s.execute(select(m.Outbox).where(m.Outbox.kind == "feedback_reply"))).scalars())
     assert push.openid == "o_zhao_feedback" and "请换用电脑浏览器打印。" in push.payload["text"]
     assert "准考证打印" not in (await admin.get("/console/feedback")).body_text  # no longer unhandled
     assert len(await audit_rows(db, "feedback_reply")) == 1
