@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import os
 import sys
@@ -47,20 +46,9 @@ def _password() -> str:
 
 
 def _with_db(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]]) -> T:
-    from storage.db import Database
-    from storage.migrate import upgrade
+    from bot.review_cli import _with_db as with_migrated_db
 
-    settings = load_settings(config_file=getattr(args, "config", None))
-    upgrade(settings.database_url)
-
-    async def go() -> T:
-        db = Database(settings.database_url)
-        try:
-            return await fn(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(go())
+    return with_migrated_db(load_settings(config_file=getattr(args, "config", None)), fn)
 
 
 def _command(args: argparse.Namespace) -> int:

@@ -14,16 +14,15 @@ from sqlalchemy import func, select
 
 from storage import outbox
 from storage.db import Database
+from storage.errors import Refused
 from storage.models import Candidate, utcnow
 from storage.models_service import Feedback
 
 REPLY_MAX = 600  # a phone screen or two; a customer-service text holds about 2048 bytes
 
 
-class FeedbackError(ValueError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class FeedbackError(Refused):
+    """A refused reply or change of a 反馈建议."""
 
 
 @dataclass(frozen=True)

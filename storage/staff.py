@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
+from storage.errors import Refused
 from storage.models import utcnow
 from storage.models_applications import APPLICATION_KINDS
 from storage.models_staff import ROLES, AuditEntry, ReasonTemplate, StaffAccount, StaffSession
@@ -47,12 +48,8 @@ AUDIT_ACTIONS: dict[str, str] = {
 }
 
 
-class StaffError(ValueError):
-    """A refused staff operation; the message is one line of Chinese."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class StaffError(Refused):
+    """A refused staff operation."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from storage import queries
 from storage.db import Database
+from storage.errors import Refused
 from storage.identifiers import parse_sitting
 from storage.models import BusinessWindow, Sitting, utcnow
 from storage.vocab import WINDOW_KINDS
@@ -21,10 +22,8 @@ TITLE_MAX = 128
 NOTICE_MAX = 20000
 
 
-class WindowError(ValueError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class WindowError(Refused):
+    """A window that cannot be saved as typed."""
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,9 @@ async def test_every_console_url_without_a_session_redirects_to_login(browser, w
     assert r.status == 302 and r.headers["Location"].startswith("/console/login")
     r = await anon.client.get("/console/static/console.css")
     assert r.status == 200
+    # the sign-in page cannot be framed by another site (clickjacking)
+    r = await anon.client.get("/console/login")
+    assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"] and r.headers["X-Frame-Options"] == "DENY"
 
 
 async def test_photos_are_not_reachable_without_a_session(browser, world) -> None:

@@ -27,6 +27,12 @@
   if (all) all.addEventListener("change", function () {
     document.querySelectorAll("input[name=pick]").forEach(function (c) { c.checked = all.checked; });
   });
+  document.querySelectorAll("[data-confirm]").forEach(function (b) {
+    b.addEventListener("click", function (e) { if (!window.confirm(b.dataset.confirm)) e.preventDefault(); });
+  });
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (s) {
+    s.addEventListener("change", function () { s.form.submit(); });
+  });
   var tpl = document.getElementById("reason-template");
   if (tpl) tpl.addEventListener("change", function () { if (tpl.value) document.getElementById("reason").value = tpl.value; });
 })();
