@@ -39,23 +39,42 @@ async def queue(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     if not can_decide(me(request), kind):
         return await _denied(request)
-    q = request.query
-    status = q.get("status", "submitted")
+    # The filters live in the session, not the URL: a name or 准考证号 typed here never reaches an
+    # access log, a proxy or the browser's history. Only the status (and the page) are in the URL.
+    session = await get_session(request)
+    saved = (session.get("queue_filters") or {}).get(kind, {})
+    status = request.query.get("status", "submitted")
     f = review_queue.QueueFilter(
-        kind=kind, status="" if status == "all" else status, sitting=q.get("sitting", "").strip(),
-        major=q.get("major", "").strip(), submitted_from=_date(q.get("from", "")), submitted_to=_date(q.get("to", "")),
-        who=q.get("who", "").strip()[:32],
+        kind=kind, status="" if status == "all" else status, sitting=saved.get("sitting", ""),
+        major=saved.get("major", ""), submitted_from=_date(saved.get("from", "")),
+        submitted_to=_date(saved.get("to", "")), who=saved.get("who", ""),
     )
     problems = review_queue.filter_problems(f)
     page = await review_queue.search(db(request), f if not problems else review_queue.QueueFilter(kind),
                                      page=page_number(request))
-    params = {k: v for k, v in q.items() if k != "page" and v}
+    params = {"status": status}
     return await render(request, "queue.html", {
         "kind": kind, "status": status, "f": f, "problems": problems, "page": page, "statuses": STATUS_LABELS,
         "sittings": await review_queue.sittings_in_windows(db(request)),
         "query": params, "page_link": lambda n: "?" + urlencode({**params, "page": n}),
         "reasons": await staff.reason_templates(db(request), kind),
     })
+
+
+async def queue_filter(request: web.Request) -> web.Response:
+    kind = request.match_info["kind"]
+    if not can_decide(me(request), kind):
+        return await _denied(request)
+    form = await request.post()
+    session = await get_session(request)
+    filters = dict(session.get("queue_filters") or {})
+    if form.get("clear"):
+        filters.pop(kind, None)
+    else:
+        filters[kind] = {k: str(form.get(k, "")).strip()[:32] for k in ("sitting", "major", "from", "to", "who")}
+    session["queue_filters"] = filters
+    status = str(form.get("status", "submitted"))
+    return redirect(f"/console/queue/{kind}?" + urlencode({"status": status if status in STATUS_LABELS or status == "all" else "submitted"}))
 
 
 async def _view_context(request: web.Request, app_id: int, reveal: bool = False) -> dict | None:
@@ -182,6 +201,7 @@ async def photo(request: web.Request) -> web.StreamResponse:
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/queue/{kind}", queue, name="queue")
     router.add_post("/queue/{kind}/approve", bulk_approve, name="bulk_approve")
+    router.add_post("/queue/{kind}/filter", queue_filter, name="queue_filter")
     router.add_get("/applications/{id:\\d+}", application, name="application")
     router.add_post("/applications/{id:\\d+}/decide", decide, name="decide")
     router.add_post("/applications/{id:\\d+}/reveal", reveal, name="reveal")

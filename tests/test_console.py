@@ -254,9 +254,16 @@ async def test_reviewer_sees_queue_counts_and_decides_with_the_push_in_the_same_
     q = await reviewer.get("/console/queue/exemption")
     assert f"/console/applications/{application.id}" in q.body_text and "赵敏" in q.body_text
     # filters: by name, by 准考证号 prefix, by a date range that excludes it
-    assert "赵敏" in (await reviewer.get("/console/queue/exemption?who=赵")).body_text
-    assert "赵敏" in (await reviewer.get("/console/queue/exemption?who=0124")).body_text
-    assert "没有符合条件的申请" in (await reviewer.get("/console/queue/exemption?from=2001-01-01&to=2001-01-02")).body_text
+    async def filtered(**values: str) -> str:
+        r = await reviewer.post("/console/queue/exemption/filter", {"status": "submitted", **values}, follow=True)
+        assert "赵" not in str(r.url) and "0124" not in str(r.url)  # search terms stay out of URLs and logs
+        return r.body_text
+
+    assert "赵敏" in await filtered(who="赵")
+    assert "赵敏" in await filtered(who="0124")
+    assert "没有符合条件的申请" in await filtered(who="钱")
+    assert "没有符合条件的申请" in await filtered(**{"from": "2001-01-01", "to": "2001-01-02"})
+    assert "赵敏" in await filtered(clear="1")
     page = await reviewer.get(f"/console/applications/{application.id}")
     assert "赵敏" in page.body_text and "00320" in page.body_text and "/console/photos/" in page.body_text
     assert "13764219053" not in page.body_text  # the mobile is masked
