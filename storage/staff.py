@@ -439,13 +439,19 @@ def audit_csv(rows: Iterable[AuditEntry], local: Any) -> str:
     """The audit log as CSV (UTF-8 with BOM, so Excel opens the Chinese right)."""
     import json
 
+    def cell(value: Any) -> str:
+        # A typed username like "=HYPERLINK(...)" must stay text when the file is opened in Excel.
+        text = "" if value is None else str(value)
+        return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["编号", "时间（北京）", "账号", "操作", "对象", "说明", "之前", "之后", "IP"])
     for r in rows:
-        w.writerow([r.id, local(r.at), r.username, AUDIT_ACTIONS.get(r.action, r.action), r.target, r.summary,
-                    json.dumps(r.before, ensure_ascii=False) if r.before is not None else "",
-                    json.dumps(r.after, ensure_ascii=False) if r.after is not None else "", r.ip])
+        w.writerow([cell(v) for v in (
+            r.id, local(r.at), r.username, AUDIT_ACTIONS.get(r.action, r.action), r.target, r.summary,
+            json.dumps(r.before, ensure_ascii=False) if r.before is not None else "",
+            json.dumps(r.after, ensure_ascii=False) if r.after is not None else "", r.ip)])
     return "\ufeff" + out.getvalue()
 
 

@@ -428,6 +428,7 @@ async def test_audit_log_is_searchable_and_exports_csv(browser, world, db: Datab
     admin = await browser()
     await admin.login(ADMIN)
     await (await browser()).login(EXEMPTION_REVIEWER, "wrong-password-x")
+    await (await browser()).login("=cmd|' /c calc'!a1", "whatever-password")
     page = await admin.get("/console/audit?action=login_failed")
     assert "登录失败" in page.body_text and EXEMPTION_REVIEWER in page.body_text
     assert 'data-action="login"' not in page.body_text
@@ -435,6 +436,8 @@ async def test_audit_log_is_searchable_and_exports_csv(browser, world, db: Datab
     assert r.status == 200 and r.content_type == "text/csv"
     body = (await r.read()).decode("utf-8-sig")
     assert body.splitlines()[0].startswith("编号,时间（北京）,账号,操作") and "mian" in body and "admin1" not in body
+    everything = (await (await admin.client.get("/console/audit.csv")).read()).decode("utf-8-sig")
+    assert "'=cmd" in everything and ",=cmd" not in everything  # no formula for Excel to run
 
 
 async def test_admin_manages_staff_and_a_new_kind_is_offered_from_the_schema(browser, world, db: Database) -> None:
