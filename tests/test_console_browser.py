@@ -81,6 +81,20 @@ class Service:
         await web.TCPSite(self.runner, "127.0.0.1", bot_port).start()
         self.url = f"http://127.0.0.1:{bot_port}"
 
+    async def add_feedback(self, title: str, body: str) -> int:
+        """The candidate leaves a 反馈建议 (so they wrote to the account just now: WeChat's 48-hour window is open)."""
+        from sqlalchemy import update
+
+        from bot.app import DB
+        from storage.models import WechatUser, utcnow
+        from storage.queries import add_feedback
+
+        db = self.app[DB]
+        async with db.session() as session, session.begin():
+            await session.execute(update(WechatUser).where(WechatUser.openid == OPENID).values(last_interaction_at=utcnow()))
+        self.emu.record_user_action(OPENID, "message")
+        return await add_feedback(db, openid=OPENID, candidate_id=self.application.candidate_id, title=title, body=body)
+
     async def deliver(self) -> None:
         """What the scheduler's delivery job does every two seconds, once."""
         from bot.app import DB
@@ -216,8 +230,19 @@ def test_admin_publishes_a_notice_and_reads_an_import_error_report(driver, servi
     assert "未导入任何数据" in driver.find_element(By.ID, "report").text
     assert not driver.find_elements(By.ID, "commit-btn")
     shot(driver, "console-import-errors.png")
-    # The audit log shows both, newest first.
+    # A 反馈建议 answered in the console reaches the candidate as a customer-service message.
+    fid = loop.run(lambda: s.add_feedback("准考证打印不了", "打印准考证时页面空白，怎么办？"))
+    driver.get(f"{s.url}/console/feedback")
+    driver.find_element(By.LINK_TEXT, "准考证打印不了").click()
+    driver.find_element(By.NAME, "reply").send_keys("请换用电脑上的浏览器打印，或清除缓存后再试。")
+    driver.find_element(By.ID, "reply-btn").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "fb-reply"), what="the reply on the page")
+    assert driver.find_element(By.ID, "fb-state").text.startswith("已处理")
+    loop.run(s.deliver)
+    [text] = [o["content"] for o in s.emu.outbound if o["openid"] == OPENID and o.get("type") == "text"]
+    assert text.startswith("【反馈回复】") and "请换用电脑上的浏览器打印" in text
+    # The audit log shows all of it, newest first.
     driver.get(f"{s.url}/console/audit")
     actions = [r.get_attribute("data-action") for r in driver.find_elements(By.CSS_SELECTOR, "#audit tr[data-action]")]
-    assert actions.index("import_dry_run") < actions.index("notice_publish")
+    assert actions.index("feedback_reply") < actions.index("import_dry_run") < actions.index("notice_publish")
     shot(driver, "console-audit.png")
