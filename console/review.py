@@ -151,7 +151,9 @@ async def decide(request: web.Request) -> web.Response:
     await staff.audit(db(request), ip=client_ip(request), **_decision_audit(s, app_id, before, done.application))
     told = "已通知考生" if done.pushes else "考生未绑定或未关注，未发推送"
     flash(session, f"申请 #{app_id} {done.application.status_label}，{told}。")
-    return redirect(f"/console/queue/{before.kind}")
+    # On to the next one waiting (thousands a week are decided one after another), or back to the queue.
+    following = await review_queue.next_pending(db(request), before.kind, after=app_id)
+    return redirect(f"/console/applications/{following}" if following else f"/console/queue/{before.kind}")
 
 
 async def bulk_approve(request: web.Request) -> web.Response:

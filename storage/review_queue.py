@@ -152,6 +152,15 @@ async def search(db: Database, f: QueueFilter, *, page: int = 1, per_page: int =
     return QueuePage(rows, total, page, per_page)
 
 
+async def next_pending(db: Database, kind: str, *, after: int) -> Optional[int]:
+    """The 待审核 application of `kind` a reviewer takes next (the oldest), other than `after`."""
+    async with db.session() as s:
+        return await s.scalar(
+            select(Application.id).where(Application.kind == kind, Application.status == "submitted",
+                                         Application.id != after)
+            .order_by(Application.submitted_at.asc(), Application.id.asc()).limit(1))
+
+
 async def counts(db: Database, kinds: Iterable[str]) -> dict[str, dict[str, int]]:
     """kind -> status -> number of applications (drafts left out), for the given kinds."""
     kinds = [k for k in kinds if k in APPLICATION_KINDS]

@@ -482,3 +482,21 @@ async def test_faq_edit_is_validated_before_it_is_published(browser, world, db: 
     assert entry.before["answer"] != entry.after["answer"]
     stale = await admin.post("/console/faq/bind-how", form | {"do": "publish"})
     assert stale.status == 409
+
+
+async def test_after_a_decision_the_next_waiting_application_opens(browser, world, db: Database) -> None:
+    from tests.test_applications import evidence
+
+    _, first = world
+    # 赵敏 applies again for another course (the first application is still 待审核).
+    draft = await apps.open_draft(db, kind="exemption", candidate_id=first.candidate_id, openid="o_zhao",
+                                  admission_number=first.admission_number, major_code="120402")
+    draft.items = [apps.ItemData("00051", evidences=[evidence(photo_ids=first.items[0].evidences[0].photo_ids)])]
+    second = await apps.submit(db, await apps.save_draft(db, draft))
+    reviewer = await browser()
+    await reviewer.login(EXEMPTION_REVIEWER)
+    await reviewer.get(f"/console/applications/{first.id}")
+    r = await reviewer.post(f"/console/applications/{first.id}/decide", {"action": "approve", "version": first.version})
+    assert r.headers["Location"] == f"/console/applications/{second.id}"
+    page = await reviewer.get(r.headers["Location"])
+    assert f"申请 #{first.id} 审核通过" in page.body_text
