@@ -500,3 +500,32 @@ async def test_after_a_decision_the_next_waiting_application_opens(browser, worl
     assert r.headers["Location"] == f"/console/applications/{second.id}"
     page = await reviewer.get(r.headers["Location"])
     assert f"申请 #{first.id} 审核通过" in page.body_text
+
+
+async def test_sessions_end_when_idle_too_long_or_when_the_account_is_disabled(browser, world, db: Database) -> None:
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    people, _ = world
+    reviewer = await browser()
+    await reviewer.login(EXEMPTION_REVIEWER)
+    assert (await reviewer.get("/console/", allow_redirects=False)).status == 200
+    # 30 idle minutes later the session row has expired: back to the sign-in page
+    async with db.session() as s, s.begin():
+        await s.execute(update(StaffSession).values(expires_at=m.utcnow() - dt.timedelta(seconds=1)))
+    r = await reviewer.get("/console/", allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"].startswith("/console/login")
+    # an admin disabling the account ends a live session at once
+    await reviewer.login(EXEMPTION_REVIEWER)
+    admin = await browser()
+    await admin.login(ADMIN)
+    await admin.get(f"/console/staff/{people[EXEMPTION_REVIEWER].id}")
+    r = await admin.post(f"/console/staff/{people[EXEMPTION_REVIEWER].id}",
+                         {"display_name": "张老师", "role": "reviewer", "kinds": "exemption"})  # "active" unticked
+    assert r.status == 302
+    r = await reviewer.get("/console/", allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"].startswith("/console/login")
+    assert (await reviewer.login(EXEMPTION_REVIEWER)).status == 401
+    [edit] = await audit_rows(db, "staff_edit")
+    assert edit.before["active"] is True and edit.after["active"] is False
