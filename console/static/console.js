@@ -5,7 +5,16 @@
   if (viewer) {
     var img = document.getElementById("viewer-img");
     var scale = 1, angle = 0;
-    var apply = function () { img.style.transform = "rotate(" + angle + "deg) scale(" + scale + ")"; img.dataset.angle = angle; img.dataset.scale = scale; };
+    // Zoom changes the picture's real size (so the stage scrolls to any part of it); rotation turns it.
+    var apply = function () {
+      var stage = viewer.querySelector(".viewer-stage");
+      var fit = Math.min(img.naturalWidth || 800, stage.clientWidth * 0.92,
+                         (img.naturalWidth || 800) * (stage.clientHeight * 0.9) / (img.naturalHeight || 600));
+      img.style.width = Math.round(fit * scale) + "px";
+      img.style.transform = "rotate(" + angle + "deg)";
+      img.dataset.angle = angle; img.dataset.scale = scale;
+    };
+    img.addEventListener("load", apply);
     document.querySelectorAll(".thumb[data-photo]").forEach(function (b) {
       b.addEventListener("click", function () { img.src = b.dataset.photo; scale = 1; angle = 0; apply(); viewer.hidden = false; });
     });
