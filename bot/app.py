@@ -13,10 +13,13 @@ from bot.config import Settings
 from bot.crypto import MessageCrypto
 from bot.delivery import Deliverer, deliver_late_reply, record_template_finish
 from bot.endpoint import WeChatEndpoint
+from bot.faq_cli import faq_locations
 from bot.scheduler import SchedulerOptions, ServiceScheduler, owner_id
 from bot.token_store import DatabaseTokenStore, RedisTokenStore
 from bot.wechat_client import WeChatClient
 from bot.sms import build_gateway as build_sms_gateway
+from console.app import create_console
+from console.core import DB as CONSOLE_DB, ConsoleConfig
 from dialogs.consult import Consultant
 from dialogs.faq import FaqService
 from dialogs.router import Router
@@ -46,7 +49,16 @@ def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None)
     # The endpoint is built at start-up (it needs the database); routes must exist before.
     app.router.add_get("/wechat", _wechat_get)
     app.router.add_post("/wechat", _wechat_post)
+    # The exam office's console (console/); it reads the database the service opens at start-up.
+    kb, cache_dir = faq_locations(settings)
+    app.add_subapp("/console/", create_console(ConsoleConfig(
+        photo_store=LocalPhotoStore.under_media_dir(settings.media_dir), faq_kb_file=kb, faq_cache_dir=cache_dir)))
+    app.router.add_get("/console", _console_home)
     return app
+
+
+async def _console_home(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/console/")
 
 
 async def _wechat_get(request: web.Request) -> web.Response:
@@ -125,6 +137,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         scheduler.start()
 
     app[DB], app[CLIENT], app[ENDPOINT], app[SCHEDULER] = db, client, endpoint, scheduler
+    app[CONSOLE_DB] = db
     log.info("zikao-bot ready: %s", settings.describe())
     try:
         yield

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot import faq_cli, review_cli
+from bot import faq_cli, review_cli, staff_cli
 from bot.config import ConfigError, Settings, load_settings
 
 DEMO_ENV = {
@@ -217,7 +217,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from emulator.app import start_emulator
     from storage.db import Database
     from storage.demo import load_demo
+    from storage.demo_console import DEMO_STAFF, load_demo_applications, load_demo_staff
     from storage.migrate import upgrade
+    from storage.photos import LocalPhotoStore
 
     emulator_url = f"http://{args.host}:{args.emulator_port}"
     overrides = dict(DEMO_ENV, WECHAT_API_BASE=emulator_url, SMS_API_BASE=emulator_url, HOST=args.host,
@@ -232,6 +234,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         db = Database(settings.database_url)
         try:
             await load_demo(db)
+            await load_demo_staff(db)
+            await load_demo_applications(db, LocalPhotoStore.under_media_dir(settings.media_dir))
         finally:
             await db.dispose()
         bot_runner = web.AppRunner(create_app(settings))
@@ -246,6 +250,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         await sync_menu(settings)
         print(f"\n  zikao-bot  {bot_url}   (WeChat posts here)")
         print(f"  chat page  {emulator_url}/   (open this in a browser)")
+        print(f"  console    http://{settings.host}:{settings.port}/console/   (demo staff: "
+              + ", ".join(f"{u} / {p}" for u, _, _, _, p in DEMO_STAFF) + ")")
         print(f"  database   {settings.describe()['database_url']}\n  Ctrl-C stops.\n", flush=True)
         try:
             await asyncio.Event().wait()
@@ -287,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("id", nargs="?", type=int)
     st.set_defaults(func=cmd_notice_status)
     review_cli.register(sub)
+    staff_cli.register(sub)
     faq_cli.register(sub)
     menu = sub.add_parser("menu", help="the custom menu (dialogs/menu.py)")
     msub = menu.add_subparsers(dest="menu_command", required=True)

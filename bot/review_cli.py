@@ -1,6 +1,6 @@
 """`zikao-bot review`: staff list, inspect and decide applications (申请免考, 成绩补登 ...).
 
-Until the staff console exists this is how the office decides. Output is Chinese for the staff
+The same decisions as the staff console (console/), from a shell. Output is Chinese for the staff
 member at the terminal; ID numbers and mobiles are masked, as everywhere a person reads them.
 A decision writes the candidate's push in its own transaction (storage.applications).
 """
@@ -206,28 +206,18 @@ async def _list(db, statuses: list[str] | None, kind: str | None, limit: int) ->
 
 
 async def _show(db, store: PhotoStore, app_id: int) -> str:
-    from sqlalchemy import select
-
     from storage import applications as apps
+    from storage.accounts import id_number_of
     from storage.identifiers import mask_id_number, mask_mobile
-    from storage.models import BusinessWindow, Major
-    from storage.models_applications import ENTRY_KINDS, STATUS_LABELS, Photo
+    from storage.models_applications import ENTRY_KINDS, STATUS_LABELS
+    from storage.review_queue import application_view
 
-    d = await apps.load_application(db, app_id)
-    candidates, courses = await _names(db, [d])
-    types = {t.code: t.name for t in await apps.evidence_types(db, include_inactive=True)}
-    events = await apps.application_events(db, app_id)
-    photo_ids = {p for i in d.items for e in i.evidences for p in e.photo_ids}
-    async with db.session() as s:
-        photos = {p.id: p for p in (await s.execute(select(Photo).where(Photo.id.in_(photo_ids)))).scalars()} \
-            if photo_ids else {}
-        major = await s.get(Major, d.major_code) if d.major_code else None
-        window = await s.get(BusinessWindow, d.window_id) if d.window_id else None
-    c = candidates.get(d.candidate_id)
+    v = await application_view(db, app_id)
+    d, courses, types, events, photos, window = v.data, v.course_names, v.type_names, v.events, v.photos, v.window
     lines = [f"申请 #{d.id}  {apps.kind_name(d.kind)}  {d.status_label}  版本 {d.version}"]
-    if c is not None:
-        lines.append(f"考生 {c.name}  证件号码 {mask_id_number(c.id_number)}  手机 {mask_mobile(c.mobile) if c.mobile else '-'}")
-    lines.append(f"准考证号 {d.admission_number}  专业 {d.major_code + ' ' + major.name if major else d.major_code or '-'}")
+    id_number = await id_number_of(db, d.candidate_id)
+    lines.append(f"考生 {v.candidate_name}  证件号码 {mask_id_number(id_number)}  手机 {mask_mobile(v.mobile) if v.mobile else '-'}")
+    lines.append(f"准考证号 {d.admission_number}  专业 {d.major_code + ' ' + v.major_name if v.major_name else d.major_code or '-'}")
     if window is not None:
         lines.append(f"办理时间 {window.title}（{_when(window.opens_at)} 至 {_when(window.closes_at)}）")
     lines.append(f"创建 {_when(d.created_at)}  提交 {_when(d.submitted_at)}")

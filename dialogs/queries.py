@@ -463,7 +463,8 @@ async def messages(db: Database, viewer: Viewer, *, now: Optional[dt.datetime] =
     return _notice_list("站内消息", items, "消息", "暂无站内消息。", marks=True)
 
 
-def _detail(n: q.NoticeItem) -> Reply:
+def notice_detail(n: q.NoticeItem) -> Reply:
+    """One notice in full, as the candidate reads it (also the console's preview)."""
     return Reply(f"【{n.category}】{n.title}\n{shanghai_time(n.publish_at)}\n\n{n.body.strip()}")
 
 
@@ -475,7 +476,7 @@ async def message_detail(db: Database, viewer: Viewer, n: int, *, now: Optional[
         return Reply(f"没有第 {n} 条消息（共 {len(items)} 条）。\n回复“站内消息”查看列表。")
     item = items[n - 1]
     await q.mark_notice_read(db, viewer.openid, item.id, now)
-    return _detail(item)
+    return notice_detail(item)
 
 
 NEWS_SHOWN = 10
@@ -490,7 +491,7 @@ async def news(db: Database, n: Optional[int] = None, *, viewer: Optional[Viewer
         return _notice_list("新闻通知", items, "新闻", "暂无新闻通知。", marks=False)
     if not 1 <= n <= len(items):
         return Reply(f"没有第 {n} 条新闻（共 {len(items)} 条）。\n回复“新闻通知”查看列表。")
-    return _detail(items[n - 1])
+    return notice_detail(items[n - 1])
 
 
 # --- 我的订单 -----------------------------------------------------------------------------------

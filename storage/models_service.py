@@ -65,6 +65,11 @@ class Feedback(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     handled: Mapped[bool] = mapped_column(Boolean, default=False)
     handled_at: Mapped[Optional[dt.datetime]]
+    handled_by: Mapped[Optional[str]] = mapped_column(String(64))
+    # The office's answer (console), pushed to the follower as a customer-service message.
+    reply: Mapped[Optional[str]] = mapped_column(Text)
+    replied_at: Mapped[Optional[dt.datetime]]
+    replied_by: Mapped[Optional[str]] = mapped_column(String(64))
 
 
 class NoticeRead(Base):

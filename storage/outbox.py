@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # no DST since 1991
 
-KINDS = ("review_outcome", "notice", "score_release", "reminder")
+# "feedback_reply": the office's answer to a follower's 反馈建议 (storage.feedback).
+KINDS = ("review_outcome", "notice", "score_release", "reminder", "feedback_reply")
 STATUSES = ("pending", "claimed", "sent", "failed", "waiting")
 PRIORITY_OWN = 0  # a candidate's own review outcome goes before bulk pushes
 PRIORITY_BULK = 5
