@@ -216,26 +216,29 @@ MODES = ("production", "demo", "test")
 
 
 def _check_secret_key(s: Settings) -> None:
-    """Production refuses to start without a real SECRET_KEY: with the demo key, anyone could
-    enumerate ID numbers against the blind index and decrypt the database."""
-    from storage.keys import DEMO_SECRET_KEY, MIN_SECRET_KEY_LENGTH
+    from storage.keys import MIN_SECRET_KEY_LENGTH
 
     if s.secret_key and len(s.secret_key) < MIN_SECRET_KEY_LENGTH:
         raise ConfigError(f"SECRET_KEY: at least {MIN_SECRET_KEY_LENGTH} characters, got {len(s.secret_key)}")
-    if s.zikao_mode == "production" and (not s.secret_key or s.secret_key == DEMO_SECRET_KEY):
-        raise ConfigError("SECRET_KEY: required in production (at least 32 random characters, e.g. "
-                          "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`); "
-                          "ZIKAO_MODE=demo or test runs with the built-in demo key")
 
 
 def apply_secret_key(s: Settings) -> None:
-    """Configure storage.keys from the settings (start-up of the service and of every command
-    that touches candidates). Raises ConfigError like `validate`."""
+    """Configure storage.keys from the settings, at the start-up of the service and of every
+    command. Production refuses to start without a SECRET_KEY of its own: with a key everybody
+    knows, anyone could enumerate ID numbers against the blind index and decrypt the database.
+    ZIKAO_MODE=demo or test runs with the built-in demo key; a process that configured
+    storage.keys itself (a test harness) keeps its key."""
     from storage import keys
 
     _check_secret_key(s)
     if s.secret_key:
+        if s.zikao_mode == "production" and s.secret_key == keys.DEMO_SECRET_KEY:
+            raise ConfigError("SECRET_KEY: the demo key cannot be used in production")
         keys.configure(s.secret_key)
+    elif s.zikao_mode in ("demo", "test"):
+        if not keys.configured():
+            keys.configure(keys.DEMO_SECRET_KEY)
     elif not keys.configured():
-        # demo / test without a key of their own (a test suite may have configured one already)
-        keys.configure(keys.DEMO_SECRET_KEY)
+        raise ConfigError("SECRET_KEY: required in production (at least 32 random characters, e.g. from "
+                          "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`); "
+                          "ZIKAO_MODE=demo runs with the built-in demo key")

@@ -5,6 +5,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
+from dialogs import binding
 from dialogs.router import Router
 from dialogs.services import Services, SmsError
 from storage.db import Database
@@ -16,6 +17,9 @@ PASSWORD = "011234"
 ADMISSION = ("011520100001", "011520100002")
 MOBILE = "13812345678"
 ID_OTHER = "310115198506120042"
+NAME = "王小明"
+NEW_PASSWORD = "Zikao2026ok"
+PAGE_BASE = "https://zikao.example.cn/h5/"
 
 
 @dataclass
@@ -49,5 +53,26 @@ async def add_candidate(db: Database, *, id_number: str = ID_NUMBER, name: str =
         return c.id
 
 
+def make_services(inbox: Inbox | None = None) -> Services:
+    return Services(sms=inbox if inbox is not None else Inbox(), web_page=lambda page: PAGE_BASE + page)
+
+
 def make_router(db: Database, inbox: Inbox | None = None, **kw) -> Router:
-    return Router(db, services=Services(sms=inbox or Inbox()), **kw)
+    return Router(db, services=make_services(inbox), **kw)
+
+
+async def bind_on_page(db: Database, openid: str, inbox: Inbox | None = None, *, id_number: str = ID_NUMBER,
+                       password: str = PASSWORD, name: str = NAME, admission: str = ADMISSION[0],
+                       mobile: str = MOBILE, new_password: str = NEW_PASSWORD) -> binding.Outcome:
+    """Bind `openid` the way the H5 page does (dialogs/binding.py), through every stage the
+    candidate meets; returns the last outcome (stage "done" when bound)."""
+    inbox = inbox if inbox is not None else Inbox()
+    services = make_services(inbox)
+    out = await binding.submit_credentials(db, services, openid, id_number, password)
+    if out.state.stage == "identity":
+        out = await binding.submit_identity(db, services, openid, out.state, name, admission, mobile)
+    if out.state.stage == "code":
+        out = await binding.submit_code(db, openid, out.state, inbox.last_code())
+    if out.state.stage == "new_password":
+        out = await binding.submit_new_password(db, openid, out.state, new_password, new_password)
+    return out
