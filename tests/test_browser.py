@@ -106,16 +106,20 @@ def browser_paths() -> tuple[str, str]:
     return _browser_paths()
 
 
-@pytest.fixture(scope="module")
-def stack(browser_paths) -> Iterator[tuple[Loop, Stack]]:
+def _running(s: Stack) -> Iterator[tuple[Loop, Stack]]:
+    """Start `s` on its own loop thread for the tests of a module, stop it after."""
     loop = Loop()
-    s = Stack("safe")
     loop.run(s.start)
     try:
         yield loop, s
     finally:
         loop.run(s.stop)
         loop.close()
+
+
+@pytest.fixture(scope="module")
+def stack(browser_paths) -> Iterator[tuple[Loop, Stack]]:
+    yield from _running(Stack("safe"))
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +333,7 @@ def test_sms_panel_shows_codes_live(driver, stack):
 # --- binding through the web view: the real service, WeChat's web authorisation, the H5 page ------
 
 
-class ServiceStack:
+class ServiceStack(Stack):
     """The real service (bot.app) on a fresh SQLite database, and the emulator, on free ports."""
 
     def __init__(self, tmp: Path) -> None:
@@ -370,23 +374,10 @@ class ServiceStack:
         await web.TCPSite(self.bot_runner, "127.0.0.1", bot_port).start()
         self.db = app[DB]
 
-    async def stop(self) -> None:
-        if self.emu_runner:
-            await self.emu_runner.cleanup()
-        if self.bot_runner:
-            await self.bot_runner.cleanup()
-
 
 @pytest.fixture(scope="module")
-def service(browser_paths, tmp_path_factory) -> Iterator[tuple[Loop, ServiceStack]]:
-    loop = Loop()
-    s = ServiceStack(tmp_path_factory.mktemp("browser-service"))
-    loop.run(s.start)
-    try:
-        yield loop, s
-    finally:
-        loop.run(s.stop)
-        loop.close()
+def service(browser_paths, tmp_path_factory) -> Iterator[tuple[Loop, Stack]]:
+    yield from _running(ServiceStack(tmp_path_factory.mktemp("browser-service")))
 
 
 def test_binding_through_the_web_view_inside_the_phone(driver, service):

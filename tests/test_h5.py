@@ -23,6 +23,13 @@ def _bases(stack) -> tuple[str, str]:
     return settings.public_base, settings.wechat_api_base
 
 
+async def _with_candidate(stack):
+    """A verified candidate in the bot's database; returns (db, bot base URL, emulator base URL)."""
+    bot, _state, _wechat = stack
+    await add_candidate(bot.app[DB], verified=True)
+    return (bot.app[DB], *_bases(stack))
+
+
 async def test_a_page_without_session_sends_the_visitor_to_wechats_authorize_url(stack):
     bot_base, emu_base = _bases(stack)
     async with aiohttp.ClientSession() as http:
@@ -102,9 +109,7 @@ async def test_wechat_shows_its_error_pages_outside_wechat_and_for_a_wrong_appid
 
 
 async def test_a_form_without_the_sessions_csrf_token_is_refused(stack):
-    bot, _state, _wechat = stack
-    await add_candidate(bot.app[DB], verified=True)
-    bot_base, emu_base = _bases(stack)
+    db, bot_base, emu_base = await _with_candidate(stack)
     async with WebView(emu_base, OPENID) as view:
         page = await view.open(f"{bot_base}/h5/bind")
         assert page.has_form("credentials") and "证件号码" in page.text
@@ -115,13 +120,11 @@ async def test_a_form_without_the_sessions_csrf_token_is_refused(stack):
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{bot_base}/h5/bind", data={"action": "credentials"}, allow_redirects=False) as resp:
             assert resp.status == 302 and "/connect/oauth2/authorize" in resp.headers["Location"]
-    assert (await accounts.binding(bot.app[DB], OPENID)).candidate_id is None
+    assert (await accounts.binding(db, OPENID)).candidate_id is None
 
 
 async def test_wrong_password_on_the_page_keeps_the_form_and_says_why(stack):
-    bot, _state, _wechat = stack
-    await add_candidate(bot.app[DB], verified=True)
-    bot_base, emu_base = _bases(stack)
+    _db, bot_base, emu_base = await _with_candidate(stack)
     async with WebView(emu_base, OPENID) as view:
         page = await view.open(f"{bot_base}/h5/bind")
         page = await view.post(page, "credentials", id_number=ID_NUMBER, password="wrong")
