@@ -227,22 +227,25 @@ async def _complete(db: Database, openid: str, state: BindState, new_hash: Optio
     cid = state.candidate_id
     assert cid is not None
     id_number = await accounts.id_number_of(db, cid)
-    bound = await accounts.bind(db, openid, cid, verified_mobile=state.mobile if state.mobile_is_new else None,
-                                new_password_hash=new_hash, moved_text=ALERT_MOVED.format(masked=mask_id_number(id_number)))
+    numbers = await accounts.admission_numbers(db, cid)
+    lines = await success_lines(db, cid, numbers[0] if numbers else None, len(numbers))
+    await accounts.bind(db, openid, cid, verified_mobile=state.mobile if state.mobile_is_new else None,
+                        new_password_hash=new_hash, moved_text=ALERT_MOVED.format(masked=mask_id_number(id_number)),
+                        bound_text="\n".join(["绑定成功！", *lines[:-1], "现在可以查成绩、考试计划，办理各项业务了。"]))
     state.stage = "done"
-    return Outcome(state, notice="绑定成功！", done_lines=await success_lines(db, cid, bound.active))
+    return Outcome(state, notice="绑定成功！", done_lines=lines)
 
 
-async def success_lines(db: Database, candidate_id: int, active: Optional[str]) -> list[str]:
-    """What a finished binding says; the 准考证号 masked like in every other reply."""
+async def success_lines(db: Database, candidate_id: int, active: Optional[str], count: int) -> list[str]:
+    """What a finished binding says (the page, and the chat through a push); the 准考证号 masked
+    like in every other reply. `active` is the number binding makes active (the newest)."""
     info = await accounts.profile(db, candidate_id)
     name = info.get("name") or ""
-    numbers = await accounts.admission_numbers(db, candidate_id)
     lines = [f"欢迎您，{name[:1] + '*' * (len(name) - 1)}。"]
     if active:
         lines.append(f"当前准考证号：{mask_admission(active)}")
-    if len(numbers) > 1:
-        lines.append(f"您有{len(numbers)}个准考证号，在聊天中回复“切换准考证号”可以更换。")
+    if count > 1:
+        lines.append(f"您有{count}个准考证号，在聊天中回复“切换准考证号”可以更换。")
     lines.append("请返回聊天窗口，查成绩、考试计划，办理各项业务。")
     return lines
 

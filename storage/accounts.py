@@ -270,10 +270,12 @@ class Bound:
 
 
 async def bind(db: Database, openid: str, candidate_id: int, *, verified_mobile: Optional[str] = None,
-               new_password_hash: Optional[str] = None, moved_text: Optional[str] = None) -> Bound:
+               new_password_hash: Optional[str] = None, moved_text: Optional[str] = None,
+               bound_text: Optional[str] = None) -> Bound:
     """Bind `openid` to the candidate, moving the binding from any other openid (which is told
     `moved_text` through the outbox); store a mobile proven by SMS and a password that replaces
-    the initial one, all in one transaction with their audit entries."""
+    the initial one, all in one transaction with their audit entries. `bound_text` goes to the
+    chat of `openid` (the binding happened on a page; the chat learns it too)."""
     numbers = await admission_numbers(db, candidate_id)
     active = numbers[0] if numbers else None
     now = utcnow()
@@ -309,6 +311,9 @@ async def bind(db: Database, openid: str, candidate_id: int, *, verified_mobile:
             if moved_text:
                 await outbox.account_alert(s, openid=old, text=moved_text,
                                            cause=("moved", candidate_id, int(now.timestamp())))
+        if bound_text:
+            await outbox.account_alert(s, openid=openid, text=bound_text,
+                                       cause=("bound", candidate_id, int(now.timestamp())))
     return Bound(active, previous[0] if previous else None)
 
 

@@ -33,10 +33,12 @@ async def _minute_later(db) -> None:
         await s.execute(update(SmsCode).values(created_at=utcnow() - dt.timedelta(minutes=2)))
 
 
-async def _pushes(db, openid: str) -> list[str]:
+async def _pushes(db, openid: str, about: str = "") -> list[str]:
+    """The account pushes waiting for `openid` (those containing `about`), oldest first."""
     async with db.session() as s:
-        rows = (await s.scalars(select(Outbox).where(Outbox.openid == openid, Outbox.kind == "account"))).all()
-    return [r.payload["text"] for r in rows]
+        rows = (await s.scalars(select(Outbox).where(Outbox.openid == openid, Outbox.kind == "account")
+                                .order_by(Outbox.id))).all()
+    return [r.payload["text"] for r in rows if about in r.payload["text"]]
 
 
 # --- the chat: a link, never a password prompt ------------------------------------------------
@@ -110,12 +112,16 @@ async def test_verified_candidate_binds_with_password_and_sms_to_the_reserved_mo
     assert b.candidate_id == cid and b.admission_number == ADMISSION[1]
 
 
-async def test_bind_success_masks_the_admission_number(db):
+async def test_bind_success_masks_the_admission_number_on_the_page_and_in_the_chat(db):
+    # Issue 10: the bind-success reply showed the full 准考证号 while every other reply masked it.
     await add_candidate(db, verified=True)
     out = await bind_on_page(db, OPENID)
     text = "\n".join(out.done_lines)
     assert "当前准考证号：0115****0002" in text and ADMISSION[1] not in text and "王**" in text
     assert "切换准考证号" in text
+    [chat] = await _pushes(db, OPENID)
+    assert chat.startswith("绑定成功！") and "当前准考证号：0115****0002" in chat
+    assert ADMISSION[1] not in chat and ADMISSION[0] not in chat
 
 
 async def test_unknown_id_and_wrong_password_read_the_same(db):
@@ -258,11 +264,11 @@ async def test_the_bound_wechat_is_told_of_failed_attempts_at_most_once_an_hour(
     services = make_services()
     for i in range(4):
         await binding.submit_credentials(db, services, f"o_crowd_{i:019d}", ID_NUMBER, "wrong")
-    pushes = await _pushes(db, OPENID)
-    assert len(pushes) == 1 and "账户安全提醒" in pushes[0] and ID_NUMBER not in pushes[0]
+    pushes = await _pushes(db, OPENID, "账户安全提醒")
+    assert len(pushes) == 1 and "尝试绑定" in pushes[0] and ID_NUMBER not in pushes[0]
     # The owner's own typo does not alert the owner.
     await binding.submit_credentials(db, services, OPENID, ID_NUMBER, "typo")
-    assert len(await _pushes(db, OPENID)) == 1
+    assert len(await _pushes(db, OPENID, "账户安全提醒")) == 1
 
 
 async def test_the_previous_wechat_is_told_when_the_binding_moves(db):
@@ -272,9 +278,9 @@ async def test_the_previous_wechat_is_told_when_the_binding_moves(db):
     await bind_on_page(db, "o_new_phone_00000000000001", password=NEW_PASSWORD)
     assert (await accounts.binding(db, OPENID)).candidate_id is None
     assert (await accounts.binding(db, "o_new_phone_00000000000001")).candidate_id is not None
-    pushes = await _pushes(db, OPENID)
+    pushes = await _pushes(db, OPENID, "账户安全提醒")
     assert len(pushes) == 1 and "另一个微信上完成绑定" in pushes[0] and "3101**********1234" in pushes[0]
-    assert await _pushes(db, "o_new_phone_00000000000001") == []
+    assert await _pushes(db, "o_new_phone_00000000000001", "账户安全提醒") == []
     events = [e.event for e in await accounts.audit_events(db, id_number=ID_NUMBER)]
     assert events.count("bind_moved") == 1 and events.count("bind") == 2
 
