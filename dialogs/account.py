@@ -10,7 +10,7 @@ import logging
 from typing import Optional
 
 from dialogs import fields as F
-from dialogs.binding import SMS_TEXT, password_problem  # noqa: F401  (password_problem: re-exported)
+from dialogs.binding import SMS_TEXT
 from dialogs.engine import Ctx, EndFlow, Flow, Step, join
 from dialogs.fields import Invalid
 from dialogs.queries import mask_admission

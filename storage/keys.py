@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import String, TypeDecorator
 
+from storage.identifiers import normalize_id_number, normalize_mobile
+
 MIN_SECRET_KEY_LENGTH = 32
 PREFIX = "v1:"
 # Never for production: `zikao-bot demo` and the test suite run with it when SECRET_KEY is unset.
@@ -134,14 +136,10 @@ class EncryptedString(TypeDecorator):
 
 def id_index(id_number: str) -> str:
     """The blind index of an ID number (normalised first: '...x' and '...X' are one person)."""
-    from storage.identifiers import normalize_id_number
-
     return blind_index("id", normalize_id_number(id_number))
 
 
 def mobile_index(mobile: str) -> str:
-    from storage.identifiers import normalize_mobile
-
     return blind_index("mobile", normalize_mobile(mobile))
 
 

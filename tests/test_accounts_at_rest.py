@@ -16,7 +16,7 @@ from storage.db import Database
 from storage.models import AccountEvent, Candidate
 from storage.passwords import hash_password
 from tests.conftest import TEST_SECRET_KEY
-from tests.dialog_fixtures import ID_NUMBER, MOBILE, NEW_PASSWORD, PASSWORD, add_candidate, bind_on_page
+from tests.dialog_fixtures import ID_NUMBER, MOBILE, PASSWORD, add_candidate, bind_on_page
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENID = "o_at_rest_00000000000000001"

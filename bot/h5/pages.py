@@ -25,6 +25,7 @@ from dialogs import binding
 from dialogs.services import Services
 from storage import accounts, keys
 from storage.db import Database
+from storage.identifiers import mask_mobile
 
 SESSION_MINUTES = 30
 COOKIE = "zikao_h5"
@@ -145,8 +146,6 @@ async def _bind_view(request: web.Request, state: binding.BindState, outcome: Op
 
 
 def _masked(mobile: Optional[str]) -> str:
-    from storage.identifiers import mask_mobile
-
     return mask_mobile(mobile) if mobile else ""
 
 
