@@ -8,7 +8,7 @@ from dialogs.types import Message
 from storage.demo import load_demo
 from storage.models import Candidate, utcnow
 from storage.models_service import Feedback
-from tests.dialog_fixtures import make_router
+from tests.dialog_fixtures import bind_on_page, make_router
 from tests.transcript import router_sender, run
 
 OPENID = "o_lookups_00000000000000001"
@@ -20,9 +20,8 @@ async def bound(db):
     await load_demo(db)
     async with db.session() as s, s.begin():
         await s.execute(update(Candidate).values(mobile_verified_at=utcnow()))
-    router = make_router(db)
-    await run(router_sender(router, OPENID), f"> 绑定\n> {ZHANG}\n> {ZHANG[-6:]}\n< 绑定成功")
-    return router
+    await bind_on_page(db, OPENID, id_number=ZHANG, password=ZHANG[-6:])
+    return make_router(db)
 
 
 async def test_scores_plan_and_choice_of_major(bound):
