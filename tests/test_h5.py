@@ -159,3 +159,23 @@ async def test_pages_are_not_cached_and_speak_chinese_on_a_phone(stack, page):
             text = await resp.text()
             assert resp.headers["Cache-Control"] == "no-store"
     assert 'lang="zh-CN"' in text and 'name="viewport"' in text
+
+
+async def test_a_redirect_uri_outside_the_registered_domains_is_refused(aiohttp_client):
+    from emulator.app import create_emulator_app
+    from emulator.oauth import OAUTH_KEY
+
+    app = create_emulator_app(bot_url="http://127.0.0.1:9/wechat", token="tok", app_id=APP_ID, app_secret=SECRET,
+                              aes_key=None, mode="plain")
+    app[OAUTH_KEY].domains = {"zikao.example.cn"}
+    client = await aiohttp_client(app)
+    client.session.cookie_jar.update_cookies({"emu_webview_openid": OPENID})
+    params = {"appid": APP_ID, "response_type": "code", "scope": "snsapi_base", "state": "s"}
+    resp = await client.get("/connect/oauth2/authorize", allow_redirects=False,
+                            params={**params, "redirect_uri": "https://evil.example.com/h5/oauth"})
+    assert resp.status == 400 and "10003" in await resp.text()
+    resp = await client.get("/connect/oauth2/authorize", allow_redirects=False,
+                            params={**params, "redirect_uri": "https://zikao.example.cn/h5/oauth?x=1"})
+    assert resp.status == 302
+    q = parse_qs(urlparse(resp.headers["Location"]).query)
+    assert q["x"] == ["1"] and q["state"] == ["s"] and q["code"]
