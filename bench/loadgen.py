@@ -173,7 +173,8 @@ def spawn_bot(database_url: str | None, aes_key: str | None, pin: bool,
     port = _free_port()
     env = dict(os.environ, WECHAT_TOKEN=TOKEN, WECHAT_APP_ID=APP_ID, WECHAT_APP_SECRET="bench",
                WECHAT_API_BASE="http://127.0.0.1:9", PORT=str(port), HOST="127.0.0.1", LOG_LEVEL="WARNING",
-               DATABASE_URL=database_url or f"sqlite:///{tmp}/bench.sqlite3", WECHAT_AES_KEY=aes_key or "")
+               DATABASE_URL=database_url or f"sqlite:///{tmp}/bench.sqlite3", WECHAT_AES_KEY=aes_key or "",
+               ZIKAO_MODE="demo")  # the demo SECRET_KEY: bench data only
     exe = [sys.executable, "-m", "bot.cli"]
     subprocess.run(exe + ["migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     if prepare is not None:

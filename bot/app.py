@@ -9,7 +9,8 @@ import aiohttp
 from aiohttp import web
 
 from bot import jobs
-from bot.config import Settings
+from bot.config import Settings, apply_secret_key
+from bot.h5.pages import H5Env, create_h5_app
 from bot.crypto import MessageCrypto
 from bot.delivery import Deliverer, deliver_late_reply, record_template_finish
 from bot.endpoint import WeChatEndpoint
@@ -36,11 +37,13 @@ CLIENT = web.AppKey("wechat_client", WeChatClient)
 ENDPOINT = web.AppKey("endpoint", WeChatEndpoint)
 SCHEDULER = web.AppKey("scheduler", ServiceScheduler)
 SCHEDULER_OPTIONS = web.AppKey("scheduler_options", SchedulerOptions)
+H5 = web.AppKey("h5", H5Env)
 
 
 def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None) -> web.Application:
     """The service. `scheduler` tunes or turns off the scheduled jobs (pushes, purges), e.g. in
     tests: SchedulerOptions(enabled=False), or SchedulerOptions(deliver=False) to keep the outbox."""
+    apply_secret_key(settings)  # refuses a production start without SECRET_KEY
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[SCHEDULER_OPTIONS] = scheduler or SchedulerOptions()
@@ -54,6 +57,11 @@ def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None)
     app.add_subapp("/console/", create_console(ConsoleConfig(
         photo_store=LocalPhotoStore.under_media_dir(settings.media_dir), faq_kb_file=kb, faq_cache_dir=cache_dir)))
     app.router.add_get("/console", _console_home)
+    # 绑定 and 修改密码 pages (their resources are filled in at start-up).
+    app[H5] = H5Env(app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret,
+                    api_base=settings.wechat_api_base, oauth_base=settings.wechat_oauth_base,
+                    public_base=settings.public_base, timeout=settings.api_timeout_seconds)
+    app.add_subapp("/h5/", create_h5_app(app[H5]))
     return app
 
 
@@ -100,7 +108,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         upload_image=lambda data, filename: client.upload_media(
             "image", data, filename, "image/png" if filename.lower().endswith(".png") else "image/jpeg"),
         photo_store=LocalPhotoStore.under_media_dir(settings.media_dir),
+        web_page=app[H5].page_url,
     )
+    app[H5].db, app[H5].services, app[H5].http = db, services, session
     # jieba's dictionary and the BM25 index are built now, so the first question is as fast as
     # the hundredth; an invalid knowledge base stops start-up with its reason.
     faq = FaqService(settings.faq_kb_file or None, cache_dir=settings.faq_cache_dir)

@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot import faq_cli, review_cli, staff_cli
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, apply_secret_key, load_settings
 
 DEMO_ENV = {
     "WECHAT_TOKEN": "zikaodemo",
@@ -20,6 +20,8 @@ DEMO_ENV = {
     # A fixed demo key: the demo runs in safe (encrypted) mode, as a production account should.
     "WECHAT_AES_KEY": "ZGVtby1rZXktZm9yLXppa2FvLWJvdC0zMi1ieXRlcyE",
     "DATABASE_URL": "sqlite:///var/demo.sqlite3",
+    # The demo runs with the built-in demo SECRET_KEY (storage/keys.py); production must set one.
+    "ZIKAO_MODE": "demo",
     # The emulator's registered templates.
     "TEMPLATE_REVIEW_RESULT": "TM_REVIEW_RESULT",
     "TEMPLATE_EXAM_NOTICE": "TM_EXAM_NOTICE",
@@ -39,7 +41,9 @@ def _settings(args: argparse.Namespace, overrides: dict[str, str] | None = None)
     env = dict(os.environ)
     for k, v in (overrides or {}).items():
         env.setdefault(k, v)
-    return load_settings(env, getattr(args, "config", None))
+    settings = load_settings(env, getattr(args, "config", None))
+    apply_secret_key(settings)
+    return settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -166,6 +170,24 @@ def cmd_notice_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_list(args: argparse.Namespace) -> int:
+    from storage import accounts
+    from storage.outbox import shanghai_time
+
+    settings = _settings(args)
+    if args.event and args.event not in accounts.AUDIT_EVENTS:
+        print(f"zikao-bot audit list: --event is one of {', '.join(accounts.AUDIT_EVENTS)}", file=sys.stderr)
+        return 2
+    entries = _with_db(settings, lambda db: accounts.audit_events(
+        db, limit=args.limit, event=args.event, id_number=args.id_number))
+    if not entries:
+        print("no account events")
+    for e in entries:
+        detail = " ".join(f"{k}={v}" for k, v in sorted(e.detail.items()))
+        print(f"{shanghai_time(e.at)}  {e.event:<15} {e.subject or '-':<20} openid#{e.openid_tag or '-':<16} {detail}".rstrip())
+    return 0
+
+
 async def sync_menu(settings: Settings) -> dict:
     """Push dialogs/menu.py to WeChat (WECHAT_API_BASE) and return what WeChat then holds."""
     import aiohttp
@@ -223,7 +245,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     emulator_url = f"http://{args.host}:{args.emulator_port}"
     overrides = dict(DEMO_ENV, WECHAT_API_BASE=emulator_url, SMS_API_BASE=emulator_url, HOST=args.host,
-                     PORT=str(args.port))
+                     PORT=str(args.port), WECHAT_OAUTH_BASE=emulator_url)
     if args.mode == "plain":
         overrides["WECHAT_AES_KEY"] = ""
     settings = _settings(args, overrides)
@@ -292,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     st = nsub.add_parser("status", help="push progress of one notice (or of the latest ones)")
     st.add_argument("id", nargs="?", type=int)
     st.set_defaults(func=cmd_notice_status)
+    audit = sub.add_parser("audit", help="the audit log of account events (binding, passwords, contacts, lockouts)")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    al = asub.add_parser("list", help="the newest account events first (ID numbers masked, openids as tags)")
+    al.add_argument("--limit", type=int, default=50)
+    al.add_argument("--event", help="only this event: bind, unbind, bind_moved, password_change, contact_change, lockout")
+    al.add_argument("--id-number", help="only this candidate's events (looked up by the blind index)")
+    al.set_defaults(func=cmd_audit_list)
     review_cli.register(sub)
     staff_cli.register(sub)
     faq_cli.register(sub)

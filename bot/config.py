@@ -50,6 +50,15 @@ class Settings:
     # Consultation: the FAQ knowledge base (empty: the packaged dialogs/faq/kb.yaml) and jieba's cache.
     faq_kb_file: str = ""
     faq_cache_dir: str = "var/jieba"
+    # Keys the blind index of ID numbers, the encryption of ID numbers and mobiles at rest and the
+    # H5 pages' session cookie (storage/keys.py). Required (>= 32 characters) in production.
+    secret_key: str = ""
+    # production / demo / test: outside production a missing SECRET_KEY falls back to the demo key.
+    zikao_mode: str = "production"
+    # The H5 pages (绑定, 修改密码) as the visitor's browser reaches this service; empty:
+    # http://HOST:PORT. WeChat's web authorisation sends visitors to WECHAT_OAUTH_BASE.
+    public_base_url: str = ""
+    wechat_oauth_base: str = "https://open.weixin.qq.com"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -61,9 +70,14 @@ class Settings:
     def safe_mode(self) -> bool:
         return bool(self.wechat_aes_key)
 
+    @property
+    def public_base(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
     def describe(self) -> dict[str, str]:
         """Settings fit for a log line: secrets replaced by their presence."""
-        secret = {"wechat_app_secret", "wechat_aes_key", "wechat_aes_key_previous", "wechat_token", "sms_api_key"}
+        secret = {"wechat_app_secret", "wechat_aes_key", "wechat_aes_key_previous", "wechat_token", "sms_api_key",
+                  "secret_key"}
         out = {}
         for f in fields(self):
             if f.name == "extra":
@@ -81,7 +95,7 @@ def _hide_password(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-EMPTY_ALLOWED = {"wechat_aes_key", "wechat_app_secret", "redis_url", "sms_api_base", "sms_api_key", "faq_kb_file", "template_review_result",
+EMPTY_ALLOWED = {"wechat_aes_key", "secret_key", "public_base_url", "wechat_app_secret", "redis_url", "sms_api_base", "sms_api_key", "faq_kb_file", "template_review_result",
                  "template_exam_notice", "template_score_release", "template_business_reminder"}
 ENV_NAMES = {f.name: f.name.upper() for f in fields(Settings) if f.name != "extra"}
 
@@ -190,3 +204,41 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"FAQ_KB_FILE: file not found: {s.faq_kb_file}")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("LOG_LEVEL: DEBUG, INFO, WARNING or ERROR")
+    if s.zikao_mode not in MODES:
+        raise ConfigError(f"ZIKAO_MODE: one of {', '.join(MODES)}, got {s.zikao_mode!r}")
+    _check_secret_key(s)
+    for var, url in (("PUBLIC_BASE_URL", s.public_base_url), ("WECHAT_OAUTH_BASE", s.wechat_oauth_base)):
+        if url and (urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc):
+            raise ConfigError(f"{var}: expected an http(s) URL, got {url!r}")
+
+
+MODES = ("production", "demo", "test")
+
+
+def _check_secret_key(s: Settings) -> None:
+    from storage.keys import MIN_SECRET_KEY_LENGTH
+
+    if s.secret_key and len(s.secret_key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(f"SECRET_KEY: at least {MIN_SECRET_KEY_LENGTH} characters, got {len(s.secret_key)}")
+
+
+def apply_secret_key(s: Settings) -> None:
+    """Configure storage.keys from the settings, at the start-up of the service and of every
+    command. Production refuses to start without a SECRET_KEY of its own: with a key everybody
+    knows, anyone could enumerate ID numbers against the blind index and decrypt the database.
+    ZIKAO_MODE=demo or test runs with the built-in demo key; a process that configured
+    storage.keys itself (a test harness) keeps its key."""
+    from storage import keys
+
+    _check_secret_key(s)
+    if s.secret_key:
+        if s.zikao_mode == "production" and s.secret_key == keys.DEMO_SECRET_KEY:
+            raise ConfigError("SECRET_KEY: the demo key cannot be used in production")
+        keys.configure(s.secret_key)
+    elif s.zikao_mode in ("demo", "test"):
+        if not keys.configured():
+            keys.configure(keys.DEMO_SECRET_KEY)
+    elif not keys.configured():
+        raise ConfigError("SECRET_KEY: required in production (at least 32 random characters, e.g. from "
+                          "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`); "
+                          "ZIKAO_MODE=demo runs with the built-in demo key")

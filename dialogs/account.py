@@ -1,36 +1,28 @@
 """Account flows: 绑定, 解绑, 修改密码, 切换准考证号, 个人信息 and 修改联系方式.
 
-Passwords are `secret` steps: the engine hands them to the check and never keeps them; the
-only trace of a new password in the dialog state is its salted hash between the two entries.
+绑定 and 修改密码 answer with a link to their H5 page (dialogs/binding.py): no password is ever
+typed into the chat. The other flows run in the chat.
 """
 from __future__ import annotations
 
-import asyncio
+import html
 import logging
-import re
+from typing import Optional
 
 from dialogs import fields as F
+from dialogs.binding import SMS_TEXT
 from dialogs.engine import Ctx, EndFlow, Flow, Step, join
 from dialogs.fields import Invalid
+from dialogs.queries import mask_admission
 from dialogs.services import SmsError
 from dialogs.types import Reply
 from storage import accounts
-from storage.identifiers import mask_id_number, mask_mobile, normalize_id_number
-from storage.passwords import hash_password, initial_password, verify_password
+from storage.identifiers import mask_id_number, mask_mobile
 
 log = logging.getLogger("zikao.account")
 
-SMS_TEXT = "【上海自考】您的验证码是{code}，5分钟内有效。如非本人操作，请忽略。"
 RESEND_WORDS = frozenset({"重发", "重新发送", "没收到", "再发一次"})
 _RESEND = "__resend__"
-
-
-def _minutes(td) -> int:
-    return max(1, int(td.total_seconds() // 60) + (1 if td.total_seconds() % 60 else 0))
-
-
-def _mask_name(name: str) -> str:
-    return name[:1] + "*" * (len(name) - 1) if name else ""
 
 
 # --- SMS verification, shared by binding and the mobile change -----------------------------------
@@ -92,90 +84,46 @@ def _sms_step(name: str, purpose: str, mobile_of) -> Step:
 
 
 # --- 绑定 ----------------------------------------------------------------------------------------
+# Binding and password changes happen on H5 pages (dialogs/binding.py, bot/h5/): a password typed
+# in the chat would stay in the chat history. The chat sends the link.
+
+
+def page_link(ctx: Ctx, page: str, label: str) -> Optional[str]:
+    """`<a href="…">label</a>` to one of the H5 pages, or None when the service has no pages."""
+    web_page = getattr(ctx.services, "web_page", None) if ctx.services is not None else None
+    if web_page is None:
+        return None
+    return f'<a href="{html.escape(web_page(page), quote=True)}">{label}</a>'
+
+
+PAGE_MISSING = "绑定页面暂时无法打开，请稍后再试，或拨打技术咨询电话 400-0960-990。"
 
 
 async def _bind_begin(ctx: Ctx):
     if ctx.user.bound:
         return "您已经绑定了考生信息，可以直接查询和办理。\n如需更换绑定，请先回复“解绑”。"
-    return None
+    link = page_link(ctx, "bind", "点击这里完成绑定")
+    if link is None:
+        return PAGE_MISSING
+    return ("请在页面中输入证件号码和密码，并用手机验证码完成绑定：\n" + link +
+            "\n密码只在页面中填写，请不要在聊天中发送。绑定完成后回到这里即可查询和办理。")
 
 
-async def _check_id(ctx: Ctx, id_number: str) -> str:
-    left = await accounts.locked_for(ctx.db, id_number)
-    if left is not None:
-        raise EndFlow(f"该证件号码密码错误次数过多，绑定已暂时锁定。\n请{_minutes(left)}分钟后再试，"
-                      "或拨打技术咨询电话 400-0960-990。")
-    return id_number
+async def _never(ctx: Ctx, value) -> None:
+    raise EndFlow(PAGE_MISSING)
 
 
-async def _check_password(ctx: Ctx, password: str) -> None:
-    id_number = ctx.answers["id_number"]
-    left = await accounts.locked_for(ctx.db, id_number)
-    if left is not None:
-        raise EndFlow(f"该证件号码密码错误次数过多，绑定已暂时锁定。\n请{_minutes(left)}分钟后再试。")
-    login = await accounts.check_login(ctx.db, id_number, password, ctx.user.openid)
-    if login is None:
-        remaining = await accounts.record_failure(ctx.db, id_number, ctx.user.openid)
-        log.info("binding: wrong password for %s from %s", mask_id_number(id_number), ctx.user.openid[-6:])
-        if remaining <= 0:
-            raise EndFlow("密码错误次数过多，该证件号码的绑定已锁定15分钟。\n"
-                          "忘记密码可拨打技术咨询电话 400-0960-990。")
-        raise Invalid(f"证件号码或密码不正确，还可以再试{remaining}次。\n"
-                      "初始密码是证件号码后6位（字母大写）。证件号码输错了请回复“返回”。")
-    await accounts.clear_failures(ctx.db, id_number)
-    ctx.scratch["candidate_id"] = login.id
-    ctx.scratch["name"] = login.name
-    ctx.scratch["reserved_mobile"] = login.mobile
-    # The first binding, or moving the binding to another WeChat, proves the phone by SMS.
-    ctx.scratch["needs_sms"] = (not login.mobile_verified) or login.bound_elsewhere
-    return None
-
-
-def _needs_sms(ctx: Ctx) -> bool:
-    return bool(ctx.scratch.get("needs_sms"))
-
-
-def _bind_mobile(ctx: Ctx) -> str:
-    return ctx.answers.get("mobile") or ctx.scratch.get("reserved_mobile") or ""
-
-
-async def _bind_submit(ctx: Ctx) -> str:
-    cid = ctx.scratch["candidate_id"]
-    verified = _bind_mobile(ctx) if _needs_sms(ctx) else None
-    active = await accounts.bind(ctx.db, ctx.user.openid, cid, verified_mobile=verified)
-    ctx.user.candidate_id, ctx.user.admission_number = cid, active
-    numbers = await accounts.admission_numbers(ctx.db, cid)
-    lines = [f"绑定成功！欢迎您，{_mask_name(ctx.scratch.get('name', ''))}。"]
-    if active:
-        lines.append(f"当前准考证号：{active}")
-    if len(numbers) > 1:
-        lines.append(f"您有{len(numbers)}个准考证号，回复“切换准考证号”可以更换。")
-    if not ctx.scratch.get("then"):
-        lines.append("现在可以查成绩、考试计划，办理各项业务了。")
-    return "\n".join(lines)
-
-
+# The flow only answers with the link (its begin never lets it start); it stays a flow so that
+# "绑定", the menu key and "business needs binding first" all reach it the same way.
 BIND = Flow(
     name="bind",
     title="绑定考生信息",
     needs_binding=False,
     confirm=False,
     begin=_bind_begin,
-    intro="绑定后即可在微信中查询和办理业务，只需绑定一次。",
-    steps=[
-        Step("id_number", "证件号码", F.IdNumber(), "请输入您的证件号码（身份证号）：", check=_check_id),
-        Step("password", "密码", F.Secret(), "请输入考生服务平台的登录密码：\n（初始密码为证件号码后6位，字母大写）",
-             secret=True, check=_check_password),
-        Step("mobile", "手机号码", F.Mobile(),
-             "首次绑定需要验证手机。系统中没有您的预留手机号，请输入您本人的手机号码：",
-             when=lambda ctx: _needs_sms(ctx) and not ctx.scratch.get("reserved_mobile")),
-        Step("code", "短信验证", SmsCodeField(), "", in_summary=False),  # replaced below
-    ],
-    submit=_bind_submit,
+    steps=[Step("page", "绑定", F.Text(), "", check=_never)],
+    submit=_never,
 )
-_code = _sms_step("code", "bind", _bind_mobile)
-_code.when = _needs_sms
-BIND.steps[-1] = _code
 
 
 # --- 解绑 ----------------------------------------------------------------------------------------
@@ -206,74 +154,20 @@ UNBIND = Flow(
 # --- 修改密码 ------------------------------------------------------------------------------------
 
 
-# The new-password rule; the consultation service quotes it from here (dialogs/faq/facts.py).
-PASSWORD_MIN, PASSWORD_MAX = 8, 32
-PASSWORD_RULE = f"{PASSWORD_MIN}-{PASSWORD_MAX}位，同时包含字母和数字"
-
-
-def password_problem(password: str, id_number: str) -> str | None:
-    """Why a new password is too weak, or None."""
-    if len(password) < PASSWORD_MIN:
-        return f"新密码至少{PASSWORD_MIN}位。"
-    if len(password) > PASSWORD_MAX:
-        return f"新密码最多{PASSWORD_MAX}位。"
-    if not re.search(r"[A-Za-z]", password) or not re.search(r"\d", password):
-        return "新密码需要同时包含字母和数字。"
-    if len(set(password)) < 4:
-        return "新密码太简单了，请换一个。"
-    if id_number and (password.upper() == initial_password(id_number) or normalize_id_number(id_number) in password.upper()):
-        return "新密码不能是证件号码或初始密码。"
-    return None
-
-
-async def _check_old(ctx: Ctx, password: str) -> None:
-    id_number = await accounts.id_number_of(ctx.db, ctx.user.candidate_id)
-    left = await accounts.locked_for(ctx.db, id_number)
-    if left is not None:
-        raise EndFlow(f"密码错误次数过多，请{_minutes(left)}分钟后再试。")
-    if not await accounts.verify_candidate_password(ctx.db, ctx.user.candidate_id, password):
-        remaining = await accounts.record_failure(ctx.db, id_number, ctx.user.openid)
-        if remaining <= 0:
-            raise EndFlow("密码错误次数过多，已暂时锁定15分钟。")
-        raise Invalid(f"原密码不正确，还可以再试{remaining}次。")
-    await accounts.clear_failures(ctx.db, id_number)
-    return None
-
-
-async def _check_new(ctx: Ctx, password: str) -> None:
-    id_number = await accounts.id_number_of(ctx.db, ctx.user.candidate_id)
-    problem = password_problem(password, id_number)
-    if problem:
-        raise Invalid(problem)
-    if await accounts.verify_candidate_password(ctx.db, ctx.user.candidate_id, password):
-        raise Invalid("新密码不能和原密码相同。")
-    ctx.scratch["new_hash"] = await asyncio.to_thread(hash_password, password)
-    return None
-
-
-async def _check_again(ctx: Ctx, password: str) -> None:
-    stored = ctx.scratch.get("new_hash") or ""
-    if not await asyncio.to_thread(verify_password, password, stored):
-        raise Invalid("两次输入的新密码不一致，请再输入一次新密码。\n想重新设置新密码请回复“返回”。")
-    return None
-
-
-async def _password_submit(ctx: Ctx) -> str:
-    await accounts.set_password_hash(ctx.db, ctx.user.candidate_id, ctx.scratch.pop("new_hash"))
-    return "密码已修改。下次登录考生服务平台请使用新密码。"
+async def _password_begin(ctx: Ctx):
+    link = page_link(ctx, "password", "点击这里修改密码")
+    if link is None:
+        return PAGE_MISSING.replace("绑定页面", "修改密码页面")
+    return "为保护您的密码，请在页面中修改：\n" + link + "\n密码只在页面中填写，请不要在聊天中发送。"
 
 
 PASSWORD = Flow(
     name="password",
     title="修改密码",
     confirm=False,
-    steps=[
-        Step("old", "原密码", F.Secret(), "请输入原密码：", secret=True, check=_check_old),
-        Step("new", "新密码", F.Secret(hint=f"{PASSWORD_RULE}。"),
-             f"请输入新密码（{PASSWORD_RULE}）：", secret=True, check=_check_new),
-        Step("again", "确认新密码", F.Secret(), "请再输入一次新密码：", secret=True, check=_check_again),
-    ],
-    submit=_password_submit,
+    begin=_password_begin,
+    steps=[Step("page", "修改密码", F.Text(), "", check=_never)],
+    submit=_never,
 )
 
 
@@ -283,13 +177,13 @@ PASSWORD = Flow(
 async def _switch_begin(ctx: Ctx):
     numbers = await accounts.admission_numbers(ctx.db, ctx.user.candidate_id)
     if len(numbers) <= 1:
-        return f"您只有一个准考证号{('：' + numbers[0]) if numbers else ''}，不需要切换。"
+        return f"您只有一个准考证号{('：' + mask_admission(numbers[0])) if numbers else ''}，不需要切换。"
     return None
 
 
 async def _number_options(ctx: Ctx):
     numbers = await accounts.admission_numbers(ctx.db, ctx.user.candidate_id)
-    return [(n, n + ("（当前）" if n == ctx.user.admission_number else "")) for n in numbers]
+    return [(n, mask_admission(n) + ("（当前）" if n == ctx.user.admission_number else "")) for n in numbers]
 
 
 async def _switch_submit(ctx: Ctx) -> str:
@@ -297,7 +191,7 @@ async def _switch_submit(ctx: Ctx) -> str:
     if not await accounts.set_active_number(ctx.db, ctx.user.openid, ctx.user.candidate_id, number):
         raise Invalid("这个准考证号不属于您，请重新选择。")
     ctx.user.admission_number = number
-    return f"已切换到准考证号 {number}，之后的查询和办理都使用它。"
+    return f"已切换到准考证号 {mask_admission(number)}，之后的查询和办理都使用它。"
 
 
 SWITCH = Flow(
@@ -338,7 +232,7 @@ async def profile_reply(ctx: Ctx) -> Reply:
     for name, label in accounts.PROFILE_FIELDS:
         lines.append(f"{label}：{_show_profile_value(name, info.get(name))}")
     if ctx.user.admission_number:
-        lines.insert(3, f"当前准考证号：{ctx.user.admission_number}")
+        lines.insert(3, f"当前准考证号：{mask_admission(ctx.user.admission_number)}")
     lines.append(await materials.profile_line(ctx))
     lines.append("\n修改手机、邮箱、地址等请回复“修改联系方式”。")
     return Reply("\n".join(lines))
@@ -372,7 +266,7 @@ async def _contact_submit(ctx: Ctx) -> str:
     which = ctx.answers["which"]
     if which == "mobile" and ctx.answers.get("code") != "verified":
         raise Invalid("新手机号还没有通过短信验证。")
-    await accounts.update_contacts(ctx.db, ctx.user.candidate_id, {which: ctx.answers[which]})
+    await accounts.update_contacts(ctx.db, ctx.user.candidate_id, {which: ctx.answers[which]}, openid=ctx.user.openid)
     label = dict(CONTACT_CHOICES)[which]
     return f"{label}已更新。回复“个人信息”可以查看。"
 

@@ -43,7 +43,7 @@ TemplateFinish = Callable[[str, str], Awaitable[Any]]
 Query = Callable[[Ctx, str], Awaitable[Optional[Reply]]]
 
 BUSY = "上一条消息还在处理中，请稍等几秒再发。"
-NEED_BINDING = "这项业务需要先绑定考生信息，绑定后会接着为您办理。"
+NEED_BINDING = "这项业务需要先绑定考生信息。"
 WELCOME_UNBOUND = "首次使用请回复“绑定”，绑定考生信息后即可查询和办理。"
 
 

@@ -25,3 +25,6 @@ class Services:
     upload_image: Optional[Callable[[bytes, str], Awaitable[str]]] = None
     # Where evidence photos are kept (storage.photos.PhotoStore).
     photo_store: Optional[Any] = None
+    # The link to an H5 page of the service ("bind", "password"): binding and password changes
+    # happen there, never in the chat. None: the service has no pages.
+    web_page: Optional[Callable[[str], str]] = None

@@ -3,7 +3,8 @@
 `create_emulator_app` composes the API (`emulator.api.add_api_routes`: /cgi-bin/... and the
 control API under /_emu/) with the chat page (`emulator.chat.add_chat_routes`: "/" and
 /_emu/chat/...) and the SMS gateway (`emulator.sms.add_sms_routes`: /sms/send and /_emu/sms).
-The chat page posts to the bot through `emulator.server.WeChatServer`, and template messages
+WeChat's web authorisation for H5 pages (`emulator.oauth`) answers the links the chat page
+opens in its web view. The chat page posts to the bot through `emulator.server.WeChatServer`, and template messages
 the API delivers are reported to the bot as TEMPLATESENDJOBFINISH events.
 
 `start_emulator` runs it on a port inside the caller's event loop (the `zikao-bot demo` command
@@ -16,6 +17,7 @@ from typing import Any, Optional
 from aiohttp import web
 
 from .api import EmulatorState, add_api_routes
+from .oauth import add_oauth_routes
 from .chat import ACCOUNT_NAME, DEMO_OPENID, HUB_KEY, ChatHub, add_chat_routes
 from .server import MODES, WeChatServer
 from .sms import SmsState, add_sms_routes
@@ -51,6 +53,9 @@ def create_emulator_app(
     # --- the SMS gateway (emulator/sms.py): POST /sms/send, /_emu/sms; the page's 短信 panel
     sms = add_sms_routes(app, SmsState(state))
     sms.listeners.append(lambda record: hub.broadcast("sms", record))
+    # ---
+    # --- web authorisation (emulator/oauth.py): /connect/oauth2/authorize, /sns/oauth2/access_token
+    add_oauth_routes(app, state)
     # ---
     return app
 

@@ -29,7 +29,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage import outbox, queries
+from storage import keys, outbox, queries
 from storage.db import Database
 from storage.identifiers import (
     id_check_digit,
@@ -861,7 +861,9 @@ async def _load_known(session: AsyncSession, b: Batch) -> Known:
     ids = set(b.candidates) | {r.values["id_number"] for r in b.admissions.values()}
     candidates: dict[str, int] = {}
     for chunk in _chunks(sorted(ids)):
-        res = await session.execute(select(m.Candidate.id_number, m.Candidate.id).where(m.Candidate.id_number.in_(chunk)))
+        # ID numbers are encrypted at rest: rows are found by their blind index.
+        res = await session.execute(select(m.Candidate.id_number, m.Candidate.id)
+                                    .where(m.Candidate.id_index.in_([keys.id_index(x) for x in chunk])))
         candidates.update({idn: cid for idn, cid in res})
     return Known(majors, courses, sittings, candidates, admissions)
 
@@ -1041,6 +1043,7 @@ async def _write(session: AsyncSession, b: Batch, k: Known, report: ImportReport
     hashes = dict(zip(given, await _in_threads(hash_password, list(given.values()))))
     hashes.update(zip(initial, await _in_threads(hash_initial_password, initial)))
     for row in cand_rows:
+        row["id_index"] = keys.id_index(row["id_number"])
         if row["id_number"] in hashes:
             row["password_hash"] = hashes[row["id_number"]]
     now = m.utcnow()
@@ -1050,7 +1053,7 @@ async def _write(session: AsyncSession, b: Batch, k: Known, report: ImportReport
         return col == "mobile" and old.get("mobile_verified_at") is not None
 
     inserted = await _upsert(
-        session, m.Candidate.__table__, ("id_number",), cand_rows, r("candidates.csv"),
+        session, m.Candidate.__table__, ("id_index",), cand_rows, r("candidates.csv"),
         defaults={"id_type": "身份证", "created_at": now, "updated_at": now},
         insert_only=("password_hash",), keep=keep_candidate, returning=("id_number", "id"),
     )

@@ -141,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         print(main.__doc__, file=sys.stderr)
         return 2
     cmd, arg = args[0], args[1]
+    import os
+
+    from storage import keys
+
+    if os.environ.get("SECRET_KEY") and not keys.configured():
+        # Migration 0006b encrypts candidates' ID numbers and mobiles under SECRET_KEY.
+        keys.configure(os.environ["SECRET_KEY"])
     if cmd == "upgrade":
         upgrade(arg)
         print(f"database at revision {current_revision(arg)}")

@@ -24,7 +24,9 @@ from sqlalchemy import (
     Unicode,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from storage.keys import EncryptedString, id_index
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING = {
@@ -67,17 +69,24 @@ class Base(DeclarativeBase):
 # --- Candidates and their studies -------------------------------------------------------------
 
 
+def _id_index_default(context: Any) -> str:
+    # Core inserts (the importer) and ORM inserts both get the blind index of the ID they write.
+    return id_index(context.get_current_parameters()["id_number"])
+
+
 class Candidate(Base):
     """A person (one 证件号码) with the personal-info fields of the platform's 个人信息 page."""
 
     __tablename__ = "candidates"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    id_number: Mapped[str] = mapped_column(String(32), unique=True)
+    # Encrypted at rest (AES-GCM under SECRET_KEY); rows are found by `id_index`, its blind index.
+    id_number: Mapped[str] = mapped_column(EncryptedString(128))
+    id_index: Mapped[str] = mapped_column(String(64), unique=True, default=_id_index_default)
     id_type: Mapped[str] = mapped_column(String(16), default="身份证")
     name: Mapped[str] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(255))
-    mobile: Mapped[Optional[str]] = mapped_column(String(20))
+    mobile: Mapped[Optional[str]] = mapped_column(EncryptedString(128))
     mobile_verified_at: Mapped[Optional[dt.datetime]]
     political_status: Mapped[Optional[str]] = mapped_column(String(32))  # 政治面貌
     household_register: Mapped[Optional[str]] = mapped_column(String(128))  # 户籍所在地
@@ -85,7 +94,7 @@ class Candidate(Base):
     occupation: Mapped[Optional[str]] = mapped_column(String(64))  # 职业类型
     employer: Mapped[Optional[str]] = mapped_column(String(128))  # 工作单位
     emergency_contact: Mapped[Optional[str]] = mapped_column(String(64))  # 紧急联系人
-    emergency_mobile: Mapped[Optional[str]] = mapped_column(String(20))  # 紧急联系人手机号
+    emergency_mobile: Mapped[Optional[str]] = mapped_column(EncryptedString(128))  # 紧急联系人手机号
     email: Mapped[Optional[str]] = mapped_column(String(128))  # 电子邮箱
     residence: Mapped[Optional[str]] = mapped_column(String(255))  # 现居住地
     prior_education: Mapped[Optional[str]] = mapped_column(String(32))  # 参加自考考前学历
@@ -103,6 +112,16 @@ class Candidate(Base):
         back_populates="candidate", order_by="AdmissionNumber.number"
     )
     majors: Mapped[list[CandidateMajor]] = relationship(back_populates="candidate")
+
+    @validates("id_number")
+    def _index_id(self, _key: str, value: str) -> str:
+        self.id_index = id_index(value)
+        return value
+
+    @classmethod
+    def with_id_number(cls, id_number: str):
+        """The WHERE clause that finds a candidate by ID number (through the blind index)."""
+        return cls.id_index == id_index(id_number)
 
 
 class AdmissionNumber(Base):
@@ -300,7 +319,8 @@ class SmsCode(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     openid: Mapped[str] = mapped_column(String(64))
-    mobile: Mapped[str] = mapped_column(String(20))
+    # The number only as its blind index: codes are matched and counted per number without it.
+    mobile_key: Mapped[str] = mapped_column(String(64), index=True)
     purpose: Mapped[str] = mapped_column(String(16))  # bind / mobile
     code_hash: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -310,17 +330,37 @@ class SmsCode(Base):
 
 
 class BindFailure(Base):
-    """A wrong password given for an ID number while binding; recent ones lock that ID.
+    """A wrong password (or wrong identity details) given for an ID number; recent ones slow down
+    that (ID, openid) pair and that openid across IDs (storage/accounts.py).
 
-    The ID is kept only as a keyed hash: enough to count failures, useless to read back."""
+    The ID is kept only as its blind index: enough to count failures, useless to read back."""
 
     __tablename__ = "bind_failures"
-    __table_args__ = (Index("ix_bind_failures_id_key_failed_at", "id_key", "failed_at"),)
+    __table_args__ = (
+        Index("ix_bind_failures_id_key_failed_at", "id_key", "failed_at"),
+        Index("ix_bind_failures_openid_failed_at", "openid", "failed_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     id_key: Mapped[str] = mapped_column(String(64))
     openid: Mapped[str] = mapped_column(String(64))
     failed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AccountEvent(Base):
+    """The audit trail of account events: binding, unbinding, a binding moved, password and
+    contact changes, lockouts. Who is masked (`3101**********1234`), the openid is a keyed tag."""
+
+    __tablename__ = "account_events"
+    __table_args__ = (Index("ix_account_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    event: Mapped[str] = mapped_column(String(32))
+    candidate_id: Mapped[Optional[int]] = mapped_column(ForeignKey("candidates.id", ondelete="SET NULL"), index=True)
+    subject: Mapped[str] = mapped_column(String(32), default="")  # the masked ID number
+    openid_tag: Mapped[str] = mapped_column(String(16), default="")
+    detail: Mapped[Optional[dict[str, Any]]]
 
 
 class InboundMessage(Base):

@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # no DST since 1991
 
-# "feedback_reply": the office's answer to a follower's 反馈建议 (storage.feedback).
-KINDS = ("review_outcome", "notice", "score_release", "reminder", "feedback_reply")
+# "feedback_reply": the office's answer to a follower's 反馈建议 (storage.feedback);
+# "account": alerts about the candidate's account (a binding moved, failed attempts).
+KINDS = ("review_outcome", "notice", "score_release", "reminder", "feedback_reply", "account")
 STATUSES = ("pending", "claimed", "sent", "failed", "waiting")
 PRIORITY_OWN = 0  # a candidate's own review outcome goes before bulk pushes
 PRIORITY_BULK = 5
@@ -312,6 +313,21 @@ async def review_outcome(session: AsyncSession, *, candidate_id: int, business: 
         for o in openids
     ]
     return await enqueue_many(session, rows)
+
+
+# --- Account security notices --------------------------------------------------------------------
+
+
+async def account_alert(session: AsyncSession, *, openid: str, text: str, cause: tuple[object, ...]) -> bool:
+    """Tell `openid` something about the security of its account (its binding moved to another
+    WeChat, someone is trying passwords on it). Goes out whatever the opt-outs, ahead of bulk
+    pushes; `cause` names it, so the same cause (e.g. one alert per candidate per hour) is
+    written once. Call it inside the transaction of the event. False when it already exists."""
+    now = utcnow()
+    row = _row(openid=openid, kind="account", payload={"text": fit_text(text)},
+               client_msg_id=client_msg_id("account", *cause, openid), priority=PRIORITY_OWN,
+               due_at=now, notice_id=None, now=now)
+    return await enqueue_many(session, [row]) == 1
 
 
 # --- Score release -------------------------------------------------------------------------------

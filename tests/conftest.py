@@ -25,9 +25,16 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy.engine import make_url
 
+from storage import keys, passwords
 from storage.db import Database
 from storage.migrate import upgrade_async
 from storage.models import Base
+
+# The suite's own SECRET_KEY (never a production one), and a cheap scrypt cost: production's
+# N=2^17 is checked by tests/test_storage_passwords.py, the rest of the suite need not pay it.
+TEST_SECRET_KEY = "test-suite-secret-key-0123456789-abcdef"
+keys.configure(TEST_SECRET_KEY)
+passwords.use_cost(2**10)
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TEST_DB_PREFIX = "zikao_test_"

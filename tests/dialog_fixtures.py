@@ -5,6 +5,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
+from dialogs import binding
 from dialogs.router import Router
 from dialogs.services import Services, SmsError
 from storage.db import Database
@@ -16,6 +17,9 @@ PASSWORD = "011234"
 ADMISSION = ("011520100001", "011520100002")
 MOBILE = "13812345678"
 ID_OTHER = "310115198506120042"
+NAME = "王小明"
+NEW_PASSWORD = "Zikao2026ok"
+PAGE_BASE = "https://zikao.example.cn/h5/"
 
 
 @dataclass
@@ -49,8 +53,29 @@ async def add_candidate(db: Database, *, id_number: str = ID_NUMBER, name: str =
         return c.id
 
 
+def make_services(inbox: Inbox | None = None) -> Services:
+    return Services(sms=inbox if inbox is not None else Inbox(), web_page=lambda page: PAGE_BASE + page)
+
+
 def make_router(db: Database, inbox: Inbox | None = None, **kw) -> Router:
-    return Router(db, services=Services(sms=inbox or Inbox()), **kw)
+    return Router(db, services=make_services(inbox), **kw)
+
+
+async def bind_on_page(db: Database, openid: str, inbox: Inbox | None = None, *, id_number: str = ID_NUMBER,
+                       password: str = PASSWORD, name: str = NAME, admission: str = ADMISSION[0],
+                       mobile: str = MOBILE, new_password: str = NEW_PASSWORD) -> binding.Outcome:
+    """Bind `openid` the way the H5 page does (dialogs/binding.py), through every stage the
+    candidate meets; returns the last outcome (stage "done" when bound)."""
+    inbox = inbox if inbox is not None else Inbox()
+    services = make_services(inbox)
+    out = await binding.submit_credentials(db, services, openid, id_number, password)
+    if out.state.stage == "identity":
+        out = await binding.submit_identity(db, services, openid, out.state, name, admission, mobile)
+    if out.state.stage == "code":
+        out = await binding.submit_code(db, openid, out.state, inbox.last_code())
+    if out.state.stage == "new_password":
+        out = await binding.submit_new_password(db, openid, out.state, new_password, new_password)
+    return out
 
 
 ZHANG = "310115199203154215"  # demo candidate with two majors (020301K, 690206) and two admission numbers
@@ -61,11 +86,10 @@ async def demo_router_bound(db: Database, openid: str) -> Router:
     from sqlalchemy import update
 
     from storage.demo import load_demo
-    from tests.transcript import router_sender, run
 
     await load_demo(db)
     async with db.session() as s, s.begin():
         await s.execute(update(Candidate).values(mobile_verified_at=utcnow()))
-    router = make_router(db)
-    await run(router_sender(router, openid), f"> 绑定\n> {ZHANG}\n> {ZHANG[-6:]}\n< 绑定成功")
-    return router
+    out = await bind_on_page(db, openid, id_number=ZHANG, password=ZHANG[-6:])
+    assert out.state.stage == "done", out
+    return make_router(db)

@@ -106,16 +106,20 @@ def browser_paths() -> tuple[str, str]:
     return _browser_paths()
 
 
-@pytest.fixture(scope="module")
-def stack(browser_paths) -> Iterator[tuple[Loop, Stack]]:
+def _running(s: Stack) -> Iterator[tuple[Loop, Stack]]:
+    """Start `s` on its own loop thread for the tests of a module, stop it after."""
     loop = Loop()
-    s = Stack("safe")
     loop.run(s.start)
     try:
         yield loop, s
     finally:
         loop.run(s.stop)
         loop.close()
+
+
+@pytest.fixture(scope="module")
+def stack(browser_paths) -> Iterator[tuple[Loop, Stack]]:
+    yield from _running(Stack("safe"))
 
 
 @pytest.fixture(scope="module")
@@ -324,3 +328,118 @@ def test_sms_panel_shows_codes_live(driver, stack):
     wait_for(driver, lambda d: not items(d) and d.find_element(By.CSS_SELECTOR, ".sms-empty").is_displayed(),
              what="an empty panel")
     assert sms_state(s.emu_runner.app).messages == []
+
+
+# --- binding through the web view: the real service, WeChat's web authorisation, the H5 page ------
+
+
+class ServiceStack(Stack):
+    """The real service (bot.app) on a fresh SQLite database, and the emulator, on free ports."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.bot_runner: web.AppRunner | None = None
+        self.emu_runner: web.AppRunner | None = None
+        self.base = ""
+        self.db: Any = None
+
+    async def start(self) -> None:
+        import socket
+
+        from bot.app import DB, create_app
+        from bot.config import load_settings
+        from bot.scheduler import SchedulerOptions
+        from storage.migrate import upgrade_async
+
+        def free_port() -> int:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                return sock.getsockname()[1]
+
+        db_url = f"sqlite:///{self.tmp}/browser.sqlite3"
+        await upgrade_async(db_url)
+        bot_port, emu_port = free_port(), free_port()
+        self.base = f"http://127.0.0.1:{emu_port}"
+        self.emu_runner, _state = await start_emulator(
+            "127.0.0.1", emu_port, bot_url=f"http://127.0.0.1:{bot_port}/wechat", token=TOKEN, app_id=APP_ID,
+            app_secret=APP_SECRET, aes_key=AES_KEY, mode="safe")
+        settings = load_settings({
+            "WECHAT_TOKEN": TOKEN, "WECHAT_APP_ID": APP_ID, "WECHAT_APP_SECRET": APP_SECRET, "WECHAT_AES_KEY": AES_KEY,
+            "WECHAT_API_BASE": self.base, "SMS_API_BASE": self.base, "WECHAT_OAUTH_BASE": self.base,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{bot_port}", "DATABASE_URL": db_url, "ZIKAO_MODE": "test",
+        })
+        app = create_app(settings, scheduler=SchedulerOptions(enabled=False))
+        self.bot_runner = web.AppRunner(app)
+        await self.bot_runner.setup()
+        await web.TCPSite(self.bot_runner, "127.0.0.1", bot_port).start()
+        self.db = app[DB]
+
+
+@pytest.fixture(scope="module")
+def service(browser_paths, tmp_path_factory) -> Iterator[tuple[Loop, Stack]]:
+    yield from _running(ServiceStack(tmp_path_factory.mktemp("browser-service")))
+
+
+def test_binding_through_the_web_view_inside_the_phone(driver, service):
+    from selenium.webdriver.common.by import By
+
+    from tests.dialog_fixtures import ID_NUMBER, PASSWORD, add_candidate
+
+    loop, s = service
+    loop.run(lambda: add_candidate(s.db, verified=True))
+    openid = "oBrowserBind0000000000000001"
+    open_chat(driver, s, openid)
+    driver.find_element(By.ID, "follow-btn").click()
+    wait_for(driver, lambda d: bubbles(d, "account"), what="the welcome")
+    if driver.find_element(By.ID, "to-keyboard").is_displayed():
+        driver.find_element(By.ID, "to-keyboard").click()
+    box = wait_for(driver, lambda d: d.find_element(By.ID, "text") if d.find_element(By.ID, "text").is_displayed() else False)
+    box.send_keys("绑定\n")
+    link = wait_for(driver, lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, ".msg.account .bubble a.link")), False),
+                    what="the link to the binding page")
+    assert link.text == "点击这里完成绑定"
+    link.click()
+    view = driver.find_element(By.ID, "webview")
+    wait_for(driver, lambda d: view.is_displayed(), what="the web view")
+    # The web view sits inside the phone frame, over the chat.
+    phone = driver.find_element(By.ID, "phone")
+    assert phone.location["x"] <= view.location["x"] and view.size["width"] <= phone.size["width"]
+
+    frame = driver.find_element(By.ID, "webview-frame")
+
+    def in_page(fn):
+        driver.switch_to.frame(frame)
+        try:
+            return fn()
+        finally:
+            driver.switch_to.default_content()
+
+    def page_has(selector: str):
+        return lambda d: in_page(lambda: bool(d.find_elements(By.CSS_SELECTOR, selector)))
+
+    # Web authorisation ran (authorize -> code -> exchange) and the page shows its first form.
+    wait_for(driver, page_has("#form-credentials"), what="the binding form after web authorisation")
+
+    def fill(fields: dict[str, str]) -> None:
+        def go():
+            for name, value in fields.items():
+                driver.find_element(By.NAME, name).send_keys(value)
+            driver.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+        in_page(go)
+
+    fill({"id_number": ID_NUMBER, "password": PASSWORD})
+    wait_for(driver, page_has("#form-code"), what="the SMS code form")
+    code = wait_for(driver, lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, "#sms-list .sms .sms-code")), False),
+                    what="the code in the 短信 panel").text
+    fill({"code": code})
+    wait_for(driver, page_has("#form-new-password"), what="the new password form")
+    fill({"new": "Zikao2026ok", "again": "Zikao2026ok"})
+    wait_for(driver, page_has("#done"), what="binding done")
+    done = in_page(lambda: driver.find_element(By.ID, "done").text)
+    assert "0115****0002" in done and "011520100002" not in done
+    shot(driver, "chat-bind.png")
+
+    driver.find_element(By.ID, "webview-close").click()
+    assert not view.is_displayed()
+    box.send_keys("个人信息\n")
+    wait_for(driver, lambda d: any("【个人信息】" in b.text for b in bubbles(d, "account")), what="the profile")

@@ -26,7 +26,7 @@ def free_port() -> int:
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "DATABASE_URL", "ZIKAO_"))}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/cli.sqlite3", **extra)
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/cli.sqlite3", ZIKAO_MODE="test", **extra)
     return env
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from dialogs.consult import Consultant, offer_line
 from dialogs.faq import FaqService, format_none
-from tests.dialog_fixtures import ID_NUMBER, PASSWORD, add_candidate, make_router
+from tests.dialog_fixtures import add_candidate, bind_on_page, make_router
 from tests.transcript import router_sender, run
 
 OPENID = "o_consult_000000000000000001"
@@ -55,24 +55,22 @@ async def test_nothing_fitting_says_so_and_offers_feedback(router):
 
 async def test_a_request_starts_its_flow_after_binding(router, db):
     await add_candidate(db, verified=True)
-    await run(router_sender(router, OPENID), f"""
+    send = router_sender(router, OPENID)
+    await run(send, """
         > 我想申请免考
         < 需要先绑定
-        > {ID_NUMBER}
-        > {PASSWORD}
-        < 绑定成功
-        < 申请免考
+        < 点击这里完成绑定
     """)
+    await bind_on_page(db, OPENID)
+    await run(send, "> 我想申请免考\n< 申请免考")
 
 
 async def test_course_question_of_an_unbound_user_binds_first_then_answers(router, db):
     await add_candidate(db, verified=True)
-    await run(router_sender(router, OPENID), f"""
+    await run(router_sender(router, OPENID), """
         > 我英语二多少分
         < 需要先绑定
-        > {ID_NUMBER}
-        > {PASSWORD}
-        < 绑定成功
+        < 点击这里完成绑定
     """)
 
 
@@ -80,7 +78,7 @@ async def bound_sender(router, db):
     """A sender for a candidate who has just bound their WeChat."""
     await add_candidate(db, verified=True)
     send = router_sender(router, OPENID)
-    await run(send, f"> 绑定\n> {ID_NUMBER}\n> {PASSWORD}\n< 绑定成功")
+    await bind_on_page(db, OPENID)
     return send
 
 

@@ -47,6 +47,8 @@ async def stack(db_url, aiohttp_server, scheduler_options):
         "WECHAT_API_BASE": f"http://127.0.0.1:{emu_port}", "SMS_API_BASE": f"http://127.0.0.1:{emu_port}",
         "DATABASE_URL": db_url, "REPLY_BUDGET_SECONDS": "0.6",
         "TEMPLATE_REVIEW_RESULT": "TM_REVIEW_RESULT",
+        # The H5 pages (绑定, 修改密码) through the emulator's web authorisation.
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{bot_port}", "WECHAT_OAUTH_BASE": f"http://127.0.0.1:{emu_port}",
     })
     bot = await aiohttp_server(create_app(settings, scheduler=scheduler_options), port=bot_port)
     wechat = WeChatServer(bot_url, TOKEN, APP_ID, aes_key=AES_KEY, mode="safe", timeout=5.0)

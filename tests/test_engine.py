@@ -15,7 +15,7 @@ from dialogs.state import StateStore
 from dialogs.types import Message
 from storage.db import Database
 from storage.models import DialogState, utcnow
-from tests.dialog_fixtures import ID_NUMBER, PASSWORD, add_candidate, make_router
+from tests.dialog_fixtures import add_candidate, bind_on_page, make_router
 from tests.transcript import router_sender, run
 
 OPENID = "o_engine_user_000000000000001"
@@ -181,17 +181,17 @@ async def test_query_in_the_middle_answers_and_offers_to_continue(router):
 async def test_another_flow_pauses_the_first_which_resumes_where_it_was(router, db):
     _bind_router(router)
     await add_candidate(db, verified=True)
-    await run(router_sender(router, OPENID), f"""
+    send = router_sender(router, OPENID)
+    await run(send, """
         > 测试申请
         > 标题
         > 2018-06
         > 绑定
         < 「测试申请」已暂存
-        < 请输入您的证件号码
-        > {ID_NUMBER}
-        > {PASSWORD}
-        < 绑定成功
-        < 您还有未完成的「测试申请」，回复“继续”接着办理
+        < 点击这里完成绑定
+    """)
+    await bind_on_page(db, OPENID)
+    await run(send, """
         > 继续
         < 接着办理「测试申请」
         < 请输入省份

@@ -410,7 +410,7 @@ def test_suggestions_list_up_to_three(index):
 
 
 def test_answers_quote_the_rules_the_service_enforces(index):
-    from dialogs.account import PASSWORD_RULE
+    from dialogs.binding import PASSWORD_RULE
     from storage import applications as apps
     from storage.photos import MAX_STORED_BYTES
     f = facts()

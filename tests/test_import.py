@@ -84,7 +84,7 @@ async def test_examples_content_lands_as_typed_values(db: Database) -> None:
         assert sitting.name == "2024年10月" and sitting.exam_date == dt.date(2024, 10, 26)
         released = (await s.get(m.Sitting, "202404")).scores_released_at
         assert released == dt.datetime(2024, 5, 10, 2, 0, tzinfo=dt.timezone.utc)  # 10:00 Shanghai
-        zhao = await s.scalar(select(m.Candidate).where(m.Candidate.id_number == ZHAO))
+        zhao = await s.scalar(select(m.Candidate).where(m.Candidate.with_id_number(ZHAO)))
         assert zhao.name == "赵敏" and zhao.full_time_student is False and zhao.postcode == "200051"
         numbers = (await s.scalars(select(m.AdmissionNumber.number).where(m.AdmissionNumber.candidate_id == zhao.id))).all()
         assert numbers == ["012424100318"]
@@ -136,7 +136,7 @@ async def test_utf8_with_or_without_bom_and_gbk_import_the_same(
     assert ascii_only == {"admission_numbers.csv"}
     assert {r.encoding for r in report.files if r.file.endswith(".csv") and r.file not in ascii_only} == {label}
     async with sqlite_db.session() as s:
-        assert await s.scalar(select(m.Candidate.name).where(m.Candidate.id_number == ZHAO)) == "赵敏"
+        assert await s.scalar(select(m.Candidate.name).where(m.Candidate.with_id_number(ZHAO))) == "赵敏"
         assert await s.scalar(select(m.Course.name).where(m.Course.code == "00052")) == "管理系统中计算机应用(实践)"
 
 
@@ -163,7 +163,7 @@ async def test_chinese_headers_and_required_markers_are_understood(sqlite_db: Da
         course = await s.get(m.Course, "00015")
         assert course.kind == "理论"  # empty cell on insert: the default
         assert (await s.get(m.Sitting, "202404")).exam_date == dt.date(2024, 4, 13)
-        zhao = await s.scalar(select(m.Candidate).where(m.Candidate.id_number == ZHAO))
+        zhao = await s.scalar(select(m.Candidate).where(m.Candidate.with_id_number(ZHAO)))
         assert zhao.mobile == "13764219053" and zhao.full_time_student is True
 
 
@@ -326,7 +326,7 @@ async def test_references_may_point_at_rows_already_in_the_database(db: Database
     async with db.session() as s:
         rec = await s.scalar(select(m.ScoreRecord).where(m.ScoreRecord.course_code == "03709",
                                                          m.ScoreRecord.admission_number == "012424100392"))
-        sun = await s.scalar(select(m.Candidate).where(m.Candidate.id_number == SUN))
+        sun = await s.scalar(select(m.Candidate).where(m.Candidate.with_id_number(SUN)))
         assert rec.candidate_id == sun.id and rec.score == Decimal("58.0") and not rec.passed
 
 
@@ -351,7 +351,7 @@ async def test_changed_rows_are_updated_and_empty_cells_keep_stored_values(db: D
         assert rec.score == Decimal("60.0") and rec.passed and rec.passed_on == dt.date(2024, 4, 13)
         ex = await s.scalar(select(m.ScoreRecord).where(m.ScoreRecord.kind == "exemption"))
         assert "CET-4" in ex.note
-        zhao = await s.scalar(select(m.Candidate).where(m.Candidate.id_number == ZHAO))
+        zhao = await s.scalar(select(m.Candidate).where(m.Candidate.with_id_number(ZHAO)))
         assert zhao.name == "赵敏敏" and zhao.mailing_address == "上海市长宁区天山路 600 弄 3 号 402 室"
         assert zhao.updated_at > zhao.created_at
 
@@ -375,9 +375,9 @@ async def test_score_id_number_column_must_match_the_admission_number(db: Databa
 async def test_confirmed_mobile_is_not_overwritten_by_office_data(db: Database) -> None:
     assert (await import_directory(db, EXAMPLES)).ok
     async with db.session() as s:
-        await s.execute(update(m.Candidate).where(m.Candidate.id_number == ZHAO).values(
+        await s.execute(update(m.Candidate).where(m.Candidate.with_id_number(ZHAO)).values(
             mobile="18900001111", mobile_verified_at=dt.datetime.now(dt.timezone.utc)))
-        await s.execute(update(m.Candidate).where(m.Candidate.id_number == SUN).values(mobile="18900002222"))
+        await s.execute(update(m.Candidate).where(m.Candidate.with_id_number(SUN)).values(mobile="18900002222"))
         await s.commit()
     report = await import_directory(db, EXAMPLES)
     assert counts(report)["candidates.csv"] == (0, 1, 1)

@@ -123,7 +123,8 @@ async def test_unknown_major_or_sitting_is_refused_and_nothing_is_stored(db: Dat
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path}/cli.sqlite3", "LOG_LEVEL": "WARNING"}
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path}/cli.sqlite3", "LOG_LEVEL": "WARNING",
+           "ZIKAO_MODE": "test"}
     return subprocess.run(CLI + list(args), env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 

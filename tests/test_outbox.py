@@ -38,7 +38,7 @@ async def add_candidate(db: Database, id_number: str, name: str = "考生") -> i
 
 async def candidate_id(db: Database, id_number: str) -> int:
     async with db.session() as s:
-        return await s.scalar(select(m.Candidate.id).where(m.Candidate.id_number == id_number))
+        return await s.scalar(select(m.Candidate.id).where(m.Candidate.with_id_number(id_number)))
 
 
 async def add_user(db: Database, openid: str, candidate: int | None, *, subscribed: bool = True,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bot.dedupe import Deduper
 from dialogs.types import Message, Reply
-from tests.dialog_fixtures import ID_NUMBER, PASSWORD, add_candidate, make_router
+from tests.dialog_fixtures import add_candidate, bind_on_page, make_router
 from tests.transcript import router_sender, run
 
 
@@ -27,10 +27,11 @@ async def test_router_prefetch_sees_binding_and_flow(db):
     await add_candidate(db, verified=True)
     router = make_router(db)
     send = router_sender(router, "o_pref_0000000000000000001")
-    await run(send, f"> 绑定\n> {ID_NUMBER}\n> {PASSWORD}\n< 绑定成功\n> 修改密码\n< 请输入原密码")
+    await bind_on_page(db, "o_pref_0000000000000000001")
+    await run(send, "> 修改联系方式\n< 请选择要修改的项目")
     async with db.engine.connect() as conn:
         [(user, conv)] = await router.prefetch(conn, ["o_pref_0000000000000000001"])
-    assert user.bound and conv.flow == "password" and conv.step == "old"
+    assert user.bound and conv.flow == "contact" and conv.step == "which"
     # A message carrying the prefetched state is handled like one that reads it itself.
     reply = await router.handle(Message(openid=user.openid, kind="text", text="取消", prefetched=(user, conv)))
-    assert "已取消「修改密码」" in reply.text
+    assert "已取消「修改联系方式」" in reply.text

@@ -171,7 +171,7 @@ def test_console_script_path_reads_settings_from_the_environment(tmp_path: Path)
               "sub = p.add_subparsers(dest='command', required=True); review_cli.register(sub)\n"
               "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "DATABASE_URL", "ZIKAO_"))}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/review.sqlite3", PYTHONPATH=str(ROOT))
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/review.sqlite3", PYTHONPATH=str(ROOT), ZIKAO_MODE="test")
     run = subprocess.run([sys.executable, "-c", script, "review", "list"], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

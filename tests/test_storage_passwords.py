@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
+import sys
 
 import pytest
 
+from storage import passwords
 from storage.passwords import (
     hash_initial_password,
     hash_password,
@@ -15,14 +18,23 @@ from storage.passwords import (
 )
 
 
+def test_production_cost_is_owasp_scrypt_n_2_17_r8_p1() -> None:
+    # The suite hashes cheaply (tests/conftest.py); a process that does not lower the cost, as
+    # production never does, hashes at N=2^17, r=8, p=1.
+    assert (passwords.DEFAULT_N, passwords.DEFAULT_R, passwords.DEFAULT_P) == (2**17, 8, 1)
+    out = subprocess.run([sys.executable, "-c", "from storage.passwords import hash_password; print(hash_password('x'))"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.split("$")[1:4] == [str(2**17), "8", "1"]
+
+
 def test_hash_encodes_scheme_parameters_salt_and_hash() -> None:
-    stored = hash_password("Zikao@2024")
+    stored = hash_password("Zikao@2024", n=2**17)
     scheme, n, r, p, salt, digest = stored.split("$")
-    assert (scheme, n, r, p) == ("scrypt", str(2**14), "8", "1")
+    assert (scheme, n, r, p) == ("scrypt", str(2**17), "8", "1")
     salt_bytes = base64.b64decode(salt + "=" * (-len(salt) % 4))
     assert len(salt_bytes) == 16
     # The digest is scrypt of the password under exactly those parameters.
-    expected = hashlib.scrypt(b"Zikao@2024", salt=salt_bytes, n=2**14, r=8, p=1, dklen=32)
+    expected = hashlib.scrypt(b"Zikao@2024", salt=salt_bytes, n=2**17, r=8, p=1, dklen=32, maxmem=256 * 1024 * 1024)
     assert base64.b64decode(digest + "=" * (-len(digest) % 4)) == expected
 
 
@@ -64,8 +76,8 @@ def test_malformed_stored_hashes_never_verify(stored: str) -> None:
 
 
 def test_parameters_are_read_from_the_stored_string() -> None:
-    stored = hash_password("pw", n=2**12, r=4, p=2)
-    assert stored.split("$")[1:4] == ["4096", "4", "2"]
+    stored = hash_password("pw", n=2**11, r=4, p=2)
+    assert stored.split("$")[1:4] == ["2048", "4", "2"]
     assert verify_password("pw", stored)
     assert needs_rehash(stored)
     assert not needs_rehash(hash_password("pw"))

@@ -38,7 +38,7 @@ def _mb(n: int) -> str:
 
 @lru_cache(maxsize=1)
 def facts() -> dict[str, str]:
-    from dialogs.account import PASSWORD_RULE  # dialogs.account pulls in the engine: load it on first use
+    from dialogs.binding import PASSWORD_RULE  # dialogs.binding pulls in the engine: load it on first use
 
     ty, tm = _month(apps.THEORY_LATEST_MONTH)
     ly, lm = _month(apps.LEGACY_BEFORE_MONTH)

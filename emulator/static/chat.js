@@ -161,6 +161,52 @@
     return card;
   }
 
+  // A text message may hold <a href="...">label</a> links (WeChat shows them as links and opens
+  // them in its in-app browser); everything else is plain text, never HTML.
+  var LINK = /<a\s+href=(["'])(.*?)\1\s*>(.*?)<\/a>/g;
+
+  function unescapeHtml(s) {
+    var t = document.createElement('textarea');
+    t.innerHTML = s;
+    return t.value;
+  }
+
+  function textBubble(text) {
+    var bubble = el('div', 'bubble');
+    var s = text || '', last = 0, m;
+    LINK.lastIndex = 0;
+    while ((m = LINK.exec(s)) !== null) {
+      bubble.appendChild(document.createTextNode(s.slice(last, m.index)));
+      var href = unescapeHtml(m[2]);
+      var a = el('a', 'link', unescapeHtml(m[3]));
+      if (/^https?:\/\//.test(href)) {
+        a.href = href;
+        a.addEventListener('click', function (ev) { ev.preventDefault(); openWebView(this.href); });
+      }
+      bubble.appendChild(a);
+      last = LINK.lastIndex;
+    }
+    bubble.appendChild(document.createTextNode(s.slice(last)));
+    return bubble;
+  }
+
+  // ---- the in-app browser: links open in a web view inside the phone -----------------------
+  // Through /_emu/webview, which tells the emulated WeChat who this browser belongs to, so that
+  // web authorisation (/connect/oauth2/authorize) knows the openid, as in WeChat.
+
+  function openWebView(url) {
+    var view = $('webview');
+    $('webview-title').textContent = '';
+    $('webview-frame').src = '/_emu/webview?openid=' + encodeURIComponent(state.openid) +
+      '&url=' + encodeURIComponent(url);
+    view.hidden = false;
+  }
+
+  function closeWebView() {
+    $('webview').hidden = true;
+    $('webview-frame').src = 'about:blank';
+  }
+
   function render(entry, localPreview) {
     if (entry.side === 'system') {
       var n = el('div', 'notice' + (entry.type === 'error' ? ' error' : ''));
@@ -179,7 +225,7 @@
     } else if (entry.type === 'news') {
       content = newsCard(entry);
     } else {
-      content = el('div', 'bubble', entry.content);
+      content = textBubble(entry.content);
     }
     body.appendChild(content);
     row.appendChild(body);
@@ -350,7 +396,7 @@
     closeSubmenu();
     var type = b.type;
     if (type === 'view') {
-      window.open(b.url, '_blank', 'noopener');
+      openWebView(b.url);
       sendEvent('VIEW', b.url);
     } else if (type === 'pic_sysphoto' || type === 'pic_photo_or_album' || type === 'pic_weixin') {
       state.picEvent = { event: type, key: b.key };
@@ -524,6 +570,10 @@
     });
     $('to-menu').addEventListener('click', function () { state.view = 'menu'; updateComposer(); });
     $('follow-btn').addEventListener('click', function () { toggleSubscribe(true); });
+    $('webview-close').addEventListener('click', closeWebView);
+    $('webview-frame').addEventListener('load', function () {
+      try { $('webview-title').textContent = $('webview-frame').contentDocument.title || ''; } catch (e) { /* cross-origin */ }
+    });
     $('sub-toggle').addEventListener('click', function () { toggleSubscribe(state.subscribed !== true); });
     $('user-select').addEventListener('change', function () { switchUser($('user-select').value); });
     $('user-new').addEventListener('click', function () { switchUser(newOpenid()); });
