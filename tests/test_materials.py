@@ -101,5 +101,5 @@ async def test_my_materials_asks_an_unbound_user_to_bind_first(db: Database) -> 
     await add_user(db, "o_materials_unbound_000001", None)
     await run(router_sender(make_router(db), "o_materials_unbound_000001"), """
         > 我的材料
-        < 请输入您的证件号码
+        < 点击这里完成绑定
     """)
