@@ -17,17 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import io
 import json
-import random
 import struct
 import threading
 import time
 import zlib
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from storage import photos
+from tests.test_photos import document, encode  # the suite's certificate-like test images
 
 
 def rss_mb() -> float:
@@ -71,43 +70,22 @@ class Sampler:
         self._thread.join()
 
 
-def document(w: int, h: int, seed: int) -> Image.Image:
-    """Word-sized dark blocks in lines on light paper, like a certificate."""
-    rnd = random.Random(seed)
-    im = Image.new("L", (w, h), 240)
-    d = ImageDraw.Draw(im)
-    line = max(12, h // 60)
-    for y in range(line, h - line, line * 2):
-        x = line
-        while x < w - 4 * line:
-            word = rnd.randint(line, 4 * line)
-            d.rectangle([x, y, x + word, y + line], fill=30)
-            x += word + rnd.randint(line // 2, line)
-    return im
-
-
-def encode(im: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
 def near_limit_photos() -> list[tuple[str, bytes]]:
     limit = photos.MAX_DECODE_BYTES
     w, h = 4096, 3072  # 4 bytes per pixel: exactly the limit
     assert w * h * 4 <= limit
-    doc = document(w, h, 1)
+    doc = document(w, h, mode="L", seed=1)
     rgba = Image.merge("RGBA", (doc, doc, doc, Image.new("L", (w, h), 255)))
     out = [("RGBA PNG 4096×3072", encode(rgba, "PNG", compress_level=1))]
     del rgba
     out.append(("RGB PNG 4096×3072", encode(Image.merge("RGB", (doc, doc, doc)), "PNG", compress_level=1)))
     gw, gh = 5792, 4344  # 2 bytes per pixel: just under the limit
     assert gw * gh * 2 <= limit
-    grey = document(gw, gh, 2).point(lambda v: v * 257, "I").convert("I;16")
+    grey = document(gw, gh, mode="L", seed=2).point(lambda v: v * 257, "I").convert("I;16")
     out.append(("16-bit grey PNG 5792×4344", encode(grey, "PNG", compress_level=1)))
     del grey
     jw, jh = 8000, 6000
-    big = Image.merge("RGB", [document(jw, jh, 3)] * 3)
+    big = document(jw, jh, seed=3)
     out.append(("JPEG 8000×6000", encode(big, "JPEG", quality=80)))
     return out
 

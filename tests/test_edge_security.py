@@ -130,20 +130,6 @@ async def test_old_nonces_are_purged(db):
         assert (await s.execute(select(func.count()).select_from(InboundNonce))).scalar_one() == 1
 
 
-@pytest.fixture
-async def redis_client():
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=0.5)
-    try:
-        await client.ping()
-    except (OSError, aioredis.RedisError):
-        await client.aclose()
-        pytest.skip("Redis not reachable at 127.0.0.1:6379")
-    yield client
-    await client.aclose()
-
-
 async def test_redis_nonces_refuse_a_replay_across_processes_and_expire(redis_client, sqlite_db, aiohttp_client):
     prefix = f"test:{secrets.token_hex(6)}:nonce:"
     try:

@@ -22,7 +22,7 @@ from dialogs.types import Reply
 from emulator.server import build_xml
 from tests.test_endpoint import APPID, KEY, NOW, TOKEN, make_app
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 _nonces = itertools.count(10_000)
