@@ -91,7 +91,8 @@ class Traffic:
 
     def message(self, i: int) -> tuple[dict, str]:
         openid = f"o_bench_{i % self.users:06d}"
-        ts, nonce = str(int(time.time())), str(random.randrange(10**9))
+        # A fresh timestamp and a nonce never used before: the bot refuses replays (bot/freshness.py).
+        ts, nonce = str(int(time.time())), str(self.base + i)
         xml = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
                f"<CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
                f"<Content><![CDATA[{self.text}]]></Content><MsgId>{self.base + i}</MsgId></xml>")

@@ -15,6 +15,7 @@ from bot.crypto import MessageCrypto
 from bot.delivery import Deliverer, deliver_late_reply, record_template_finish
 from bot.endpoint import WeChatEndpoint
 from bot.faq_cli import faq_locations
+from bot.freshness import DatabaseNonces, RedisNonces
 from bot.scheduler import SchedulerOptions, ServiceScheduler, owner_id
 from bot.token_store import DatabaseTokenStore, RedisTokenStore
 from bot.wechat_client import WeChatClient
@@ -91,8 +92,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
         redis = aioredis.from_url(settings.redis_url)
         token_store = RedisTokenStore(redis)
+        nonces = RedisNonces(redis, settings.wechat_max_age_seconds)
     else:
         token_store = DatabaseTokenStore(db)
+        nonces = DatabaseNonces(db)
     client = WeChatClient(
         session,
         api_base=settings.wechat_api_base,
@@ -101,7 +104,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         token_store=token_store,
         timeout=settings.api_timeout_seconds,
     )
-    crypto = MessageCrypto(settings.wechat_token, settings.aes_keys, settings.wechat_app_id) if settings.safe_mode else None
+    crypto = (MessageCrypto(settings.wechat_token, settings.aes_keys, settings.wechat_app_id)
+              if settings.mode != "plain" else None)
     services = Services(
         sms=build_sms_gateway(settings, session),
         download_media=client.download_media,
@@ -134,6 +138,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         deliver_later=deliver_later,
         budget_seconds=settings.reply_budget_seconds,
         prefetch=router.prefetch,
+        mode=settings.mode,
+        nonces=nonces,
+        max_age_seconds=settings.wechat_max_age_seconds,
     )
 
     # Scheduled jobs run in whichever process holds the scheduler lease (bot/scheduler.py);

@@ -31,7 +31,9 @@ DEMO_ENV = {
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot import logsafe
+
+    logsafe.install(level)  # no signature, nonce, openid or access_token in any line
     if level.upper() != "DEBUG":
         # APScheduler logs every run of every job at INFO: the delivery job alone runs every 2 s.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -51,7 +53,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _setup_logging(settings.log_level)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    from bot.logsafe import SafeAccessLogger
+
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+                access_log_class=SafeAccessLogger)
     return 0
 
 
@@ -246,6 +251,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     emulator_url = f"http://{args.host}:{args.emulator_port}"
     overrides = dict(DEMO_ENV, WECHAT_API_BASE=emulator_url, SMS_API_BASE=emulator_url, HOST=args.host,
                      PORT=str(args.port), WECHAT_OAUTH_BASE=emulator_url)
+    overrides["WECHAT_MODE"] = args.mode
     if args.mode == "plain":
         overrides["WECHAT_AES_KEY"] = ""
     settings = _settings(args, overrides)
@@ -260,7 +266,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             await load_demo_applications(db, LocalPhotoStore.under_media_dir(settings.media_dir))
         finally:
             await db.dispose()
-        bot_runner = web.AppRunner(create_app(settings))
+        from bot.logsafe import SafeAccessLogger
+
+        bot_runner = web.AppRunner(create_app(settings), access_log_class=SafeAccessLogger)
         await bot_runner.setup()
         await web.TCPSite(bot_runner, settings.host, settings.port).start()
         bot_url = f"http://{settings.host}:{settings.port}/wechat"

@@ -11,6 +11,7 @@ from typing import Mapping
 from urllib.parse import urlparse
 
 REAL_WECHAT_API = "https://api.weixin.qq.com"
+MODES = ("plain", "compat", "safe")
 
 
 class ConfigError(Exception):
@@ -24,13 +25,19 @@ class Settings:
     wechat_app_secret: str = ""
     wechat_aes_key: str = ""  # empty: plaintext mode
     wechat_aes_key_previous: str = ""  # kept during key rotation
+    # plain | compat | safe; empty: safe when WECHAT_AES_KEY is set, else plain (docs/security.md).
+    wechat_mode: str = ""
+    # A POST whose timestamp is further than this from our clock is refused, and a nonce is
+    # remembered this long (so a logged request URL cannot be replayed).
+    wechat_max_age_seconds: int = 300
     wechat_api_base: str = REAL_WECHAT_API
     database_url: str = "sqlite:///var/zikao.sqlite3"
     redis_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
     reply_budget_seconds: float = 4.5
-    dedupe_retention_hours: int = 48
+    # How long dedupe records (with the reply texts) are kept: WeChat retries for ~15 s.
+    dedupe_retention_minutes: int = 10
     api_timeout_seconds: float = 5.0
     media_dir: str = "var/media"
     # Template ids per push kind (from the WeChat admin console); empty: customer-service text only.
@@ -67,8 +74,14 @@ class Settings:
         return [aes_key_bytes(k) for k in (self.wechat_aes_key, self.wechat_aes_key_previous) if k]
 
     @property
+    def mode(self) -> str:
+        """The message mode in force: WECHAT_MODE, or safe with an AES key and plain without."""
+        return self.wechat_mode.lower() or ("safe" if self.wechat_aes_key else "plain")
+
+    @property
     def safe_mode(self) -> bool:
-        return bool(self.wechat_aes_key)
+        """Only encrypted bodies are accepted."""
+        return self.mode == "safe"
 
     @property
     def public_base(self) -> str:
@@ -95,7 +108,7 @@ def _hide_password(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-EMPTY_ALLOWED = {"wechat_aes_key", "secret_key", "public_base_url", "wechat_app_secret", "redis_url", "sms_api_base", "sms_api_key", "faq_kb_file", "template_review_result",
+EMPTY_ALLOWED = {"wechat_aes_key", "secret_key", "wechat_mode", "public_base_url", "wechat_app_secret", "redis_url", "sms_api_base", "sms_api_key", "faq_kb_file", "template_review_result",
                  "template_exam_notice", "template_score_release", "template_business_reminder"}
 ENV_NAMES = {f.name: f.name.upper() for f in fields(Settings) if f.name != "extra"}
 
@@ -124,6 +137,8 @@ def load_settings(environ: Mapping[str, str] | None = None, config_file: str | N
             raise ConfigError(f"ZIKAO_CONFIG: file not found: {path}")
         merged.update(read_env_file(path))
     merged.update(env)
+    if merged.get("DEDUPE_RETENTION_HOURS"):
+        raise ConfigError("DEDUPE_RETENTION_HOURS: replaced by DEDUPE_RETENTION_MINUTES (reply texts are kept minutes, not hours)")
     kwargs: dict = {}
     for f in fields(Settings):
         if f.name == "extra":
@@ -172,6 +187,14 @@ def validate(s: Settings) -> None:
         if not s.wechat_aes_key:
             raise ConfigError("WECHAT_AES_KEY_PREVIOUS: set only together with WECHAT_AES_KEY")
         _check_aes_key("WECHAT_AES_KEY_PREVIOUS", s.wechat_aes_key_previous)
+    if s.wechat_mode and s.wechat_mode.lower() not in MODES:
+        raise ConfigError(f"WECHAT_MODE: plain, compat or safe, got {s.wechat_mode!r}")
+    if s.mode != "plain" and not s.wechat_aes_key:
+        raise ConfigError(f"WECHAT_MODE: {s.mode} mode needs WECHAT_AES_KEY")
+    if s.mode == "plain" and s.wechat_aes_key:
+        raise ConfigError("WECHAT_MODE: plain mode with WECHAT_AES_KEY set; use safe (or compat while switching)")
+    if not 30 <= s.wechat_max_age_seconds <= 3600:
+        raise ConfigError("WECHAT_MAX_AGE_SECONDS: between 30 and 3600 (a few minutes is right)")
     api = urlparse(s.wechat_api_base)
     if api.scheme not in ("http", "https") or not api.netloc:
         raise ConfigError(f"WECHAT_API_BASE: expected an http(s) URL, got {s.wechat_api_base!r}")
@@ -184,8 +207,8 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"PORT: expected 1-65535, got {s.port}")
     if not 0.5 <= s.reply_budget_seconds <= 4.8:
         raise ConfigError("REPLY_BUDGET_SECONDS: must stay between 0.5 and 4.8 (WeChat waits 5 s)")
-    if s.dedupe_retention_hours < 1:
-        raise ConfigError("DEDUPE_RETENTION_HOURS: at least 1 (WeChat retries for ~15 s)")
+    if not 1 <= s.dedupe_retention_minutes <= 2880:
+        raise ConfigError("DEDUPE_RETENTION_MINUTES: between 1 and 2880 (WeChat retries for ~15 s)")
     if s.api_timeout_seconds <= 0:
         raise ConfigError("API_TIMEOUT_SECONDS: must be positive")
     if not 0 < s.push_rate_per_second <= 1000:

@@ -3,6 +3,13 @@
 The first attempt inserts an "in progress" row before any side effect; a retry finds the row
 and waits for (or reads) the first attempt's reply. Rows live in the database so a retry that
 reaches another process behaves the same.
+
+The "in progress" row carries a lease (`lease_until`): a live owner always marks the message done
+within the reply budget (with the answer, or "正在处理" while the work goes on), so a row still
+`processing` after its lease belongs to a process that died (kill -9, OOM, power). The next
+WeChat retry then takes the message over with one conditional UPDATE and answers it; only one
+retry can win. Rows (with the reply texts, which may be personal) are kept only while WeChat may
+retry: DEDUPE_RETENTION_MINUTES, purged every minute by the scheduler's leader.
 """
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, or_, select, update
 
 from bot.delivery import release_waiting_statement
 from dialogs.types import Reply
@@ -25,6 +32,9 @@ from storage.models import InboundMessage, WechatUser, utcnow
 Prefetch = Callable[[Any, list[str]], Awaitable[list[Any]]]
 
 POLL_SECONDS = 0.05
+# How long a claim holds a message before a retry may take it over: longer than the reply budget
+# (a live owner marks the row done by then) plus the time that write can take under load.
+LEASE_MARGIN_SECONDS = 1.5
 
 
 def message_key(openid: str, msg_id: str | None, create_time: str | None, event: str | None, msg_type: str) -> str:
@@ -52,14 +62,16 @@ class Claim:
     owner: bool  # True: this attempt handles the message
     reply: Optional[Reply] = None  # for a duplicate: the first attempt's reply, None if still running
     prefetched: Any = None  # for the owner: what `Deduper.prefetch` read for this message
+    taken_over: bool = False  # owner because the first holder's lease ran out (it died)
 
 
 class Deduper:
     """Claims and replies go through group commit (storage.batch): under load, one transaction
     carries the marks of many messages instead of two transactions per message."""
 
-    def __init__(self, db: Database, *, prefetch: Optional[Prefetch] = None) -> None:
+    def __init__(self, db: Database, *, prefetch: Optional[Prefetch] = None, lease_seconds: float = 6.0) -> None:
         self.db = db
+        self.lease = dt.timedelta(seconds=lease_seconds)
         # Reads the dialog layer needs for each claimed message, done in the claim's round trip
         # (one statement per batch) instead of a batch of its own.
         self.prefetch = prefetch
@@ -98,8 +110,14 @@ class Deduper:
             raise
         if owner:
             return Claim(owner=True, prefetched=prefetched)
-        # Another process has it: read its reply from the database.
-        reply = await self._poll(key, wait_seconds)
+        # Another process has it: read its reply from the database (or take it over).
+        try:
+            taken, reply = await self._poll(key, wait_seconds)
+        except BaseException:
+            self._release(key, None)
+            raise
+        if taken:
+            return Claim(owner=True, taken_over=True)  # finish() releases the future
         self._release(key, reply)
         return Claim(False, reply)
 
@@ -115,7 +133,8 @@ class Deduper:
         prefetched: list[Any] = [None] * len(items)
         async with self.db.engine.begin() as conn:
             result = await conn.execute(
-                self._claim_stmt, [{"key": k, "openid": o, "status": "processing", "received_at": now} for k, o in items]
+                self._claim_stmt, [{"key": k, "openid": o, "status": "processing", "received_at": now,
+                                    "lease_until": now + self.lease} for k, o in items]
             )
             inserted = set(result.scalars())
             owned = [i for i, (k, _) in enumerate(items) if k in inserted]
@@ -125,16 +144,34 @@ class Deduper:
                     prefetched[i] = value
         return [(k in inserted, p) for (k, _), p in zip(items, prefetched)]
 
-    async def _poll(self, key: str, wait_seconds: float) -> Optional[Reply]:
+    async def _poll(self, key: str, wait_seconds: float) -> tuple[bool, Optional[Reply]]:
+        """(True, None) when this attempt took the message over; else (False, the reply or None)."""
         deadline = time.monotonic() + wait_seconds
         while True:
             async with self.db.session() as s:
-                row = (await s.execute(select(InboundMessage.status, InboundMessage.reply).where(InboundMessage.key == key))).first()
+                row = (await s.execute(
+                    select(InboundMessage.status, InboundMessage.reply, InboundMessage.lease_until)
+                    .where(InboundMessage.key == key))).first()
             if row is not None and row.status == "done":
-                return decode_reply(row.reply)
+                return False, decode_reply(row.reply)
+            if row is not None and (row.lease_until is None or row.lease_until < utcnow()) and await self._take_over(key):
+                return True, None
             if time.monotonic() + POLL_SECONDS > deadline:
-                return None
+                return False, None
             await asyncio.sleep(POLL_SECONDS)
+
+    async def _take_over(self, key: str) -> bool:
+        """Claim a message whose holder's lease ran out; of concurrent retries only one wins."""
+        now = utcnow()
+        table = InboundMessage.__table__
+        async with self.db.engine.begin() as conn:
+            won = await conn.execute(
+                update(table)
+                .where(table.c.key == key, table.c.status == "processing",
+                       or_(table.c.lease_until.is_(None), table.c.lease_until < now))
+                .values(lease_until=now + self.lease)
+            )
+        return won.rowcount == 1
 
     async def finish(self, key: str, reply: Reply, openid: str | None = None) -> None:
         """Store the reply the first attempt gave; also note the user's interaction time."""
@@ -157,7 +194,8 @@ class Deduper:
         return [None] * len(items)
 
     async def purge(self, older_than: dt.timedelta) -> int:
-        """Drop dedupe rows older than the retention; WeChat stops retrying after ~15 s."""
+        """Drop dedupe rows (and their reply texts) older than the retention; WeChat stops
+        retrying after ~15 s."""
         async with self.db.session() as s, s.begin():
             result = await s.execute(delete(InboundMessage).where(InboundMessage.received_at < utcnow() - older_than))
         return result.rowcount or 0

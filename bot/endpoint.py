@@ -11,7 +11,8 @@ from typing import Awaitable, Callable, Optional
 from aiohttp import web
 
 from bot.crypto import DecryptError, MessageCrypto, SignatureError, check_signature
-from bot.dedupe import Deduper, message_key
+from bot.dedupe import LEASE_MARGIN_SECONDS, Deduper, message_key
+from bot.freshness import Clock, DatabaseNonces, NonceStore, freshness_problem, system_clock
 from bot.paging import NEXT_PAGE_WORDS, paginate
 from bot.wire import BadXML, parse_xml, reply_xml, to_message
 from dialogs.types import NO_REPLY, Message, Reply
@@ -78,10 +79,21 @@ class WeChatEndpoint:
         deliver_later: Deliver,
         budget_seconds: float = 4.5,
         prefetch=None,
+        mode: Optional[str] = None,
+        nonces: Optional[NonceStore] = None,
+        max_age_seconds: float = 300,
+        clock: Clock = system_clock,
     ) -> None:
         self.token = token
         self.crypto = crypto
-        self.deduper = Deduper(db, prefetch=prefetch)
+        # plain: no key; compat: encrypted and plaintext bodies; safe: encrypted bodies only.
+        self.mode = mode or ("safe" if crypto is not None else "plain")
+        if self.mode != "plain" and crypto is None:
+            raise ValueError(f"{self.mode} mode needs the AES key (crypto)")
+        self.nonces = nonces if nonces is not None else DatabaseNonces(db)
+        self.max_age = max_age_seconds
+        self.clock = clock
+        self.deduper = Deduper(db, prefetch=prefetch, lease_seconds=budget_seconds + LEASE_MARGIN_SECONDS)
         self.pager = Pager(db)
         self.handler = handler
         self.deliver_later = deliver_later
@@ -102,12 +114,21 @@ class WeChatEndpoint:
         timestamp, nonce = q.get("timestamp", ""), q.get("nonce", "")
         if not check_signature(self.token, q.get("signature"), timestamp, nonce):
             return web.Response(status=403, text="forbidden")
+        # Signed but stale (or from the future): a replayed URL. Values never go to the log.
+        stale = freshness_problem(timestamp, nonce, self.clock(), self.max_age)
+        if stale:
+            log.warning("refused a POST: %s", stale)
+            return web.Response(status=403, text="forbidden: stale request")
         body = await _read_limited(request, MAX_BODY_BYTES)
         if body is None:
             return web.Response(status=400, text="body too large")
         try:
             fields = parse_xml(body)
             key_index = None
+            if self.mode == "safe" and "Encrypt" not in fields:
+                # Only msg_signature covers a body: a plaintext one could be anybody's.
+                log.warning("refused a POST: plaintext body in safe mode")
+                return web.Response(status=403, text="forbidden: encrypted body required")
             if q.get("encrypt_type") == "aes" or "Encrypt" in fields:
                 fields, key_index = self._decrypt(fields, q.get("msg_signature"), timestamp, nonce)
         except SignatureError:
@@ -116,9 +137,18 @@ class WeChatEndpoint:
             return web.Response(status=400, text=f"bad request: {e}")
         if not fields.get("FromUserName") or not fields.get("MsgType"):
             return web.Response(status=400, text="bad request: not a WeChat message")
-
         msg = to_message(fields)
-        reply = await self.process(msg, fields, deadline=started + self.budget)
+        try:
+            fresh = await self.nonces.first_use(timestamp, nonce)
+        except Exception:  # like a failed dedupe claim: an apology, nothing processed
+            ref = new_ref()
+            log.exception("nonce check failed ref=%s", ref)
+            fresh, reply = None, apology(ref)
+        if fresh is False:
+            log.warning("refused a POST: its timestamp and nonce were used before (a replay)")
+            return web.Response(status=403, text="forbidden: replayed request")
+        if fresh:
+            reply = await self.process(msg, fields, deadline=started + self.budget)
         if reply.empty:
             return web.Response(text="success")
         xml = reply_xml(reply, to_user=msg.openid, from_user=fields.get("ToUserName", ""))
@@ -153,6 +183,8 @@ class WeChatEndpoint:
             # A WeChat retry: the first attempt's reply, or nothing if it is still running.
             return claim.reply or NO_REPLY
 
+        if claim.taken_over:
+            log.warning("took over a %s message whose first attempt died (its lease ran out)", msg.kind)
         if claim.prefetched is not None:
             msg = replace(msg, prefetched=claim.prefetched)
         task = asyncio.create_task(self._run(msg))
@@ -172,7 +204,7 @@ class WeChatEndpoint:
             # (template receipts, unsubscribe, location reports) must not look like one.
             await self.deduper.finish(key, reply, msg.openid if msg.kind != "event" else None)
         except Exception:
-            log.exception("could not store the reply of %s", key)
+            log.exception("could not store the reply of a %s message", msg.kind)
         return reply
 
     async def _run(self, msg: Message) -> Reply:

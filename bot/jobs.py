@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from bot.config import Settings
+from bot.freshness import purge_nonces
 from storage import outbox
 from storage.db import Database
 from storage.models import utcnow
@@ -90,11 +91,13 @@ async def window_reminders(key: str) -> Optional[outbox.ReminderRun]:
 
 
 async def purge_dedupe(key: str) -> int:
-    """Drop inbound dedupe records older than DEDUPE_RETENTION_HOURS."""
+    """Drop inbound dedupe records (with their reply texts) older than DEDUPE_RETENTION_MINUTES,
+    and the nonces of requests whose timestamps have left the freshness window."""
     rt = runtime(key)
     if rt is None or rt.deduper is None:
         return 0
-    purged = await rt.deduper.purge(dt.timedelta(hours=rt.settings.dedupe_retention_hours))
-    if purged:
-        log.info("purged %d dedupe records", purged)
+    purged = await rt.deduper.purge(dt.timedelta(minutes=rt.settings.dedupe_retention_minutes))
+    nonces = await purge_nonces(rt.db, rt.settings.wechat_max_age_seconds)
+    if purged or nonces:
+        log.info("purged %d dedupe records and %d nonces", purged, nonces)
     return purged

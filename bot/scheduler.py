@@ -253,7 +253,7 @@ class SchedulerOptions:
     deliver_every: float = 2.0
     notices_every: float = 30.0
     reminders_every: float = 300.0
-    purge_every: float = 1800.0
+    purge_every: float = 60.0  # reply texts are kept minutes (DEDUPE_RETENTION_MINUTES)
     grace_seconds: float = 5.0
 
 

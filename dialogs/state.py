@@ -5,6 +5,12 @@ process, and a lease on the row (`locked_by` / `locked_until`) across processes,
 conditional UPDATE ... RETURNING that also reads the state. Two messages of one user therefore
 never run a flow step at the same time, whichever processes they reach; a crashed holder's lease
 simply runs out.
+
+The lease is short (LEASE_SECONDS) and renewed while the step runs, so a live holder keeps it
+however long its step takes, and a dead one (kill -9) blocks the user for at most LEASE_SECONDS.
+That must fit the edge's takeover of a crashed message (bot/dedupe.py): the retry that takes the
+message over waits up to `wait_seconds` for this lock, and the dead holder's lease ends before
+that (the edge's lease is the reply budget + 1.5 s; see docs/security.md, "Crash recovery").
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from sqlalchemy import and_, or_, update
 from storage.db import Database
 from storage.models import DialogState, WechatUser, utcnow
 
-LEASE_SECONDS = 15.0
+LEASE_SECONDS = 5.0
 
 
 class Busy(Exception):
@@ -65,10 +71,12 @@ _COLUMNS = (DialogState.flow, DialogState.step, DialogState.data, DialogState.ex
 
 
 class StateStore:
-    def __init__(self, db: Database, *, owner: str | None = None, wait_seconds: float = 4.0) -> None:
+    def __init__(self, db: Database, *, owner: str | None = None, wait_seconds: float = 4.0,
+                 lease_seconds: float = LEASE_SECONDS) -> None:
         self.db = db
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
         self.wait_seconds = wait_seconds
+        self.lease_seconds = lease_seconds
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @asynccontextmanager
@@ -81,12 +89,33 @@ class StateStore:
         async with lock:
             conv = await self._acquire(openid)
             before = conv.snapshot()
+            renewer = asyncio.create_task(self._renew(openid))
             try:
                 yield conv
             except BaseException:
+                renewer.cancel()
                 await self._release(openid, None)
                 raise
+            renewer.cancel()
             await self._release(openid, conv if conv.snapshot() != before else None)
+
+    async def _renew(self, openid: str) -> None:
+        """Extend the lease while the step runs (a step that waits on WeChat or decodes a photo can
+        take longer than the lease); stops when the lease was lost."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                async with self.db.session() as s, s.begin():
+                    held = await s.execute(
+                        update(DialogState)
+                        .where(DialogState.openid == openid, DialogState.locked_by == self.owner)
+                        .values(locked_until=utcnow() + dt.timedelta(seconds=self.lease_seconds)))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next round tries again; the lease still has two thirds left
+                continue
+            if held.rowcount != 1:
+                return
 
     async def _acquire(self, openid: str) -> Conversation:
         loop = asyncio.get_running_loop()
@@ -98,7 +127,7 @@ class StateStore:
                 update(DialogState)
                 .where(DialogState.openid == openid,
                        or_(DialogState.locked_by.is_(None), DialogState.locked_until < now))
-                .values(locked_by=self.owner, locked_until=now + dt.timedelta(seconds=LEASE_SECONDS))
+                .values(locked_by=self.owner, locked_until=now + dt.timedelta(seconds=self.lease_seconds))
                 .returning(*_COLUMNS)
             )
             async with self.db.session() as s, s.begin():
@@ -108,7 +137,7 @@ class StateStore:
                     created = await s.execute(
                         self.db.insert(DialogState)
                         .values(openid=openid, data={}, locked_by=self.owner,
-                                locked_until=now + dt.timedelta(seconds=LEASE_SECONDS), updated_at=now)
+                                locked_until=now + dt.timedelta(seconds=self.lease_seconds), updated_at=now)
                         .on_conflict_do_nothing(index_elements=["openid"])
                     )
                     if created.rowcount == 1:

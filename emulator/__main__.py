@@ -14,6 +14,7 @@ from typing import Sequence
 
 from aiohttp import web
 
+from bot import logsafe
 from bot.config import Settings
 
 from .api import DEFAULT_APP_SECRET
@@ -59,7 +60,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.install("INFO")  # no access_token, signature or openid in the emulator's log either
     app = create_emulator_app(
         bot_url=args.bot_url,
         token=args.token,
@@ -77,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" posting {args.mode} messages to {args.bot_url}",
         flush=True,
     )
-    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=2.0)
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=2.0,
+                access_log_class=logsafe.SafeAccessLogger)
     return 0
 
 

@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 from aiohttp import web
 
+from bot.logsafe import SafeAccessLogger
+
 from .api import EmulatorState, add_api_routes
 from .oauth import add_oauth_routes
 from .chat import ACCOUNT_NAME, DEMO_OPENID, HUB_KEY, ChatHub, add_chat_routes
@@ -75,7 +77,7 @@ async def start_emulator(host: str = "127.0.0.1", port: int = 8081, **kw: Any) -
     if state is None:
         state = EmulatorState(kw["app_id"], kw["app_secret"])
     app = create_emulator_app(state=state, **kw)
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
+    runner = web.AppRunner(app, shutdown_timeout=2.0, access_log_class=SafeAccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

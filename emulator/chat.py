@@ -181,7 +181,7 @@ class ChatHub:
                 try:
                     self.on_outbound(msg)
                 except Exception:
-                    log.exception("cannot show outbound message %r", msg)
+                    log.exception("cannot show an outbound %s message", type(msg).__name__)
         finally:
             self.state.unlisten(q)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Union
 
 import aiohttp
+from bot.logsafe import redact
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 
@@ -58,9 +59,13 @@ def sign(token: str, timestamp: str | int, nonce: str, *more: str) -> str:
     return hashlib.sha1("".join(parts).encode("utf-8")).hexdigest()
 
 
+_nonce_counter = itertools.count(secrets.randbelow(9_000_000_000))
+
+
 def make_nonce() -> str:
-    """WeChat's nonces are decimal digits (e.g. ``1320562132``)."""
-    return str(secrets.randbelow(9_000_000_000) + 1_000_000_000)
+    """WeChat's nonces are decimal digits (e.g. ``1320562132``). A counter from a random start:
+    never the same twice in a process, so the bot's replay check never refuses one of ours."""
+    return str(1_000_000_000 + next(_nonce_counter) % 9_000_000_000)
 
 
 def cdata(text: str) -> str:
@@ -484,21 +489,21 @@ class WeChatServer:
         result.error = SERVICE_ERROR
         outcomes = sorted({a.outcome for a in result.attempts})
         result.detail = f"no answer in {self.attempts} attempts ({', '.join(outcomes)}; timeout {self.timeout:g} s)"
-        log.warning("%s from %s: %s", msg_type, openid, result.detail)
+        log.warning("%s message: %s", msg_type, result.detail)
         return result
 
     def _read_answer(self, result: DeliveryResult, status: int, body: bytes, openid: str) -> None:
         if status != 200:
             result.error = SERVICE_ERROR
             result.detail = f"HTTP {status}: {_snippet(body)}"
-            log.warning("%s from %s: the bot answered %s", result.msg_type, openid, result.detail)
+            log.warning("%s message: the bot answered %s", result.msg_type, result.detail)
             return
         try:
             result.reply = self.parse_reply(body, openid)
         except ReplyError as exc:
             result.error = SERVICE_ERROR
             result.detail = str(exc)
-            log.warning("%s from %s: the bot's answer was refused: %s", result.msg_type, openid, exc)
+            log.warning("%s message: the bot's answer was refused: %s", result.msg_type, redact(str(exc)))
 
     def parse_reply(self, body: bytes, openid: str | None = None) -> Optional[ParsedReply]:
         """Read an answer as WeChat does: None for "no reply"; ReplyError when it is invalid."""
@@ -541,7 +546,8 @@ class WeChatServer:
             raise ReplyError("plaintext reply in safe mode (the reply must be encrypted)")
         reply = _parse_reply_xml(root, text, encrypted)
         if openid is not None and reply.to_user != openid:
-            raise ReplyError(f"reply ToUserName {reply.to_user!r} is not the user {openid!r}")
+            # No openids in the text: it reaches the emulator's log.
+            raise ReplyError(f"reply ToUserName (…{reply.to_user[-4:]}) is not the user who wrote (…{openid[-4:]})")
         if reply.from_user != self.account_id:
             raise ReplyError(f"reply FromUserName {reply.from_user!r} is not the account {self.account_id!r}")
         return reply

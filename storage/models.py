@@ -379,6 +379,20 @@ class InboundMessage(Base):
     reply: Mapped[Optional[str]] = mapped_column(Text)  # the reply XML (before encryption), '' = success
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[Optional[dt.datetime]]
+    # While `processing`: until when the claiming attempt holds the message. A WeChat retry
+    # arriving after this takes the message over (its first holder died); bot/dedupe.py.
+    lease_until: Mapped[Optional[dt.datetime]]
+
+
+class InboundNonce(Base):
+    """A (timestamp, nonce) pair of an accepted POST, kept for the freshness window: a replayed
+    request query is refused (bot/freshness.py; Redis keeps them instead when configured)."""
+
+    __tablename__ = "inbound_nonces"
+    __table_args__ = (Index("ix_inbound_nonces_seen_at", "seen_at"),)
+
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)  # timestamp ':' nonce
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Notice(Base):

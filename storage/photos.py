@@ -13,12 +13,14 @@ tells whether it was already there.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import io
 import math
 import os
 import re
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -39,6 +41,15 @@ MAX_PIXELS = 89_478_485
 # Larger photos are decoded and kept at this long side: more pixels do not make a certificate
 # more legible, they only make the file larger.
 WORK_LONG_SIDE = 4096
+# The most memory one photo's decoded pixels may take, checked from the header before decoding
+# (width × height × bytes per pixel as Pillow holds them; a JPEG counts at the reduced size it is
+# decoded at). A 1 MB PNG can claim 9400×9400 RGBA: 350 MB of pixels, and the conversions after
+# it several times that. 48 MiB admits a 12-megapixel colour PNG (a 4096×3072 screenshot, a
+# 300 dpi A4 scan) and any JPEG within MAX_PIXELS; processing peaks at about twice this.
+MAX_DECODE_BYTES = 48 * 1024 * 1024
+# Photos are decoded in this many threads at most: concurrent uploads queue instead of each
+# holding its pixels in memory at the same time.
+DECODE_WORKERS = 2
 JPEG_QUALITY = 90  # the first encoding: visually the same as the photo
 MIN_JPEG_QUALITY = 50  # below this text gets blurred by block artefacts
 # A nearly blank image: almost no contrast once small details are averaged away.
@@ -51,6 +62,7 @@ NOT_IMAGE = "收到的不是照片。请发送证书或凭证的照片（JPG或P
 WRONG_FORMAT = "只能接收JPG或PNG格式的照片，请换一张照片发送。"
 DAMAGED = "照片文件不完整或已损坏，请重新发送。"
 BOMB = "照片像素过多，无法处理，请发送普通拍摄的照片。"
+TOO_MANY_PIXELS = "照片尺寸太大（{w}×{h}像素），无法处理。请缩小后或另存为JPG格式再发送。"
 TOO_SMALL = "照片太小（{w}×{h}像素），看不清内容。请拍清楚后重新发送。"
 BLANK = "照片几乎是空白的，看不到内容。请对准凭证重新拍摄。"
 UNREADABLE_AT_1MB = "照片内容太多，压缩到1MB以内会看不清。请只拍凭证本身后重新发送。"
@@ -118,6 +130,32 @@ def _open(data: bytes) -> Image.Image:
     return im
 
 
+# Bytes per pixel of Pillow's in-memory storage: 1 for 1/L/P, 2 for 16-bit grey, 4 for every
+# other mode (RGB is stored in 32 bits too).
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+
+
+def decoded_bytes(im: Image.Image) -> int:
+    """Memory the pixels of `im` take once decoded (at its current, possibly drafted, size)."""
+    return im.width * im.height * _BYTES_PER_PIXEL.get(im.mode, 4)
+
+
+def _jpeg_reduction(w: int, h: int, bytes_per_pixel: int) -> int:
+    """The JPEG decoder's reduction (1, 2, 4 or 8) for a w×h photo: shrink while the long side
+    stays at least WORK_LONG_SIDE, and further while the pixels would exceed MAX_DECODE_BYTES,
+    but never below MIN_SHORT_SIDE on the short side."""
+    factor = 1
+    for f in (2, 4, 8):
+        if min(w // f, h // f) < MIN_SHORT_SIDE:
+            break
+        too_big = (w // factor) * (h // factor) * bytes_per_pixel > MAX_DECODE_BYTES
+        if max(w // f, h // f) >= WORK_LONG_SIDE or too_big:
+            factor = f
+        else:
+            break
+    return factor
+
+
 def _orientation(im: Image.Image) -> int:
     try:
         return int(im.getexif().get(0x0112) or 1)
@@ -140,13 +178,18 @@ def _to_rgb_or_l(im: Image.Image) -> Image.Image:
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = im.convert("RGBA")
+        rgba = im if im.mode == "RGBA" else im.convert("RGBA")
         paper = Image.new("RGB", rgba.size, (255, 255, 255))
-        paper.paste(rgba, mask=rgba.getchannel("A"))
+        paper.paste(rgba, mask=rgba)  # an RGBA mask: its alpha band, without a copy of it
         return paper
     if im.mode == "1":
         return im.convert("L")
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        # 16-bit grey: scale to 8 bits in 16 bits (no 32-bit copy), then narrow.
+        hi = im.getextrema()[1] or 1
+        narrow = im.point(lambda v: v * (255 / hi)) if hi > 255 else im
+        return narrow.convert("L")
+    if im.mode in ("I", "F"):
         # 16-bit grey: scale to 8 bits (a plain convert would clip everything above 255 to white).
         wide = im.convert("I") if im.mode != "F" else im
         hi = wide.getextrema()[1] or 1
@@ -207,6 +250,9 @@ def process_photo(data: bytes) -> ProcessedPhoto:
         raise PhotoRejected(TOO_LARGE)
     im = _open(data)
     source_format = "PNG" if im.format == "PNG" else "JPEG"
+    if source_format == "PNG" and decoded_bytes(im) > MAX_DECODE_BYTES:
+        # Before anything else: reading a PNG's EXIF (below) already decodes the whole image.
+        raise PhotoRejected(TOO_MANY_PIXELS.format(w=im.width, h=im.height))
     orientation = _orientation(im)
     rotated = orientation in range(2, 9)
     # The size rule applies to the photo as sent (upright), before anything here shrinks it.
@@ -214,10 +260,17 @@ def process_photo(data: bytes) -> ProcessedPhoto:
     if min(sent_w, sent_h) < MIN_SHORT_SIDE:
         raise PhotoRejected(TOO_SMALL.format(w=sent_w, h=sent_h))
     scale = _work_scale(*im.size)
+    if source_format == "JPEG":
+        # Decode at 1/2, 1/4 or 1/8 straight away: a 50-megapixel photo never sits in memory.
+        factor = _jpeg_reduction(im.width, im.height, 1 if im.mode == "L" else 4)
+        if factor > 1:
+            # Pillow picks the largest reduction whose result is at least this size.
+            im.draft("RGB", (im.width // factor, im.height // factor))
+            scale = min(scale, 1 / factor)
+    # Checked on the header (and the drafted size): the pixels are not decoded yet.
+    if decoded_bytes(im) > MAX_DECODE_BYTES:
+        raise PhotoRejected(TOO_MANY_PIXELS.format(w=sent_w, h=sent_h))
     try:
-        if scale < 1.0 and source_format == "JPEG":
-            # Decode at 1/2, 1/4 or 1/8 straight away: a 50-megapixel photo never sits in memory.
-            im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
         im.load()
     except Image.DecompressionBombError:
         raise PhotoRejected(BOMB) from None
@@ -225,14 +278,17 @@ def process_photo(data: bytes) -> ProcessedPhoto:
         raise PhotoRejected(DAMAGED) from None
     # A colour profile only still fits when the colour model is kept (not for CMYK and the like).
     icc = im.info.get("icc_profile") if im.mode in ("RGB", "RGBA", "P", "L", "LA") else None
+    if rotated:
+        try:
+            im = ImageOps.exif_transpose(im) or im  # the stored image is let go here
+        except Exception:  # broken EXIF: keep the photo as it is stored
+            rotated = False
     try:
-        upright = ImageOps.exif_transpose(im) or im
-    except Exception:  # broken EXIF: keep the photo as it is stored
-        upright, rotated = im, False
-    try:
-        pixels = _to_rgb_or_l(upright)
+        # One full-size copy at a time: the decoded image is dropped once converted.
+        pixels = _to_rgb_or_l(im)
     except (OSError, ValueError):
         raise PhotoRejected(DAMAGED) from None
+    del im
     if _is_blank(pixels):
         raise PhotoRejected(BLANK)
     shrunk = scale < 1.0
@@ -254,9 +310,44 @@ def process_photo(data: bytes) -> ProcessedPhoto:
     )
 
 
+_pool: ThreadPoolExecutor | None = None
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=DECODE_WORKERS, thread_name_prefix="photo-decode")
+    return _pool
+
+
 async def process_photo_async(data: bytes) -> ProcessedPhoto:
-    """`process_photo` on a worker thread, so the event loop keeps answering other candidates."""
-    return await asyncio.to_thread(process_photo, data)
+    """`process_photo` in the photo pool (DECODE_WORKERS threads), so the event loop keeps
+    answering other candidates and at most DECODE_WORKERS photos are in memory decoded."""
+    return await asyncio.get_running_loop().run_in_executor(_decode_pool(), _process_and_trim, data)
+
+
+def _process_and_trim(data: bytes) -> ProcessedPhoto:
+    try:
+        return process_photo(data)
+    finally:
+        _release_memory()
+
+
+def _release_memory() -> None:
+    """Hand freed pixel memory back to the system. Pillow allocates large images in 16 MB blocks;
+    once glibc has raised its mmap threshold they come from the heap and stay in the process's
+    RSS after being freed. malloc_trim returns them (glibc only; elsewhere nothing to do)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 # --- Storage -------------------------------------------------------------------------------------

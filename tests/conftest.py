@@ -254,3 +254,20 @@ async def sqlite_db(_sqlite_template: Path, tmp_path: Path) -> AsyncIterator[Dat
         yield database
     finally:
         await database.dispose()
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[Any]:
+    """A client of the Redis at 127.0.0.1:6379; the test is skipped when Redis is not running."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=0.5)
+    try:
+        await client.ping()
+    except (OSError, aioredis.RedisError):
+        await client.aclose()
+        pytest.skip("Redis not reachable at 127.0.0.1:6379")
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import itertools
 import logging
 import re
 import time
@@ -48,10 +49,16 @@ class Recorder:
         self.late.append((openid, reply))
 
 
-def make_app(db: Database, handler: Recorder, *, keys: list[str] | None = None, budget: float = 4.5) -> web.Application:
+# The endpoint's clock in these tests: requests are signed at fixed timestamps around it.
+NOW = 1700000001.0
+_nonces = itertools.count(1000)
+
+
+def make_app(db: Database, handler: Recorder, *, keys: list[str] | None = None, budget: float = 4.5,
+             mode: str | None = None, clock=lambda: NOW) -> web.Application:
     crypto = MessageCrypto(TOKEN, [aes_key_bytes(k) for k in keys], APPID) if keys else None
     endpoint = WeChatEndpoint(token=TOKEN, crypto=crypto, db=db, handler=handler,
-                              deliver_later=handler.deliver, budget_seconds=budget)
+                              deliver_later=handler.deliver, budget_seconds=budget, mode=mode, clock=clock)
     app = web.Application()
     app.router.add_get("/wechat", endpoint.get)
     app.router.add_post("/wechat", endpoint.post)
@@ -70,7 +77,9 @@ def event_xml(openid: str, event: str, create_time: str = "1700000000") -> str:
             f"<CreateTime>{create_time}</CreateTime><MsgType>event</MsgType><Event>{event}</Event></xml>")
 
 
-def signed(extra: dict | None = None, ts: str = "1700000001", nonce: str = "42") -> dict:
+def signed(extra: dict | None = None, ts: str = "1700000001", nonce: str | None = None) -> dict:
+    """A signed query; every call has a new nonce unless one is given (replays are refused)."""
+    nonce = nonce or str(next(_nonces))
     return {"timestamp": ts, "nonce": nonce, "signature": signature(TOKEN, ts, nonce), **(extra or {})}
 
 
@@ -140,7 +149,8 @@ async def test_plaintext_reply_swaps_users(client_for):
     assert fields["Content"] == "收到：成绩"
 
 
-def encrypted_request(key: str, xml: str, compat: bool = False, ts: str = "1700000001", nonce: str = "77"):
+def encrypted_request(key: str, xml: str, compat: bool = False, ts: str = "1700000001", nonce: str | None = None):
+    nonce = nonce or str(next(_nonces))
     wc = WeChatCrypto(TOKEN, key, APPID)
     env = parse_xml(wc.encrypt_message(xml, nonce, ts))
     body = f"<xml><ToUserName><![CDATA[gh_test]]></ToUserName><Encrypt><![CDATA[{env['Encrypt']}]]></Encrypt></xml>"

@@ -236,6 +236,88 @@ def test_image_just_over_the_pixel_limit_is_refused_too() -> None:
     assert rejected(png_header_only(10000, 9000)) == photos.BOMB
 
 
+def png_header(width: int, height: int, *, bit_depth: int, colour_type: int) -> bytes:
+    """A PNG that claims width x height pixels of the given kind and holds (almost) none."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Any decoding of pixels fails the test: refusals must come from the header alone."""
+    from PIL import ImageFile
+
+    def load(self):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+@pytest.mark.parametrize("width, height, bit_depth, colour_type", [
+    (9400, 9400, 8, 6),    # RGBA: 350 MB of pixels from a file of about 1 MB (the issue's case)
+    (6000, 6000, 16, 0),   # 16-bit grey: 72 MB decoded, more once converted
+    (5000, 4000, 8, 2),    # RGB, held in 32 bits: 80 MB
+])
+def test_photo_whose_pixels_would_exceed_the_memory_limit_is_refused_from_its_header(
+        no_decoding, width, height, bit_depth, colour_type) -> None:
+    assert width * height <= photos.MAX_PIXELS  # under Pillow's bomb limit: only the new check stops it
+    reason = rejected(png_header(width, height, bit_depth=bit_depth, colour_type=colour_type))
+    assert reason == photos.TOO_MANY_PIXELS.format(w=width, h=height)
+    assert "太大" in reason and f"{width}×{height}" in reason
+
+
+def test_photo_just_under_the_memory_limit_is_accepted() -> None:
+    w, h = 4096, photos.MAX_DECODE_BYTES // (4096 * 4)
+    p = process_photo(encode(document(w, h, mode="RGBA"), "PNG"))
+    assert (p.width, p.height) == (w, h)
+
+
+def test_large_jpeg_is_decoded_reduced_to_fit_the_memory_limit(monkeypatch) -> None:
+    """A 48-megapixel JPEG would take 192 MB decoded in full: it is decoded at half size."""
+    from PIL import JpegImagePlugin
+
+    drafts = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        drafts.append(size)
+        return real_draft(self, mode, size)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    data = encode(document(8000, 6000), quality=60)
+    p = process_photo(data)
+    assert drafts == [(4000, 3000)] and (p.width, p.height) == (4000, 3000)
+    assert 8000 * 6000 * 4 > photos.MAX_DECODE_BYTES >= 4000 * 3000 * 4
+
+
+async def test_photos_are_decoded_in_a_small_pool_at_most_two_at_once(monkeypatch) -> None:
+    import threading
+    import time as _time
+
+    running, peak, names, lock = 0, 0, set(), threading.Lock()
+
+    def slow(data: bytes):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            names.add(threading.current_thread().name)
+        _time.sleep(0.05)
+        with lock:
+            running -= 1
+        return data
+
+    monkeypatch.setattr(photos, "process_photo", slow)
+    import asyncio
+
+    assert await asyncio.gather(*(photos.process_photo_async(bytes([i])) for i in range(6))) == [bytes([i]) for i in range(6)]
+    assert peak == photos.DECODE_WORKERS == 2
+    assert all(n.startswith("photo-decode") for n in names)
+
+
 def test_download_over_10_mb_is_refused() -> None:
     assert rejected(b"\xff\xd8\xff\xe0" + os.urandom(photos.MAX_DOWNLOAD_BYTES)) == photos.TOO_LARGE
 
@@ -246,6 +328,7 @@ def test_empty_download_is_refused() -> None:
 
 def test_reasons_are_short_chinese_sentences() -> None:
     for reason in (photos.TOO_LARGE, photos.NOT_IMAGE, photos.WRONG_FORMAT, photos.DAMAGED, photos.BOMB,
+                   photos.TOO_MANY_PIXELS.format(w=9400, h=9400),
                    photos.BLANK, photos.TOO_SMALL.format(w=1, h=1), photos.UNREADABLE_AT_1MB, photos.EMPTY):
         assert len(reason) <= 60 and reason.endswith("。")
 

@@ -6,7 +6,6 @@ import datetime as dt
 import secrets
 
 import pytest
-import redis.asyncio as aioredis
 
 from bot.token_store import DatabaseTokenStore, MemoryTokenStore, RedisTokenStore, get_or_refresh
 from storage.models import utcnow
@@ -32,20 +31,13 @@ class Fetcher:
 
 
 @pytest.fixture
-async def redis_store():
+async def redis_store(redis_client):
     """A RedisTokenStore under a random key prefix; skipped when Redis is not running."""
-    client = aioredis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=0.5)
-    try:
-        await client.ping()
-    except (OSError, aioredis.RedisError):
-        await client.aclose()
-        pytest.skip("Redis not reachable at 127.0.0.1:6379")
     prefix = f"test:{secrets.token_hex(6)}:"
-    yield RedisTokenStore(client, prefix=prefix)
-    keys = [k async for k in client.scan_iter(match=prefix + "*")]
+    yield RedisTokenStore(redis_client, prefix=prefix)
+    keys = [k async for k in redis_client.scan_iter(match=prefix + "*")]
     if keys:
-        await client.delete(*keys)
-    await client.aclose()
+        await redis_client.delete(*keys)
 
 
 @pytest.fixture(params=["memory", "redis"])
