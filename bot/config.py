@@ -227,15 +227,15 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"FAQ_KB_FILE: file not found: {s.faq_kb_file}")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("LOG_LEVEL: DEBUG, INFO, WARNING or ERROR")
-    if s.zikao_mode not in MODES:
-        raise ConfigError(f"ZIKAO_MODE: one of {', '.join(MODES)}, got {s.zikao_mode!r}")
+    if s.zikao_mode not in RUN_MODES:
+        raise ConfigError(f"ZIKAO_MODE: one of {', '.join(RUN_MODES)}, got {s.zikao_mode!r}")
     _check_secret_key(s)
     for var, url in (("PUBLIC_BASE_URL", s.public_base_url), ("WECHAT_OAUTH_BASE", s.wechat_oauth_base)):
         if url and (urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc):
             raise ConfigError(f"{var}: expected an http(s) URL, got {url!r}")
 
 
-MODES = ("production", "demo", "test")
+RUN_MODES = ("production", "demo", "test")
 
 
 def _check_secret_key(s: Settings) -> None:

@@ -281,8 +281,9 @@ async def test_the_running_service_logs_no_signature_nonce_or_openid(sqlite_db, 
     port = _free_port()
     env = dict(os.environ, DATABASE_URL=sqlite_db.url.replace("+aiosqlite", ""), PORT=str(port),
                WECHAT_TOKEN=TOKEN, FAQ_CACHE_DIR=str(tmp_path / "jieba"), MEDIA_DIR=str(tmp_path / "media"),
-               LOG_LEVEL="INFO", WECHAT_API_BASE="http://127.0.0.1:9")
+               LOG_LEVEL="INFO", WECHAT_API_BASE="http://127.0.0.1:9", SECRET_KEY=secrets.token_urlsafe(32))
     env.pop("ZIKAO_CONFIG", None)
+    env.pop("ZIKAO_MODE", None)  # as deployed: production, with a key of its own
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     openid = "o_service_log_user_0001"
@@ -318,7 +319,7 @@ async def test_the_running_service_logs_no_signature_nonce_or_openid(sqlite_db, 
             proc.kill()
             out, _ = proc.communicate()
     assert "POST /wechat 200" in out and "POST /wechat 403" in out and "replay" in out
-    for value in (params["signature"], stale["signature"], "123456789", "55555", openid):
+    for value in (params["signature"], stale["signature"], "123456789", "55555", openid, env["SECRET_KEY"], TOKEN):
         assert value not in out, f"{value!r} in the service's log"
 
 
