@@ -155,13 +155,13 @@ async def test_two_courses_with_several_evidences_are_submitted_for_review(db, r
         > 1
         < 第2份凭证
         > 8
-        > BA-3201-2015
+        > 320120150801
         > 2015年8月
         > 江苏
         > 无
         [photo PNG]
         > 完成
-        < ② 教育部学历证书电子注册备案表｜编号BA-3201-2015
+        < ② 教育部学历证书电子注册备案表｜编号320120150801
         > 2
         < 【申请免考｜请核对】
         < 专业：120402 行政管理(专升本)
@@ -366,7 +366,7 @@ async def test_dialog_expiry_does_not_lose_the_draft(db, router):
         > 完成
         > 1
         > 8
-        > BA-1
+        > 320120150001
         > 2015年8月
         > 上海
         > 无
@@ -655,7 +655,7 @@ async def test_deleting_the_companion_brings_the_diploma_rule_back_at_the_summar
         > 新增凭证
         < 第2份凭证
         > 8
-        > BA-1
+        > 320120150001
         > 2015年8月
         > 上海
         > 无
