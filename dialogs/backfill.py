@@ -367,7 +367,7 @@ def _edit(ctx: Ctx, target: str) -> str:
 
 async def _reviewed(ctx: Ctx, picked: Picked) -> str:
     if picked.action == "submit":
-        await A.submit(ctx, "登记", f"审核通过后会计入您的成绩，结果会通过微信通知您。审核前需要修改请回复“{KEYWORD}”。")
+        await A.submit(ctx, "登记", TITLE, f"审核通过后会计入您的成绩，结果会通过微信通知您。审核前需要修改请回复“{KEYWORD}”。")
         return END
     if picked.action == "leave":
         A.leave(ctx)

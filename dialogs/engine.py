@@ -226,6 +226,7 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return await r if inspect.isawaitable(r) else r
 
 
+_NOTHING = object()
 _FRAME_KEYS = ("answers", "scratch", "state", "history", "failures", "dialog")
 _EDIT = re.compile(r"^(?:修改|改)第?(\d+)(?:[.\-－_、](\d+)|([①-⑩]))?项?$")
 
@@ -375,10 +376,15 @@ class Engine:
         i = names.index(name) + 1 if name else 0
         return names[i] if i < len(names) else END
 
-    async def _goto(self, conv: Conversation, ctx: Ctx, name: str, prefix: str = "") -> Reply:
-        """Go to step `name` of the running dialog, through calls, loops and returns, and ask it."""
+    async def _goto(self, conv: Conversation, ctx: Ctx, name: str, prefix: str = "", *,
+                    returned: Any = _NOTHING) -> Reply:
+        """Go to step `name` of the running dialog, through calls, loops and returns, and ask it
+        (or first return `returned` from the running component to its caller)."""
         parts = [prefix]
         try:
+            if returned is not _NOTHING:
+                name, note = await self._returned(conv, ctx, returned)
+                parts.append(note)
             while True:
                 dialog = self._active(conv)
                 assert dialog is not None
@@ -392,7 +398,8 @@ class Engine:
                         conv.step = SUMMARY
                         return Reply(join(*parts, await self._summary(dialog, ctx)))
                     value = await dialog.submit(ctx) if dialog.submit is not None else ctx.state
-                    name = await self._returned(conv, ctx, value)
+                    name, note = await self._returned(conv, ctx, value)
+                    parts.append(note)
                     continue
                 step = dialog.step(name)
                 if step.when is not None and not step.when(ctx):
@@ -417,17 +424,20 @@ class Engine:
         except EndFlow as e:
             return self._ended(conv, e, join(*parts))
         except Done as e:
-            name = await self._returned(conv, ctx, e.value)
-            return await self._goto(conv, ctx, name, join(*parts))
+            return await self._goto(conv, ctx, "", join(*parts), returned=e.value)
 
-    async def _returned(self, conv: Conversation, ctx: Ctx, value: Any) -> str:
-        """A component returned `value`: back in its caller, where to go next."""
+    async def _returned(self, conv: Conversation, ctx: Ctx, value: Any) -> tuple[str, str]:
+        """A component returned `value`: back in its caller, where to go next (and a note). A
+        route refusing the value (raise Invalid) runs the component again with the reason."""
         call, item = self._pop(conv, ctx)
         if isinstance(call, Loop):
             await call.each(ctx, item, value)
-            return call.name  # the loop looks again for items left
-        nxt = await self._route(call.go, ctx, value)  # type: ignore[union-attr]
-        return nxt or self._after(self._active(conv), call.name)  # type: ignore[arg-type]
+            return call.name, ""  # the loop looks again for items left
+        try:
+            nxt = await self._route(call.go, ctx, value)  # type: ignore[union-attr]
+        except Invalid as e:
+            return call.name, e.reason
+        return nxt or self._after(self._active(conv), call.name), ""  # type: ignore[arg-type]
 
     def _ended(self, conv: Conversation, e: EndFlow, prefix: str = "") -> Reply:
         self._clear(conv)
@@ -617,7 +627,7 @@ class Engine:
             return self._ended(conv, e)
         except Done as e:
             d["failures"] = 0
-            return await self._goto(conv, ctx, await self._returned(conv, ctx, e.value))
+            return await self._goto(conv, ctx, "", returned=e.value)
         d["failures"] = 0
         if d.get("editing") and dialog.confirm and nxt is None:
             # Back to the summary, unless the change made another answer necessary

@@ -167,7 +167,7 @@ async def _courses_prompt(ctx: Ctx) -> str:
     if app.items:
         lines.append(f"现在选的是：{A.names_of((i.course_code for i in app.items), ctx.state)}。\n"
                      "请重新选择全部要申请的课程，去掉的课程连同凭证一起删除。")
-    if len(blocked) > 4:  # a short line on a phone: how many and why, the plan has the rest
+    if len(blocked) > 6:  # a short line on a phone: how many and why, the plan has the rest
         why = {c.why_not for c in blocked}
         lines.append(f"另有{len(blocked)}门课程不能选择（{'、'.join(sorted(why))}），回复“考试计划”可以查看。")
     elif blocked:
@@ -202,7 +202,7 @@ def _elsewhere(ctx: Ctx, ci: int, ei: int) -> list[int]:
             if (c, e) != (ci, ei) for p in ev.photo_ids]
 
 
-def _evidences_args(ctx: Ctx, ci: int) -> EvidencesState:
+def _evidences_args(ctx: Ctx, ci: int, add: bool = False) -> EvidencesState:
     st, app = ctx.state, _app(ctx)
     st.ci = ci
     item, n = app.items[ci], len(app.items)
@@ -211,7 +211,7 @@ def _evidences_args(ctx: Ctx, ci: int) -> EvidencesState:
         title=f"{item.course_code} {st.name(item.course_code)}", position=f"第{ci + 1}/{n}门 " if n > 1 else "",
         evidences=list(item.evidences), types=st.types, elsewhere=_elsewhere(ctx, ci, -1), born=st.born,
         on_label=f"下一门：{later.course_code} {st.name(later.course_code)}" if later else "填好了，查看汇总",
-        listed=not any(i.evidences for i in app.items), lead=st.take_lead())
+        listed=not any(i.evidences for i in app.items), lead=st.take_lead(), add=add)
 
 
 async def _course_progress(ctx: Ctx, child: EvidencesState) -> None:
@@ -268,7 +268,7 @@ def _pick_prompt(ctx: Ctx) -> str:
 def _point(ctx: Ctx, value: str) -> str:
     ctx.state.ci, ctx.state.ei = (int(x) for x in value.split(":"))
     ctx.state.action = ctx.state.action.rstrip("!")
-    return "delete" if ctx.state.action == "delete" else "evidence"
+    return {"delete": "delete", "add": "add"}.get(ctx.state.action, "evidence")
 
 
 def _delete_prompt(ctx: Ctx) -> str:
@@ -313,15 +313,16 @@ async def _review_args(ctx: Ctx) -> ReviewState:
 async def _reviewed(ctx: Ctx, picked: Picked) -> str:
     st, app = ctx.state, _app(ctx)
     if picked.action == "submit":
-        await A.submit(ctx, "申请", AFTER)
+        await A.submit(ctx, "申请", "免考申请", AFTER)
         return END
     if picked.action == "leave":
         A.leave(ctx)
     if picked.action == "courses":
         return "courses"
     st.action = picked.action
-    if picked.action == "edit":  # 修改 N (a course: its evidences) or 修改 N.M (one evidence)
+    if picked.action == "change":  # 修改 N (a course: its evidences) or 修改 N.M (one evidence)
         ci, _, ei = picked.target.partition(":")
+        st.action = "edit"
         if ei != "*":
             return _point(ctx, picked.target)
         st.ci, st.action = int(ci), "edit!"
@@ -358,6 +359,8 @@ EXEMPTION = Flow(
         Call("review", REVIEW, args=_review_args, go=_reviewed),
         Step("pick", "凭证", F.Choice(), _pick_prompt, options=_pick_options, go=_point),
         Call("evidence", EVIDENCE, args=_evidence_args, progress=_evidence_progress, go="review"),
+        Call("add", EVIDENCES, args=lambda ctx: _evidences_args(ctx, ctx.state.ci, add=True), progress=_course_progress,
+             go="review"),
         Step("delete", "确认删除", F.YesNo(), _delete_prompt, check=_delete_check, go="review"),
     ],
 )

@@ -374,9 +374,9 @@ def _pick_one(text: str, options: Sequence[Option]) -> str:
             return options[n - 1][0]
         raise Invalid(f"请回复1到{len(options)}之间的数字。")
     for value, label in options:
-        if s in (value, label):
+        if s in (value, label, clean(label)):  # labels as typed: full-width commas come in folded
             return value
-    hits = [value for value, label in options if s and s in label]
+    hits = [value for value, label in options if s and s in clean(label)]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:

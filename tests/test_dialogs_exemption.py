@@ -11,7 +11,6 @@ from PIL import Image
 from sqlalchemy import func, select, update
 
 from dialogs import exemption, menu
-from dialogs import evidence as W
 from storage import applications as apps
 from storage import queries as q
 from storage.db import Database
@@ -698,15 +697,16 @@ async def test_option_words_are_not_menu_keywords():
     from types import SimpleNamespace
 
     from dialogs import backfill
+    from dialogs.components import evidence, review
 
-    words = set(exemption.Acknowledge.WORDS) | {label for _, label in exemption.FIELD_STEPS}
+    words = set(exemption.Acknowledge.WORDS) | {label for _, label in evidence.FIELDS}
     words |= {label for _, label in backfill.KIND_OPTIONS}
     for kind in backfill.FIELDS:
-        words |= {label for _, label in await backfill._field_options(SimpleNamespace(scratch={"kind": kind}))}
+        words |= {label for _, label in await backfill._field_options(SimpleNamespace(state=SimpleNamespace(entry=kind)))}
     for status in ("draft", "submitted", "rejected"):
-        ctx = SimpleNamespace(scratch={W.WORK: {"status": status}})
-        words |= {label for _, label in await exemption._review_options(ctx)}
-        words |= {label for _, label in await backfill._review_options(ctx)}
+        words |= {label for _, label in review.options(status, ("add", "新增凭证"), ("edit", "修改凭证"),
+                                                       ("photos", "更换照片"), ("delete", "删除凭证"),
+                                                       ("courses", "修改课程"), ("fields", "修改内容"))}
     words |= {"继续填写草稿", "放弃草稿，重新开始", "新的免考申请", "新增凭证（本课程再加一份）", "填好了，查看汇总",
               "登记成绩", "继续填写未提交的登记", "放弃未提交的登记，重新登记"}
     assert len(words) > 30
@@ -813,6 +813,8 @@ async def test_application_end_to_end_through_the_emulator(stack, tmp_path):
         < 00320 领导科学
         < 00051 管理系统中计算机应用
     """)
+    # Only the decisions' pushes: the service's scheduler may queue its own reminders meanwhile.
     async with db.session() as s:
-        texts = [o.payload["text"] for o in (await s.execute(select(Outbox).order_by(Outbox.id))).scalars()]
+        texts = [o.payload["text"] for o in (await s.execute(
+            select(Outbox).where(Outbox.kind == "review_outcome").order_by(Outbox.id))).scalars()]
     assert len(texts) == 2 and "未通过" in texts[0] and "已通过" in texts[1]

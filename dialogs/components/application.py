@@ -122,7 +122,7 @@ async def persist(ctx: Ctx) -> None:
         raise Invalid(e.message) from None
 
 
-async def submit(ctx: Ctx, noun: str, after: str) -> None:
+async def submit(ctx: Ctx, noun: str, called: str, after: str) -> None:
     """Submit the working copy (提交, 修改后提交, 重新提交); what is missing stays at the review."""
     st: AppState = ctx.state
     app = st.app
@@ -140,7 +140,7 @@ async def submit(ctx: Ctx, noun: str, after: str) -> None:
         raise EndFlow(f"{e.message}\n回复“{st.keyword}”重新查看。") from None
     except apps.ApplicationError as e:
         raise Invalid(e.message) from None
-    st.result = f"{SUBMITTED[before]}，第{st.app.id}号{apps.kind_name(st.kind)}现在是“待审核”。\n{after}"
+    st.result = f"{SUBMITTED[before]}，第{st.app.id}号{called}现在是“待审核”。\n{after}"
     log.info("%s %s submitted by %s (%s courses, %s photos)", st.kind, st.app.id, tail(ctx.user.openid),
              len(st.app.items), st.app.photo_count())
 
@@ -151,7 +151,7 @@ def left_note(st: Optional[AppState]) -> Optional[str]:
     if status == "draft" and (st.app.items or st.app.major_code) or status == "rejected":  # type: ignore[union-attr]
         return f"已填写的内容都保存了，回复“{st.keyword}”可以接着办理。{closes_text(st)}"  # type: ignore[union-attr]
     if status == "submitted":
-        return f"这次的修改没有提交，原{apps.kind_name(st.kind)[-2:]}不变，仍在审核中。"  # type: ignore[union-attr]
+        return f"这次的修改没有提交，原{'申请' if st.kind == 'exemption' else '登记'}不变，仍在审核中。"  # type: ignore[union-attr]
     return None
 
 

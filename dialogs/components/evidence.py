@@ -146,14 +146,15 @@ class EvidencesState:
     listed: bool = True
     ei: int = 0  # the evidence being filled
     lead: str = ""
+    add: bool = False  # start with a new evidence even when all are complete
 
     def companion(self) -> Optional[str]:
         return apps.companion_problem(self.evidences, {t.code: t for t in self.types})
 
 
 def _enter_list(ctx: Ctx, st: EvidencesState) -> tuple[EvidencesState, Optional[str]]:
-    st.ei = next((i for i, e in enumerate(st.evidences) if first_missing(e)), len(st.evidences))
-    return st, "more" if st.evidences and st.ei == len(st.evidences) else None
+    st.ei = next((i for i, e in enumerate(st.evidences) if first_missing(e) and not st.add), len(st.evidences))
+    return st, "more" if st.evidences and st.ei == len(st.evidences) and not st.add else None
 
 
 def _one_args(ctx: Ctx) -> EvidenceState:

@@ -34,7 +34,7 @@ class ReviewState:
 
 @dataclass
 class Picked:
-    action: str  # an option's value, or "edit" with `target`
+    action: str  # an option's value, or "change" (修改 N) with `target`
     target: str = ""
 
     @property
@@ -92,7 +92,7 @@ async def _check(ctx: Ctx, value: str) -> str:
         if not 1 <= m <= len(line.sub):
             raise Invalid(f"第{n}项下没有第{m}份，请回复如“修改 {n}.1”。")
         line = line.sub[m - 1]
-    raise Done(Picked("edit", line.target))
+    raise Done(Picked("change", line.target))
 
 
 REVIEW = Component("review", "核对", state=ReviewState, steps=[
