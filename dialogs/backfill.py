@@ -7,10 +7,11 @@ first answers wait in the state until its courses exist; everything else is save
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from functools import partial
 from typing import Any, Optional
 
 from dialogs import fields as F
+from dialogs.applications import registration_lines, score_label
 from dialogs.components import application as A
 from dialogs.components.evidence import EVIDENCE, EvidenceState
 from dialogs.components.photos import PHOTOS, PhotosState
@@ -64,13 +65,8 @@ class BackfillState(A.AppState):
     ev_only: str = ""  # the evidence field being changed
 
 
-def _app(ctx: Ctx) -> apps.ApplicationData:
-    assert ctx.state.app is not None
-    return ctx.state.app
-
-
 def _item(ctx: Ctx) -> ItemData:
-    return _app(ctx).items[0]
+    return A.work(ctx).items[0]
 
 
 def _on(step: str):
@@ -78,45 +74,7 @@ def _on(step: str):
     return lambda ctx, value: "review" if ctx.state.editing else step
 
 
-# --- registrations as a list -------------------------------------------------------------------------
-
-
-def score_label(score: Optional[Decimal], grade: Optional[str]) -> str:
-    if score is not None:
-        return f"{score.normalize():f}分" if score == score.to_integral() else f"{score:.1f}分"
-    return grade or ""
-
-
-async def registration_lines(ctx: Ctx, regs: list[apps.ApplicationData]) -> list[str]:
-    """登记时间, 类型, 审核结果; then per course 课程, 成绩, 学分, 通过时间."""
-    codes = {i.course_code for a in regs for i in a.items}
-    names = await apps.course_names(ctx.db, codes)
-    credits = await apps.plan_credits(ctx.db, ctx.user.candidate_id, codes)
-    lines = []
-    for a in regs:
-        kind = ENTRY_KINDS.get(a.items[0].entry_kind or "", "") if a.items else ""
-        if a.status == "draft":
-            lines.append(f"未提交的登记{('｜' + kind) if kind else ''}（草稿）")
-        else:
-            lines.append(f"第{a.id}号｜{A.day(a.submitted_at or a.created_at)}登记｜{kind}｜{a.status_label}"
-                         + ("（可修改）" if a.status == "submitted" else ""))
-        if a.status == "rejected" and a.reason:
-            lines.append(f"　未通过原因：{a.reason}")
-        for i in a.items:
-            parts = [f"{i.course_code} {names.get(i.course_code, i.course_code)}"]
-            if i.entry_kind == "theory" and (i.score is not None or i.grade):
-                parts.append(score_label(i.score, i.grade))
-            if credits.get(i.course_code):
-                parts.append(f"{credits[i.course_code]}学分")
-            if i.passed_month:
-                what = {"theory": "通过", "exemption": "免考", "transfer": "转入"}.get(i.entry_kind or "", "")
-                parts.append(f"{what}时间{apps.month_label(i.passed_month)}")
-            lines.append("　" + "｜".join(parts))
-    return lines
-
-
-async def _mine(ctx: Ctx) -> list[apps.ApplicationData]:
-    return await apps.list_applications(ctx.db, candidate_id=ctx.user.candidate_id, kind=KIND)
+# --- begin and the first choice ----------------------------------------------------------------------
 
 
 async def _closed_lines(ctx: Ctx, mine: list[apps.ApplicationData]) -> list[str]:
@@ -124,12 +82,8 @@ async def _closed_lines(ctx: Ctx, mine: list[apps.ApplicationData]) -> list[str]
     return ["您的成绩补登记录：", *await registration_lines(ctx, regs)] if regs else []
 
 
-async def _begin(ctx: Ctx) -> Optional[str]:
-    return await A.begin(ctx, KIND, KEYWORD, _closed_lines)
-
-
 async def _start_prompt(ctx: Ctx) -> str:
-    shown = [a for a in await _mine(ctx) if a.status != "draft" or a.items]
+    shown = [a for a in await A.mine(ctx) if a.status != "draft" or a.items]
     lines = [f"【{TITLE}】", "用于登记平台上没有的早年成绩：2002年12月及以前通过的考试，2020年以前办好的免考和转入。",
              *(["您的登记：", *await registration_lines(ctx, shown)] if shown else ["您还没有登记过成绩。"]),
              A.closes_text(ctx.state), "请选择："]
@@ -137,7 +91,7 @@ async def _start_prompt(ctx: Ctx) -> str:
 
 
 async def _start_options(ctx: Ctx) -> list[F.Option]:
-    return A.start_options(await _mine(ctx), draft_words=("继续填写未提交的登记", "放弃未提交的登记，重新登记"),
+    return A.start_options(await A.mine(ctx), draft_words=("继续填写未提交的登记", "放弃未提交的登记，重新登记"),
                            new="登记成绩", edit_label="修改第{id}号（待审核）")
 
 
@@ -188,7 +142,7 @@ async def _match_options(ctx: Ctx) -> list[F.Option]:
 
 
 async def _pick_check(ctx: Ctx, code: str) -> str:
-    app = _app(ctx)
+    app = A.work(ctx)
     why = await apps.course_state_of(ctx.db, ctx.user.candidate_id, code, exclude_application_id=app.id)
     if why:
         raise Invalid(f"这门课程{why}，不需要补登。请选择其他课程，或回复“返回”重新输入。")
@@ -212,13 +166,11 @@ def _set(attr: Optional[str], check=None):
             problem = check(ctx, value)
             if problem:
                 raise Invalid(problem)
-        app = _app(ctx)
-        if attr is None:
-            return value
-        if ctx.state.entry == "transfer":
+        app = A.work(ctx)
+        if attr is not None and ctx.state.entry == "transfer":
             setattr(ctx.state.transfer, {"passed_month": "month", "from_province": "province",
                                          "from_admission_number": "number"}[attr], value)
-        for i in app.items:
+        for i in app.items if attr is not None else ():
             setattr(i, attr, value if value is not None else "")
         if app.items:
             await A.persist(ctx)
@@ -270,26 +222,13 @@ async def _evidence_progress(ctx: Ctx, child: EvidenceState) -> None:
         await A.persist(ctx)
 
 
-class SourceNumber(F.Field):
-    """Another province's 准考证号: its own length, letters and digits."""
-
-    def __init__(self) -> None:
-        super().__init__(hint="转出省发的准考证号，6到20位数字或字母。")
-
-    def parse_text(self, text: str) -> str:
-        s = text.replace(" ", "").upper()
-        if not (6 <= len(s) <= 20) or not s.isalnum() or not s.isascii():
-            raise Invalid("准考证号应为6到20位数字或字母。")
-        return s
-
-
 async def _major_options(ctx: Ctx) -> list[F.Option]:
     majors = await q.candidate_majors(ctx.db, ctx.user.candidate_id, active=ctx.user.admission_number)
     return [(e.major_code, f"{e.major_code} {e.major_name}") for e in majors]
 
 
 async def _major_check(ctx: Ctx, major: str) -> str:
-    app = _app(ctx)
+    app = A.work(ctx)
     if app.major_code != major:
         app.major_code, app.items = major, []  # another plan: its courses are chosen again
         await A.persist(ctx)
@@ -298,14 +237,14 @@ async def _major_check(ctx: Ctx, major: str) -> str:
 
 async def _after_number(ctx: Ctx, value: str) -> str:
     majors = await _major_options(ctx)
-    if len(majors) == 1 and not _app(ctx).major_code:
-        _app(ctx).major_code = majors[0][0]  # saved with the courses, when the draft can hold it
+    if len(majors) == 1 and not A.work(ctx).major_code:
+        A.work(ctx).major_code = majors[0][0]  # saved with the courses, when the draft can hold it
     return "review" if ctx.state.editing else "tr_courses" if len(majors) == 1 else "tr_major"
 
 
 async def _course_options(ctx: Ctx) -> list[F.Option]:
-    choices = await apps.exemption_courses(ctx.db, ctx.user.candidate_id, _app(ctx).major_code or "",
-                                           exclude_application_id=_app(ctx).id)
+    choices = await apps.exemption_courses(ctx.db, ctx.user.candidate_id, A.work(ctx).major_code or "",
+                                           exclude_application_id=A.work(ctx).id)
     return [(c.code, f"{c.code} {c.name}") for c in choices if c.eligible or c.why_not == "论文不能申请免考"]
 
 
@@ -317,7 +256,7 @@ async def _courses_prompt(ctx: Ctx) -> str:
 
 async def _courses_check(ctx: Ctx, codes: list[str]) -> list[str]:
     t = ctx.state.transfer
-    _app(ctx).items = [ItemData(code, entry_kind="transfer", passed_month=t.month, from_province=t.province,
+    A.work(ctx).items = [ItemData(code, entry_kind="transfer", passed_month=t.month, from_province=t.province,
                                 from_admission_number=t.number) for code in codes]
     await A.remember_names(ctx)
     await A.persist(ctx)
@@ -328,7 +267,7 @@ async def _courses_check(ctx: Ctx, codes: list[str]) -> list[str]:
 
 
 async def _review_args(ctx: Ctx) -> ReviewState:
-    st, app = ctx.state, _app(ctx)
+    st, app = ctx.state, A.work(ctx)
     st.editing, st.ev_only = False, ""
     st.entry = (app.items[0].entry_kind if app.items else "") or st.entry
     item = app.items[0] if app.items else ItemData("")
@@ -374,12 +313,8 @@ async def _reviewed(ctx: Ctx, picked: Picked) -> str:
     return "pick_field" if picked.action == "fields" else _edit(ctx, picked.target)
 
 
-async def _finish(ctx: Ctx) -> str:
-    return ctx.state.result
-
-
 BACKFILL = Flow(
-    name=KIND, title=TITLE, state=BackfillState, begin=_begin, left_note=A.left_note, confirm=False, submit=_finish,
+    name=KIND, title=TITLE, state=BackfillState, begin=partial(A.begin, kind=KIND, keyword=KEYWORD, closed_lines=_closed_lines), left_note=A.left_note, confirm=False, submit=A.finish,
     steps=[
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options, check=A.start_check,
              go={"continue": _resume, "new": "kind", "restart": "kind", "*": "review"}),
@@ -410,10 +345,10 @@ BACKFILL = Flow(
              go=_on("tr_province")),
         Step("tr_province", "来源省", F.Province(), "来源省（从哪个省转入，如 江苏）：",
              check=_set("from_province", _not_shanghai), go=_on("tr_number")),
-        Step("tr_number", "来源准考证号", SourceNumber(), "在来源省的准考证号：", check=_set("from_admission_number"),
+        Step("tr_number", "来源准考证号", F.OtherAdmissionNo(), "在来源省的准考证号：", check=_set("from_admission_number"),
              go=_after_number),
         Step("tr_major", "转入专业", F.Choice(), "转入的专业：", options=_major_options, check=_major_check,
-             go=lambda ctx, v: "review" if ctx.state.editing and _app(ctx).items else "tr_courses"),
+             go=lambda ctx, v: "review" if ctx.state.editing and A.work(ctx).items else "tr_courses"),
         Step("tr_courses", "课程", F.MultiChoice(), _courses_prompt, options=_course_options, check=_courses_check,
              go="review"),
         Call("review", REVIEW, args=_review_args, go=_reviewed),

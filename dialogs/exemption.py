@@ -6,16 +6,15 @@ replace photos or delete, and returns. Every answer is saved in the draft as it 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from functools import partial
+from typing import Any
 
-from dialogs import backfill
 from dialogs import fields as F
 from dialogs.components import application as A
 from dialogs.components.evidence import EVIDENCE, EVIDENCES, EvidencesState, EvidenceState, first_missing
 from dialogs.components.review import REVIEW, Line, Picked, ReviewState, options
 from dialogs.engine import END, Call, Ctx, EndFlow, Flow, Loop, Step, join
 from dialogs.fields import Invalid
-from dialogs.types import Reply
 from storage import applications as apps
 from storage import queries as q
 from storage.applications import EvidenceData, ItemData
@@ -36,28 +35,10 @@ AFTER = f"审核结果会通过微信通知您；回复“我的申请”可以�
 
 
 @dataclass
-class Acknowledge(F.Field):
-    """The candidate has read the 考生须知: only "我已知晓" (or the same words shortened) goes on."""
-
-    hint: str = "读完须知后请回复“我已知晓”。"
-    WORDS = frozenset({"我已知晓", "已知晓", "知晓", "我已知晓,继续申请", "我已知晓，继续申请", "我已阅读并知晓"})
-
-    def parse_text(self, text: str) -> str:
-        if text.rstrip("。.!！") in self.WORDS:
-            return "我已知晓"
-        raise Invalid("请先阅读考生须知，读完回复“我已知晓”继续；不办理请回复“取消”。")
-
-
-@dataclass
 class ExemptionState(A.AppState):
     ci: int = 0  # the course an evidence is added to or changed from the review
     ei: int = 0  # that evidence (== len(evidences): a new one)
     action: str = ""  # what the review asked: add / edit / photos / delete
-
-
-def _app(ctx: Ctx) -> apps.ApplicationData:
-    assert ctx.state.app is not None
-    return ctx.state.app
 
 
 # --- begin, the first choice, 考生须知, major, courses -----------------------------------------------
@@ -78,16 +59,8 @@ async def _application_lines(ctx: Ctx, mine: list[apps.ApplicationData]) -> list
     return lines
 
 
-async def _begin(ctx: Ctx) -> Optional[str]:
-    return await A.begin(ctx, KIND, KEYWORD, _closed_lines)
-
-
-async def _mine(ctx: Ctx) -> list[apps.ApplicationData]:
-    return await apps.list_applications(ctx.db, candidate_id=ctx.user.candidate_id, kind=KIND)
-
-
 async def _start_prompt(ctx: Ctx) -> str:
-    mine = await _mine(ctx)
+    mine = await A.mine(ctx)
     lines = [f"【{TITLE}】"]
     draft = next((a for a in mine if a.status == "draft"), None)
     if draft is not None:
@@ -98,13 +71,13 @@ async def _start_prompt(ctx: Ctx) -> str:
 
 
 async def _start_options(ctx: Ctx) -> list[F.Option]:
-    return A.start_options(await _mine(ctx), draft_words=("继续填写草稿", "放弃草稿，重新开始"), new="新的免考申请",
+    return A.start_options(await A.mine(ctx), draft_words=("继续填写草稿", "放弃草稿，重新开始"), new="新的免考申请",
                            edit_label="查看或修改第{id}号（待审核）")
 
 
 def _resume(ctx: Ctx, value: Any = None) -> str:
     """Where an application stands: the first thing it lacks, or the review."""
-    app = _app(ctx)
+    app = A.work(ctx)
     if value == "continue":
         evidences = sum(len(i.evidences) for i in app.items)
         ctx.state.lead = f"接着填写上次的草稿（已选{len(app.items)}门课程，{evidences}份凭证，照片{app.photo_count()}张）。"
@@ -117,13 +90,13 @@ def _notice_prompt(ctx: Ctx) -> str:
 
 
 async def _majors(ctx: Ctx) -> list[q.Enrolment]:
-    admission = _app(ctx).admission_number
+    admission = A.work(ctx).admission_number
     every = await q.candidate_majors(ctx.db, ctx.user.candidate_id, active=admission)
     return [e for e in every if e.admission_number in (admission, None)] or every
 
 
 async def _eligible(ctx: Ctx, major: str) -> list[apps.CourseChoice]:
-    return await apps.exemption_courses(ctx.db, ctx.user.candidate_id, major, exclude_application_id=_app(ctx).id)
+    return await apps.exemption_courses(ctx.db, ctx.user.candidate_id, major, exclude_application_id=A.work(ctx).id)
 
 
 async def _notice_check(ctx: Ctx, value: str) -> str:
@@ -149,7 +122,7 @@ async def _major_check(ctx: Ctx, major: str) -> str:
     if not any(c.eligible for c in await _eligible(ctx, major)):
         name = dict(await _major_options(ctx)).get(major, major)
         raise Invalid(NO_COURSES.format(major=name) + "\n请选择其他专业，或回复“取消”。")
-    app = _app(ctx)
+    app = A.work(ctx)
     if app.major_code != major:
         app.major_code, app.items = major, []  # another plan: courses chosen for the old one go
         await A.persist(ctx)
@@ -157,11 +130,11 @@ async def _major_check(ctx: Ctx, major: str) -> str:
 
 
 async def _course_options(ctx: Ctx) -> list[F.Option]:
-    return [(c.code, f"{c.code} {c.name}") for c in await _eligible(ctx, _app(ctx).major_code or "") if c.eligible]
+    return [(c.code, f"{c.code} {c.name}") for c in await _eligible(ctx, A.work(ctx).major_code or "") if c.eligible]
 
 
 async def _courses_prompt(ctx: Ctx) -> str:
-    app = _app(ctx)
+    app = A.work(ctx)
     blocked = [c for c in await _eligible(ctx, app.major_code or "") if not c.eligible]
     lines = [ctx.state.take_lead()]
     if app.items:
@@ -177,7 +150,7 @@ async def _courses_prompt(ctx: Ctx) -> str:
 
 
 async def _courses_check(ctx: Ctx, codes: list[str]) -> list[str]:
-    app = _app(ctx)
+    app = A.work(ctx)
     old = {i.course_code: i for i in app.items}
     app.items = [old.get(code) or ItemData(code) for code in codes]
     await A.remember_names(ctx)
@@ -194,16 +167,16 @@ def _lacking(ctx: Ctx, item: ItemData) -> bool:
 
 
 async def _courses_to_fill(ctx: Ctx) -> list[int]:
-    return [ci for ci, item in enumerate(_app(ctx).items) if _lacking(ctx, item)]
+    return [ci for ci, item in enumerate(A.work(ctx).items) if _lacking(ctx, item)]
 
 
 def _elsewhere(ctx: Ctx, ci: int, ei: int) -> list[int]:
-    return [p for c, item in enumerate(_app(ctx).items) for e, ev in enumerate(item.evidences)
+    return [p for c, item in enumerate(A.work(ctx).items) for e, ev in enumerate(item.evidences)
             if (c, e) != (ci, ei) for p in ev.photo_ids]
 
 
 def _evidences_args(ctx: Ctx, ci: int, add: bool = False) -> EvidencesState:
-    st, app = ctx.state, _app(ctx)
+    st, app = ctx.state, A.work(ctx)
     st.ci = ci
     item, n = app.items[ci], len(app.items)
     later = next((i for c, i in enumerate(app.items) if c != ci and _lacking(ctx, i)), None)
@@ -215,19 +188,19 @@ def _evidences_args(ctx: Ctx, ci: int, add: bool = False) -> EvidencesState:
 
 
 async def _course_progress(ctx: Ctx, child: EvidencesState) -> None:
-    _app(ctx).items[ctx.state.ci].evidences = list(child.evidences)
+    A.work(ctx).items[ctx.state.ci].evidences = list(child.evidences)
     await A.persist(ctx)
 
 
 async def _keep_course(ctx: Ctx, ci: int, evidences: list[EvidenceData]) -> None:
-    _app(ctx).items[ci].evidences = list(evidences)
+    A.work(ctx).items[ci].evidences = list(evidences)
 
 
 # --- one evidence from the review: add, change, photos, delete ----------------------------------------
 
 
 def _evidence_args(ctx: Ctx) -> EvidenceState:
-    st, app = ctx.state, _app(ctx)
+    st, app = ctx.state, A.work(ctx)
     item = app.items[st.ci]
     ev = item.evidences[st.ei] if st.ei < len(item.evidences) else EvidenceData("")
     n = len(app.items)
@@ -240,19 +213,19 @@ def _evidence_args(ctx: Ctx) -> EvidenceState:
 async def _evidence_progress(ctx: Ctx, child: EvidenceState) -> None:
     st = ctx.state
     if child.ev.type_code:
-        _app(ctx).items[st.ci].evidences[st.ei:st.ei + 1] = [child.ev]
+        A.work(ctx).items[st.ci].evidences[st.ei:st.ei + 1] = [child.ev]
         await A.persist(ctx)
 
 
 def _evidence_label(ctx: Ctx, ci: int, ei: int) -> str:
-    item = _app(ctx).items[ci]
+    item = A.work(ctx).items[ci]
     e = item.evidences[ei]
     return (f"{ctx.state.name(item.course_code)}｜{ctx.state.type_name(e.type_code)}"
             + (f" {e.number}" if e.number else "") + f"（照片{len(e.photo_ids)}张）")
 
 
 async def _pick_options(ctx: Ctx) -> list[F.Option]:
-    app = _app(ctx)
+    app = A.work(ctx)
     if ctx.state.action == "add":
         return [(f"{ci}:{len(i.evidences)}", f"{i.course_code} {ctx.state.name(i.course_code)}")
                 for ci, i in enumerate(app.items)]
@@ -272,14 +245,14 @@ def _point(ctx: Ctx, value: str) -> str:
 
 
 def _delete_prompt(ctx: Ctx) -> str:
-    item = _app(ctx).items[ctx.state.ci]
+    item = A.work(ctx).items[ctx.state.ci]
     name = ctx.state.type_name(item.evidences[ctx.state.ei].type_code)
     return f"确定删除「{ctx.state.name(item.course_code)}」的凭证「{name}」吗？照片也一起删除。\n请回复“是”或“否”。"
 
 
 async def _delete_check(ctx: Ctx, yes: bool) -> bool:
     if yes:
-        del _app(ctx).items[ctx.state.ci].evidences[ctx.state.ei]
+        del A.work(ctx).items[ctx.state.ci].evidences[ctx.state.ei]
         await A.persist(ctx)
     return yes
 
@@ -288,7 +261,7 @@ async def _delete_check(ctx: Ctx, yes: bool) -> bool:
 
 
 async def _review_args(ctx: Ctx) -> ReviewState:
-    st, app = ctx.state, _app(ctx)
+    st, app = ctx.state, A.work(ctx)
     await A.remember_names(ctx)
     lines = []
     if app.major_code:
@@ -311,7 +284,7 @@ async def _review_args(ctx: Ctx) -> ReviewState:
 
 
 async def _reviewed(ctx: Ctx, picked: Picked) -> str:
-    st, app = ctx.state, _app(ctx)
+    st, app = ctx.state, A.work(ctx)
     if picked.action == "submit":
         await A.submit(ctx, "申请", "免考申请", AFTER)
         return END
@@ -340,16 +313,12 @@ async def _reviewed(ctx: Ctx, picked: Picked) -> str:
     return _point(ctx, every[0]) if len(every) == 1 else "pick"
 
 
-async def _finish(ctx: Ctx) -> str:
-    return ctx.state.result
-
-
 EXEMPTION = Flow(
-    name=KIND, title=TITLE, state=ExemptionState, begin=_begin, left_note=A.left_note, confirm=False, submit=_finish,
+    name=KIND, title=TITLE, state=ExemptionState, begin=partial(A.begin, kind=KIND, keyword=KEYWORD, closed_lines=_closed_lines), left_note=A.left_note, confirm=False, submit=A.finish,
     steps=[
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options, when=lambda ctx: ctx.state.existing,
              check=A.start_check, go={"continue": _resume, "new": "notice", "restart": "notice", "*": "review"}),
-        Step("notice", "考生须知", Acknowledge(), _notice_prompt, retry="读完考生须知后，请回复“我已知晓”继续申请。",
+        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry="读完考生须知后，请回复“我已知晓”继续申请。",
              check=_notice_check, go=_resume),
         Step("major", "专业", F.Choice(), "请选择申请免考的专业：", options=_major_options, check=_major_check, go=_resume),
         Step("courses", "课程", F.MultiChoice(), _courses_prompt, options=_course_options, check=_courses_check,
@@ -366,38 +335,5 @@ EXEMPTION = Flow(
 )
 
 
-# --- 我的申请 ------------------------------------------------------------------------------------
-
-
-async def applications_reply(ctx: Ctx, arg: str = "") -> Reply:
-    """"我的申请": every application of the candidate (申请免考 and 成绩补登) with its status, and
-    the courses exempted by approved applications (历史已通过免考审核的课程)."""
-    mine = await apps.list_applications(ctx.db, candidate_id=ctx.user.candidate_id)
-    exemptions = [a for a in mine if a.kind == KIND]
-    backfills = [a for a in mine if a.kind == backfill.KIND]
-    if not mine:
-        return Reply(f"您还没有办理过申请免考或成绩补登。\n回复“{KEYWORD}”申请免考，回复“{backfill.KEYWORD}”登记以前的成绩。")
-    lines = ["【我的申请】"]
-    if exemptions:
-        names = await apps.course_names(ctx.db, {i.course_code for a in exemptions for i in a.items})
-        lines.append("申请免考：")
-        for a in exemptions:
-            courses = "、".join(names.get(i.course_code, i.course_code) for i in a.items) or "未选课程"
-            if a.status == "draft":
-                lines.append(f"草稿（未提交）｜{courses}｜照片{a.photo_count()}张")
-            else:
-                lines += [A.status_line(a), f"　课程：{courses}"]
-        approved = [(i.course_code, a) for a in exemptions if a.status == "approved" for i in a.items]
-        if approved:
-            lines.append("已通过免考审核的课程：")
-            lines += [f"　{code} {names.get(code, code)}（{A.day(a.decided_at)}通过）" for code, a in approved]
-        lines.append(f"修改、继续或重新提交免考申请，请回复“{KEYWORD}”。")
-    if backfills:
-        lines += ["成绩补登：", *await backfill.registration_lines(ctx, backfills),
-                  f"修改待审核的登记，请回复“{backfill.KEYWORD}”。"]
-    return Reply("\n".join(lines))
-
-
 def register(router: Any) -> None:
     router.add_flow(EXEMPTION)
-    router.add_query("query:applications", applications_reply)

@@ -499,3 +499,29 @@ class Noted:
     @staticmethod
     def split(value: Any) -> tuple[Any, str]:
         return (value.value, value.note) if isinstance(value, Noted) else (value, "")
+
+
+@dataclass
+class Acknowledge(Field):
+    """The candidate has read a 考生须知: only "我已知晓" (or the same words shortened) goes on."""
+
+    hint: str = "读完须知后请回复“我已知晓”。"
+    WORDS = frozenset({"我已知晓", "已知晓", "知晓", "我已知晓,继续申请", "我已知晓，继续申请", "我已阅读并知晓"})
+
+    def parse_text(self, text: str) -> str:
+        if text.rstrip("。.!！") in self.WORDS:
+            return "我已知晓"
+        raise Invalid("请先阅读考生须知，读完回复“我已知晓”继续；不办理请回复“取消”。")
+
+
+@dataclass
+class OtherAdmissionNo(Field):
+    """Another province's 准考证号: its own length, letters and digits."""
+
+    hint: str = "转出省发的准考证号，6到20位数字或字母。"
+
+    def parse_text(self, text: str) -> str:
+        s = text.replace(" ", "").upper()
+        if not (6 <= len(s) <= 20) or not s.isalnum() or not s.isascii():
+            raise Invalid("准考证号应为6到20位数字或字母。")
+        return s

@@ -13,7 +13,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from bot.app import media_download
-from dialogs import backfill, exemption
+from dialogs import applications, backfill, exemption
 from dialogs.router import Router
 from storage import models as m
 from storage.db import Database
@@ -169,6 +169,7 @@ def application_router(db: Database, media: FakeMedia, photo_dir: Path, **kw) ->
     router.services.photo_store = LocalPhotoStore(photo_dir)
     exemption.register(router)
     backfill.register(router)
+    applications.register(router)
     return router
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 from sqlalchemy import func, select, update
 
 from dialogs import exemption, menu
+from dialogs import fields as F
 from storage import applications as apps
 from storage import queries as q
 from storage.db import Database
@@ -699,7 +700,7 @@ async def test_option_words_are_not_menu_keywords():
     from dialogs import backfill
     from dialogs.components import evidence, review
 
-    words = set(exemption.Acknowledge.WORDS) | {label for _, label in evidence.FIELDS}
+    words = set(F.Acknowledge.WORDS) | {label for _, label in evidence.FIELDS}
     words |= {label for _, label in backfill.KIND_OPTIONS}
     for kind in backfill.FIELDS:
         words |= {label for _, label in await backfill._field_options(SimpleNamespace(state=SimpleNamespace(entry=kind)))}
@@ -731,7 +732,7 @@ async def test_application_end_to_end_through_the_emulator(stack, tmp_path):
     WeChat client: refused ones, a rotated one, one compressed after the reply budget (sent
     later as a customer-service message); then 未通过, 重新提交 and 审核通过."""
     from bot.app import DB, ENDPOINT
-    from dialogs import backfill
+    from dialogs import applications, backfill
     from storage.photos import LocalPhotoStore
     from tests.evidence_fixtures import huge, oversized, pdf, rotated, tiny
     from tests.transcript import emulator_sender
@@ -743,6 +744,7 @@ async def test_application_end_to_end_through_the_emulator(stack, tmp_path):
     router = endpoint.handler.__self__  # the service's own router
     exemption.register(router)  # until Router.__init__ registers the flows itself
     backfill.register(router)
+    applications.register(router)
     router.services.photo_store = LocalPhotoStore(tmp_path / "photos")
     endpoint.budget = 4.5
     state.record_user_action(OPENID, "message")

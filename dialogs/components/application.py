@@ -63,18 +63,34 @@ class AppState:
         return lead
 
 
-async def begin(ctx: Ctx, kind: str, keyword: str, closed_lines) -> Optional[str]:
-    """The window check every application starts with; the state filled for an open window."""
+def work(ctx: Ctx) -> ApplicationData:
+    """The working copy (there once the draft is opened or an application loaded)."""
+    assert ctx.state.app is not None
+    return ctx.state.app
+
+
+async def mine(ctx: Ctx) -> list[ApplicationData]:
+    """The candidate's applications of this flow's kind."""
+    return await apps.list_applications(ctx.db, candidate_id=ctx.user.candidate_id, kind=ctx.state.kind)
+
+
+async def finish(ctx: Ctx) -> str:
+    return ctx.state.result
+
+
+async def begin(ctx: Ctx, *, kind: str, keyword: str, closed_lines) -> Optional[str]:
+    """The window check every application starts with; the state filled for an open window.
+    `closed_lines(ctx, mine)`: what a closed window shows of the candidate's applications."""
     st: AppState = ctx.state
     st.kind, st.keyword = kind, keyword
     check = await apps.business_window(ctx.db, kind, ctx.now)
-    mine = await apps.list_applications(ctx.db, candidate_id=ctx.user.candidate_id, kind=kind)
+    existing = await mine(ctx)
     if not check.is_open:
-        return join(apps.window_closed_text(check), "\n".join(await closed_lines(ctx, mine)))
+        return join(apps.window_closed_text(check), "\n".join(await closed_lines(ctx, existing)))
     assert check.open is not None
     st.closes_at = shanghai_time(check.open.closes_at)
     st.notice = check.open.notice or ""
-    st.existing = bool(mine)
+    st.existing = bool(existing)
     st.types = await apps.evidence_types(ctx.db, include_inactive=True)
     st.born = await apps.birth_month(ctx.db, ctx.user.candidate_id)
     return None
