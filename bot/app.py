@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -23,9 +22,9 @@ from dialogs.faq import FaqService
 from dialogs.router import Router
 from dialogs.services import MediaUnavailable, Services
 from dialogs.types import Reply
+from storage import outbox
 from storage.db import Database
 from storage.photos import LocalPhotoStore
-from storage.models import Outbox
 
 log = logging.getLogger("zikao.app")
 
@@ -138,10 +137,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 await client.send_image(openid, reply.image_media_id)
         except Exception as e:
             log.warning("customer-service send failed (%s); queued in the outbox", e)
-            payload = {"text": reply.text, "image": reply.image_media_id}
-            async with db.session() as s, s.begin():
-                s.add(Outbox(openid=openid, kind="reply", payload=payload,
-                             client_msg_id=uuid.uuid4().hex, status="waiting", last_error=str(e)[:255]))
+            await outbox.queue_unsent_reply(db, openid=openid, text=reply.text, image_media_id=reply.image_media_id,
+                                            error=str(e))
 
     endpoint = WeChatEndpoint(
         token=settings.wechat_token,

@@ -397,7 +397,11 @@ class Engine:
                         return await self._submit(dialog, conv, ctx, join(*parts))
                         conv.step = SUMMARY
                         return Reply(join(*parts, await self._summary(dialog, ctx)))
-                    value = await dialog.submit(ctx) if dialog.submit is not None else ctx.state
+                    try:
+                        value = await dialog.submit(ctx) if dialog.submit is not None else ctx.state
+                    except Invalid as e:  # not yet: back to the component's summary with the reason
+                        conv.step = SUMMARY
+                        return Reply(join(*parts, e.reason, await self._summary(dialog, ctx)))
                     name, note = await self._returned(conv, ctx, value)
                     parts.append(note)
                     continue

@@ -11,6 +11,7 @@ from typing import Any
 
 from dialogs import fields as F
 from dialogs.components import application as A
+from dialogs.components.contact import CONTACT_UPDATE
 from dialogs.components.evidence import EVIDENCE, EVIDENCES, EvidencesState, EvidenceState, first_missing
 from dialogs.components.review import REVIEW, Line, Picked, ReviewState, options
 from dialogs.engine import END, Call, Ctx, EndFlow, Flow, Loop, Step, join
@@ -278,9 +279,9 @@ async def _review_args(ctx: Ctx) -> ReviewState:
         tail.append("还需补充：\n" + "\n".join(f"· {p}" for p in problems))
     if app.status == "submitted":
         tail.append("修改后需要再次提交；不提交的话，原申请不变，仍在审核中。")
-    return ReviewState(head=A.head(st, TITLE), lines=lines, tail=tail, options=options(
+    return ReviewState(head=[st.take_lead(), *A.head(st, TITLE)], lines=lines, tail=tail, options=options(
         app.status, ("add", "新增凭证"), ("edit", "修改凭证"), ("photos", "更换照片"), ("delete", "删除凭证"),
-        ("courses", "修改课程")))
+        ("courses", "修改课程"), ("contact", "更新手机号等联系方式")))
 
 
 async def _reviewed(ctx: Ctx, picked: Picked) -> str:
@@ -290,8 +291,8 @@ async def _reviewed(ctx: Ctx, picked: Picked) -> str:
         return END
     if picked.action == "leave":
         A.leave(ctx)
-    if picked.action == "courses":
-        return "courses"
+    if picked.action in ("courses", "contact"):
+        return picked.action
     st.action = picked.action
     if picked.action == "change":  # 修改 N (a course: its evidences) or 修改 N.M (one evidence)
         ci, _, ei = picked.target.partition(":")
@@ -331,6 +332,7 @@ EXEMPTION = Flow(
         Call("add", EVIDENCES, args=lambda ctx: _evidences_args(ctx, ctx.state.ci, add=True), progress=_course_progress,
              go="review"),
         Step("delete", "确认删除", F.YesNo(), _delete_prompt, check=_delete_check, go="review"),
+        Call("contact", CONTACT_UPDATE, go=lambda ctx, done: setattr(ctx.state, "lead", done) or "review"),
     ],
 )
 

@@ -258,3 +258,32 @@ async def test_the_evidence_type_list_is_not_repeated_for_every_evidence(db, rou
         > 6
         < 请输入凭证编号
     """)
+
+
+# --- a component called from an application ------------------------------------------------------------
+
+
+async def test_contact_update_called_from_the_review_returns_to_the_application(db, router):
+    from storage import accounts
+
+    w = await world(db)
+    await run(router_sender(router, OPENID), TO_NOTE + """
+        > 无
+        [photo CERT1]
+        > 完成
+        > 2
+        < 7. 更新手机号等联系方式
+        > 更新手机号等联系方式
+        < 请选择要修改的项目
+        > 电子邮箱
+        < 请输入新的电子邮箱
+        > zhaomin@example.com
+        < 请核对「修改联系方式」
+        > 确认
+        < 电子邮箱已更新
+        < 【申请免考｜请核对】
+        < 1. 00320 领导科学
+        > 确认
+        < 已提交，第1号免考申请现在是“待审核”
+    """)
+    assert (await accounts.profile(db, w.candidate))["email"] == "zhaomin@example.com"

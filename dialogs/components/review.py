@@ -57,7 +57,7 @@ def _numbered(st: ReviewState) -> list[Line]:
 
 def _prompt(ctx: Ctx) -> str:
     st: ReviewState = ctx.state
-    out = list(st.head)
+    out = [x for x in st.head if x]
     n = 0
     for ln in st.lines:
         if ln.target:
