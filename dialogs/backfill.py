@@ -314,7 +314,8 @@ async def _reviewed(ctx: Ctx, picked: Picked) -> str:
 
 
 BACKFILL = Flow(
-    name=KIND, title=TITLE, state=BackfillState, begin=partial(A.begin, kind=KIND, keyword=KEYWORD, closed_lines=_closed_lines), left_note=A.left_note, confirm=False, submit=A.finish,
+    name=KIND, title=TITLE, state=BackfillState, confirm=False, left_note=A.left_note, submit=A.finish,
+    begin=partial(A.begin, kind=KIND, keyword=KEYWORD, closed_lines=_closed_lines),
     steps=[
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options, check=A.start_check,
              go={"continue": _resume, "new": "kind", "restart": "kind", "*": "review"}),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Optional
 
 from dialogs import fields as F
 from dialogs.components import application as A
@@ -40,6 +40,7 @@ class ExemptionState(A.AppState):
     ci: int = 0  # the course an evidence is added to or changed from the review
     ei: int = 0  # that evidence (== len(evidences): a new one)
     action: str = ""  # what the review asked: add / edit / photos / delete
+    within: Optional[int] = None  # 修改 N: the evidences to pick from are course N's
 
 
 # --- begin, the first choice, 考生须知, major, courses -----------------------------------------------
@@ -230,9 +231,8 @@ async def _pick_options(ctx: Ctx) -> list[F.Option]:
     if ctx.state.action == "add":
         return [(f"{ci}:{len(i.evidences)}", f"{i.course_code} {ctx.state.name(i.course_code)}")
                 for ci, i in enumerate(app.items)]
-    only = ctx.state.ci if ctx.state.action.endswith("!") else None
     return [(f"{ci}:{ei}", _evidence_label(ctx, ci, ei)) for ci, i in enumerate(app.items)
-            for ei in range(len(i.evidences)) if only in (None, ci)]
+            for ei in range(len(i.evidences)) if ctx.state.within in (None, ci)]
 
 
 def _pick_prompt(ctx: Ctx) -> str:
@@ -241,7 +241,6 @@ def _pick_prompt(ctx: Ctx) -> str:
 
 def _point(ctx: Ctx, value: str) -> str:
     ctx.state.ci, ctx.state.ei = (int(x) for x in value.split(":"))
-    ctx.state.action = ctx.state.action.rstrip("!")
     return {"delete": "delete", "add": "add"}.get(ctx.state.action, "evidence")
 
 
@@ -293,18 +292,13 @@ async def _reviewed(ctx: Ctx, picked: Picked) -> str:
         A.leave(ctx)
     if picked.action in ("courses", "contact"):
         return picked.action
-    st.action = picked.action
-    if picked.action == "change":  # 修改 N (a course: its evidences) or 修改 N.M (one evidence)
+    st.action, st.within = picked.action, None
+    if picked.action == "change":  # 修改 N (a course: one of its evidences) or 修改 N.M (that evidence)
         ci, _, ei = picked.target.partition(":")
-        st.action = "edit"
-        if ei != "*":
-            return _point(ctx, picked.target)
-        st.ci, st.action = int(ci), "edit!"
-        if len(app.items[st.ci].evidences) == 1:
-            return _point(ctx, f"{ci}:0")
-        if not app.items[st.ci].evidences:
-            st.action = "add"
-            return _point(ctx, f"{ci}:0")
+        evidences = app.items[int(ci)].evidences
+        st.action, st.within = ("edit" if evidences else "add"), int(ci)
+        if ei != "*" or len(evidences) <= 1:
+            return _point(ctx, picked.target if ei != "*" else f"{ci}:0")
         return "pick"
     every = [f"{ci}:{ei}" for ci, i in enumerate(app.items) for ei in range(len(i.evidences))]
     if picked.action == "add":
@@ -315,7 +309,8 @@ async def _reviewed(ctx: Ctx, picked: Picked) -> str:
 
 
 EXEMPTION = Flow(
-    name=KIND, title=TITLE, state=ExemptionState, begin=partial(A.begin, kind=KIND, keyword=KEYWORD, closed_lines=_closed_lines), left_note=A.left_note, confirm=False, submit=A.finish,
+    name=KIND, title=TITLE, state=ExemptionState, confirm=False, left_note=A.left_note, submit=A.finish,
+    begin=partial(A.begin, kind=KIND, keyword=KEYWORD, closed_lines=_closed_lines),
     steps=[
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options, when=lambda ctx: ctx.state.existing,
              check=A.start_check, go={"continue": _resume, "new": "notice", "restart": "notice", "*": "review"}),

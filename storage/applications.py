@@ -521,6 +521,8 @@ def backfill_item_problems(item: ItemData, course_name: str, types: Mapping[str,
             out.append(f"{course_name}：请填写免考所用的凭证（类型、取得时间、编号、取得地点）。")
         for e in item.evidences:
             out += [f"{course_name}：{q}" for q in evidence_problems(e, types, today, photos=False)]
+            if e.obtained_month and item.passed_month and e.obtained_month > item.passed_month:
+                out.append(f"{course_name}：取得凭证的时间不能晚于办理免考时间（{month_label(item.passed_month)}）。")
     else:  # transfer
         if not (item.from_province or "").strip():
             out.append("请填写来源省（转出省）。")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from dialogs.consult import Consultant
-from dialogs.faq import FaqService
 from storage import applications as apps
 from storage.models import Course, PlanCourse, ScoreRecord
 from tests.evidence_fixtures import OPENID, ZHAO_ADMISSION, application_router, one, standard_media, world
+from tests.test_consult import faq  # noqa: F401 (fixture)
 from tests.transcript import router_sender, run
 
 TO_NOTE = """
@@ -22,17 +22,23 @@ TO_NOTE = """
     > 上海
     < 备注
 """
-
-
-@pytest.fixture(scope="module")
-def faq(tmp_path_factory) -> FaqService:
-    service = FaqService(cache_dir=tmp_path_factory.mktemp("jieba"))
-    service.warm()
-    return service
+THEORY_COURSE = """
+    > 成绩补登
+    > 登记成绩
+    > 1
+    > 领导
+    > 1
+"""
+TO_REVIEW = TO_NOTE + """
+    > 无
+    [photo CERT1]
+    > 完成
+    > 2
+"""
 
 
 @pytest.fixture
-def router(db, faq, tmp_path):
+def router(db, faq, tmp_path):  # noqa: F811
     return application_router(db, standard_media(), tmp_path / "photos", faq=Consultant(faq))
 
 
@@ -73,11 +79,7 @@ async def test_a_question_at_the_photo_step_gets_its_answer_not_a_refusal(db, ro
 
 async def test_a_score_question_at_the_review_is_answered_and_the_review_stays(db, router):
     await world(db)
-    await run(router_sender(router, OPENID), TO_NOTE + """
-        > 无
-        [photo CERT1]
-        > 完成
-        > 2
+    await run(router_sender(router, OPENID), TO_REVIEW + """
         < 【申请免考｜请核对】
         > 英语二考了多少分
         < 英语(二)
@@ -93,11 +95,7 @@ async def test_a_score_question_at_the_review_is_answered_and_the_review_stays(d
 
 async def test_change_n_at_the_exemption_review_reaches_one_evidence_of_one_course(db, router):
     await world(db)
-    await run(router_sender(router, OPENID), TO_NOTE + """
-        > 无
-        [photo CERT1]
-        > 完成
-        > 2
+    await run(router_sender(router, OPENID), TO_REVIEW + """
         < 1. 00320 领导科学
         < 　① 大学英语四级（CET-4）成绩单｜编号CET4-2018-000123
         > 修改 1.1
@@ -120,12 +118,7 @@ async def test_change_n_at_the_exemption_review_reaches_one_evidence_of_one_cour
 
 async def test_change_n_at_the_backfill_review_changes_that_field(db, router):
     await world(db)
-    await run(router_sender(router, OPENID), """
-        > 成绩补登
-        > 登记成绩
-        > 1
-        > 领导
-        > 1
+    await run(router_sender(router, OPENID), THEORY_COURSE + """
         > 2001年5月
         > 88
         > 无
@@ -195,12 +188,7 @@ async def test_backfill_evidence_obtained_after_the_exemption_is_refused(db, rou
 
 async def test_a_result_dated_before_the_candidate_could_sit_is_refused(db, router):
     await world(db)  # 赵敏 was born in July 1993
-    await run(router_sender(router, OPENID), """
-        > 成绩补登
-        > 登记成绩
-        > 1
-        > 领导
-        > 1
+    await run(router_sender(router, OPENID), THEORY_COURSE + """
         > 1998年6月
         < 您还不满6周岁
         > 2001年5月
@@ -267,11 +255,7 @@ async def test_contact_update_called_from_the_review_returns_to_the_application(
     from storage import accounts
 
     w = await world(db)
-    await run(router_sender(router, OPENID), TO_NOTE + """
-        > 无
-        [photo CERT1]
-        > 完成
-        > 2
+    await run(router_sender(router, OPENID), TO_REVIEW + """
         < 7. 更新手机号等联系方式
         > 更新手机号等联系方式
         < 请选择要修改的项目
@@ -287,3 +271,20 @@ async def test_contact_update_called_from_the_review_returns_to_the_application(
         < 已提交，第1号免考申请现在是“待审核”
     """)
     assert (await accounts.profile(db, w.candidate))["email"] == "zhaomin@example.com"
+
+
+@pytest.mark.parametrize("error, reason", [
+    (40007, "expired"), (41006, "expired"), (40009, "too_large"), (-1, "busy"), (45009, "busy"), (45011, "busy"),
+    (40001, "other"), (None, "busy"),
+])
+async def test_the_edge_tells_dialogs_why_a_photo_is_unavailable_without_wechat_codes(error, reason):
+    from bot.app import media_download
+    from dialogs.services import MediaUnavailable
+    from tests.evidence_fixtures import WeChatError
+
+    async def fetch(media_id: str):
+        raise TimeoutError() if error is None else WeChatError(error, "x")
+
+    with pytest.raises(MediaUnavailable) as caught:
+        await media_download(fetch)("MEDIA")
+    assert caught.value.reason == reason

@@ -332,20 +332,27 @@ async def test_commands_work_at_every_step(router, db, k):
 # --- composed dialogs: a route table, a call, a loop, typed state -------------------------------------
 
 
-async def test_the_docs_example_loops_calls_and_returns(db):
-    """docs/dialogs.md's flow: a route by the answer, a component called and returned from
-    (修改联系方式 with its own summary), a loop over items with a component per item, typed state
-    surviving between messages, 返回 inside a component, and a route back into the loop."""
+async def _example_router(db: Database) -> tuple[Router, int]:
+    """A router with docs/dialogs.md's example flow, and a candidate bound to OPENID."""
     from dialogs import example, menu
-    from storage import accounts
+    from storage.models import WechatUser
 
     cid = await add_candidate(db)
     r = make_router(db)
     r.add_flow(example.EXAMPLE)
     menu.KEYWORDS.setdefault("情况说明", "flow:explain")
     async with db.session() as s, s.begin():
-        from storage.models import WechatUser
         s.add(WechatUser(openid=OPENID, candidate_id=cid))
+    return r, cid
+
+
+async def test_the_docs_example_loops_calls_and_returns(db):
+    """docs/dialogs.md's flow: a route by the answer, a component called and returned from
+    (修改联系方式 with its own summary), a loop over items with a component per item, typed state
+    surviving between messages, 返回 inside a component, and a route back into the loop."""
+    from storage import accounts
+
+    r, cid = await _example_router(db)
     await run(router_sender(r, OPENID), """
         > 情况说明
         < 您的手机号码还在用吗
@@ -380,15 +387,7 @@ async def test_the_docs_example_loops_calls_and_returns(db):
 
 
 async def test_cancel_inside_a_component_ends_the_whole_flow(db):
-    from dialogs import example, menu
-
-    cid = await add_candidate(db)
-    r = make_router(db)
-    r.add_flow(example.EXAMPLE)
-    menu.KEYWORDS.setdefault("情况说明", "flow:explain")
-    async with db.session() as s, s.begin():
-        from storage.models import WechatUser
-        s.add(WechatUser(openid=OPENID, candidate_id=cid))
+    r, _ = await _example_router(db)
     await run(router_sender(r, OPENID), """
         > 情况说明
         > 是
