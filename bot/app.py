@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -18,15 +18,16 @@ from bot.faq_cli import faq_locations
 from bot.freshness import DatabaseNonces, RedisNonces
 from bot.scheduler import SchedulerOptions, ServiceScheduler, owner_id
 from bot.token_store import DatabaseTokenStore, RedisTokenStore
-from bot.wechat_client import WeChatClient
+from bot.wechat_client import MediaExpired, MediaTooLarge, WeChatAPIError, WeChatBusy, WeChatClient
 from bot.sms import build_gateway as build_sms_gateway
 from console.app import create_console
 from console.core import DB as CONSOLE_DB, ConsoleConfig
 from dialogs.consult import Consultant
 from dialogs.faq import FaqService
 from dialogs.router import Router
-from dialogs.services import Services
+from dialogs.services import MediaUnavailable, Services
 from dialogs.types import Reply
+from storage import outbox
 from storage.db import Database
 from storage.photos import LocalPhotoStore
 
@@ -39,6 +40,26 @@ ENDPOINT = web.AppKey("endpoint", WeChatEndpoint)
 SCHEDULER = web.AppKey("scheduler", ServiceScheduler)
 SCHEDULER_OPTIONS = web.AppKey("scheduler_options", SchedulerOptions)
 H5 = web.AppKey("h5", H5Env)
+
+
+def media_download(fetch: Callable[[str], Awaitable[tuple[bytes, str]]]) -> Callable[[str], Awaitable[tuple[bytes, str]]]:
+    """The client's media download as dialogs see it: the client's typed errors become
+    MediaUnavailable, so dialogs/ never learns WeChat's error codes."""
+
+    async def download(media_id: str) -> tuple[bytes, str]:
+        try:
+            return await fetch(media_id)
+        except MediaExpired as e:  # 40007 / 41006: expired after 3 days, or never issued
+            raise MediaUnavailable("expired", str(e.errcode)) from e
+        except MediaTooLarge as e:
+            raise MediaUnavailable("too_large", str(e.errcode)) from e
+        except WeChatBusy as e:  # -1 / 45009 / 45011, timeouts and connection failures
+            raise MediaUnavailable("busy", str(e.errcode)) from e
+        except WeChatAPIError as e:
+            raise MediaUnavailable("other", str(e.errcode)) from e
+        except Exception as e:  # anything else on the way: treat like a busy WeChat, ask again
+            raise MediaUnavailable("busy", type(e).__name__) from e
+    return download
 
 
 def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None) -> web.Application:
@@ -108,7 +129,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
               if settings.mode != "plain" else None)
     services = Services(
         sms=build_sms_gateway(settings, session),
-        download_media=client.download_media,
+        download_media=media_download(client.download_media),
         upload_image=lambda data, filename: client.upload_media(
             "image", data, filename, "image/png" if filename.lower().endswith(".png") else "image/jpeg"),
         photo_store=LocalPhotoStore.under_media_dir(settings.media_dir),

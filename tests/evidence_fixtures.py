@@ -12,7 +12,9 @@ from typing import Optional
 from PIL import Image
 from sqlalchemy import select
 
-from dialogs import backfill, exemption
+from bot.app import media_download
+from bot.wechat_client import MediaTooLarge, api_error
+from dialogs import applications, backfill, exemption
 from dialogs.router import Router
 from storage import models as m
 from storage.db import Database
@@ -75,12 +77,11 @@ def png_certificate(seed: int = 11) -> bytes:
 # --- WeChat media ----------------------------------------------------------------------------------
 
 
-class WeChatError(Exception):
-    """Like bot.wechat_client.WeChatAPIError: what WeChat answered instead of the file."""
-
-    def __init__(self, errcode: int, errmsg: str = "") -> None:
-        super().__init__(f"errcode {errcode}: {errmsg}")
-        self.errcode = errcode
+def WeChatError(errcode: int, errmsg: str = "") -> Exception:
+    """What bot.wechat_client raises when WeChat answers `errcode` instead of the file."""
+    if errcode == 40009:  # the client stops a download at its size limit
+        return MediaTooLarge(10 * 1024 * 1024)
+    return api_error(errcode, errmsg, "media/get")
 
 
 @dataclass
@@ -164,10 +165,11 @@ async def close_window(db: Database, kind: str) -> None:
 
 def application_router(db: Database, media: FakeMedia, photo_dir: Path, **kw) -> Router:
     router = make_router(db, **kw)
-    router.services.download_media = media.download
+    router.services.download_media = media_download(media.download)  # as bot/app.py wires the client
     router.services.photo_store = LocalPhotoStore(photo_dir)
     exemption.register(router)
     backfill.register(router)
+    applications.register(router)
     return router
 
 
