@@ -109,20 +109,16 @@ async def _bind_begin(ctx: Ctx):
             "\n密码只在页面中填写，请不要在聊天中发送。绑定完成后回到这里即可查询和办理。")
 
 
-async def _never(ctx: Ctx, value) -> None:
-    raise EndFlow(PAGE_MISSING)
-
-
-# The flow only answers with the link (its begin never lets it start); it stays a flow so that
-# "绑定", the menu key and "business needs binding first" all reach it the same way.
+# A flow with no steps: its begin always answers (the link, or why not), so it never starts. It
+# stays a flow so that "绑定", the menu key and "business needs binding first" reach it the same
+# way; the steps themselves are on the H5 page (dialogs/binding.py).
 BIND = Flow(
     name="bind",
     title="绑定考生信息",
     needs_binding=False,
     confirm=False,
     begin=_bind_begin,
-    steps=[Step("page", "绑定", F.Text(), "", check=_never)],
-    submit=_never,
+    steps=[],
 )
 
 
@@ -166,8 +162,7 @@ PASSWORD = Flow(
     title="修改密码",
     confirm=False,
     begin=_password_begin,
-    steps=[Step("page", "修改密码", F.Text(), "", check=_never)],
-    submit=_never,
+    steps=[],  # like BIND: the page has the steps
 )
 
 
