@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot import faq_cli, review_cli
+from bot import faq_cli, review_cli, transfer_cli
 from bot.config import ConfigError, Settings, load_settings
 
 DEMO_ENV = {
@@ -287,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("id", nargs="?", type=int)
     st.set_defaults(func=cmd_notice_status)
     review_cli.register(sub)
+    transfer_cli.register(sub)
     faq_cli.register(sub)
     menu = sub.add_parser("menu", help="the custom menu (dialogs/menu.py)")
     msub = menu.add_subparsers(dest="menu_command", required=True)

@@ -16,7 +16,7 @@ import logging
 from dataclasses import replace
 from typing import Any, Awaitable, Callable, Optional
 
-from dialogs import account, backfill, business, exemption, lookups, menu, subscription, welcome
+from dialogs import account, backfill, business, exemption, lookups, menu, subscription, transfer_in, welcome
 from dialogs import engine as E
 from dialogs import fields as F
 from dialogs.engine import Ctx, Engine, EndFlow, Flow, Step, User, join
@@ -105,6 +105,7 @@ class Router:
         lookups.register(self)
         exemption.register(self)
         backfill.register(self)
+        transfer_in.register(self)
 
     # --- registration (each feature module calls these) ------------------------------------
 
