@@ -311,3 +311,68 @@ async def test_courses_accepted_after_completion_become_results_on_reimport(db: 
             m.ScoreRecord.candidate_id == cid, m.ScoreRecord.kind == "transfer"))).scalars())
         assert kinds == {"03709", "00015", "00051"}
         assert (await s.scalar(select(TransferInCourse.note).where(TransferInCourse.course_code == "00051"))) == "复核后认定"
+
+
+# --- 本市转出 applications through the decision path ------------------------------------------------------
+
+ZHAO = "310105199307074567"
+ZHAO_ADMISSION = "012424100318"  # docs/examples: 03708, 03709, 00052 passed, 00015 exempted
+
+
+async def transfer_out_world(db: Database) -> int:
+    from storage import models as mm
+
+    assert (await import_directory(db, EXAMPLES)).ok
+    cid = await bind(db, openid="o_zhao_out", id_number=ZHAO)
+    now = m.utcnow()
+    async with db.session() as s, s.begin():
+        s.add(mm.BusinessWindow(kind="transfer_out", title="2026年下半年本市转出", opens_at=now - dt.timedelta(days=1),
+                                closes_at=now + dt.timedelta(days=10)))
+    return cid
+
+
+GOOD = tr.TransferOutDetails("浙江省", "330118200345", "本科", "行政管理", "工作调动", "13764219053")
+
+
+async def test_results_offered_for_transfer_out_say_why_some_cannot_leave(db: Database) -> None:
+    cid = await transfer_out_world(db)
+    choices = {c.course_code: c for c in await tr.transfer_out_results(db, cid)}
+    assert set(choices) == {"03708", "03709", "00052", "00015"}
+    assert choices["03709"].eligible and choices["03709"].result.score == Decimal("65.0")  # the passing attempt
+    assert not choices["00015"].eligible and choices["00015"].why_not == "免考课程不能转出"
+    await tr.save_rules(db, tr.TransferOutRules(exclude_course_kinds={"实践": "实践课程成绩不能转出"}))
+    choices = {c.course_code: c for c in await tr.transfer_out_results(db, cid)}
+    assert choices["00052"].why_not == "实践课程成绩不能转出"
+
+
+async def test_transfer_out_is_refused_then_rejected_resubmitted_and_approved_with_reference(db: Database) -> None:
+    from storage import applications as apps
+
+    cid = await transfer_out_world(db)
+    draft = await apps.open_draft(db, kind="transfer_out", candidate_id=cid, openid="o_zhao_out",
+                                  admission_number=ZHAO_ADMISSION)
+    draft.items = [apps.ItemData("03708"), apps.ItemData("00015")]
+    draft.details = tr.TransferOutDetails(province="浙江省").to_dict()
+    draft = await apps.save_draft(db, draft)
+    assert draft.details == {"province": "浙江省"}
+    with pytest.raises(apps.SubmissionRefused) as refused:
+        await apps.submit(db, draft)
+    assert "英语(二)：免考课程不能转出。" in refused.value.problems and "请填写联系电话。" in refused.value.problems
+    draft.items = [apps.ItemData("03708"), apps.ItemData("03709")]
+    draft.details = GOOD.to_dict()
+    sent = await apps.submit(db, draft)
+    assert sent.status == "submitted"
+    # Pending in this application: another one cannot take the same results.
+    assert {c.course_code: c.why_not for c in await tr.transfer_out_results(db, cid)}["03708"] == \
+        "已在另一份转出申请中，等待审核"
+    rejected = (await apps.reject(db, sent.id, reason="转入准考证号与浙江省记录不符", by="张老师")).application
+    again = await apps.submit(db, rejected)
+    done = await apps.approve(db, again.id, by="张老师")
+    ref = done.application.details["reference"]
+    assert ref == tr.reference_number(again.id, done.application.decided_at) and done.score_records == 0
+    got = [p.payload["text"] for p in await pushes(db, "o_zhao_out")]
+    assert got[0] == "您的本市转出申请审核结果：未通过。\n回复“转出”查看原因并重新提交。"
+    assert got[1].startswith("您的本市转出申请审核结果：已通过。\n转出编号：" + ref)
+    assert "中国近现代史纲要、马克思主义基本原理概论（共2门）" in got[1] and got[1].endswith("回复“转出”查看详情。")
+    assert "分" not in got[1].replace("共2门", "")
+    assert {c.course_code: c.why_not for c in await tr.transfer_out_results(db, cid)}["03708"] == "已办理转出"
