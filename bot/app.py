@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -21,11 +20,11 @@ from bot.sms import build_gateway as build_sms_gateway
 from dialogs.consult import Consultant
 from dialogs.faq import FaqService
 from dialogs.router import Router
-from dialogs.services import Services
+from dialogs.services import MediaUnavailable, Services
 from dialogs.types import Reply
+from storage import outbox
 from storage.db import Database
 from storage.photos import LocalPhotoStore
-from storage.models import Outbox
 
 log = logging.getLogger("zikao.app")
 
@@ -35,6 +34,31 @@ CLIENT = web.AppKey("wechat_client", WeChatClient)
 ENDPOINT = web.AppKey("endpoint", WeChatEndpoint)
 SCHEDULER = web.AppKey("scheduler", ServiceScheduler)
 SCHEDULER_OPTIONS = web.AppKey("scheduler_options", SchedulerOptions)
+
+
+# WeChat's errcodes for a media id it does not know (expired after 3 days, or never issued), for
+# a download stopped at the size limit (bot.wechat_client.MediaTooLarge), and for busy / down.
+_MEDIA_GONE = frozenset({40007, 41006})
+_MEDIA_TOO_LARGE = 40009
+_WECHAT_BUSY = frozenset({-1, 45009, 45011})
+
+
+def media_download(fetch: Callable[[str], Awaitable[tuple[bytes, str]]]) -> Callable[[str], Awaitable[tuple[bytes, str]]]:
+    """The client's media download as dialogs see it: its errors become MediaUnavailable."""
+
+    async def download(media_id: str) -> tuple[bytes, str]:
+        try:
+            return await fetch(media_id)
+        except Exception as e:  # the client's errors, timeouts, connection failures
+            code = getattr(e, "errcode", None)
+            if code in _MEDIA_GONE:
+                raise MediaUnavailable("expired", str(code)) from e
+            if code == _MEDIA_TOO_LARGE:
+                raise MediaUnavailable("too_large", str(code)) from e
+            if code is None or code in _WECHAT_BUSY:
+                raise MediaUnavailable("busy", type(e).__name__) from e
+            raise MediaUnavailable("other", str(code)) from e
+    return download
 
 
 def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None) -> web.Application:
@@ -86,7 +110,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     crypto = MessageCrypto(settings.wechat_token, settings.aes_keys, settings.wechat_app_id) if settings.safe_mode else None
     services = Services(
         sms=build_sms_gateway(settings, session),
-        download_media=client.download_media,
+        download_media=media_download(client.download_media),
         upload_image=lambda data, filename: client.upload_media(
             "image", data, filename, "image/png" if filename.lower().endswith(".png") else "image/jpeg"),
         photo_store=LocalPhotoStore.under_media_dir(settings.media_dir),
@@ -113,10 +137,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 await client.send_image(openid, reply.image_media_id)
         except Exception as e:
             log.warning("customer-service send failed (%s); queued in the outbox", e)
-            payload = {"text": reply.text, "image": reply.image_media_id}
-            async with db.session() as s, s.begin():
-                s.add(Outbox(openid=openid, kind="reply", payload=payload,
-                             client_msg_id=uuid.uuid4().hex, status="waiting", last_error=str(e)[:255]))
+            await outbox.queue_unsent_reply(db, openid=openid, text=reply.text, image_media_id=reply.image_media_id,
+                                            error=str(e))
 
     endpoint = WeChatEndpoint(
         token=settings.wechat_token,

@@ -47,6 +47,7 @@ class Field:
     hint: str = ""  # one line on what is expected, shown after a wrong answer
     optional: bool = False  # "无" / "跳过" leave it empty
     accepts_image: bool = False
+    gathers = False  # several answers to one step (photos), until the field reads DONE
 
     SKIP_WORDS = frozenset({"无", "没有", "跳过", "不填", "略"})
 
@@ -373,9 +374,9 @@ def _pick_one(text: str, options: Sequence[Option]) -> str:
             return options[n - 1][0]
         raise Invalid(f"请回复1到{len(options)}之间的数字。")
     for value, label in options:
-        if s in (value, label):
+        if s in (value, label, clean(label)):  # labels as typed: full-width commas come in folded
             return value
-    hits = [value for value, label in options if s and s in label]
+    hits = [value for value, label in options if s and s in clean(label)]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
@@ -456,16 +457,29 @@ DONE_WORDS = frozenset({"完成", "好了", "发完了", "没有了", "结束", 
 
 @dataclass
 class Photos(Photo):
-    """One or more photos: each image adds one; '完成' ends the step (at least `min_count`)."""
+    """One or more photos: each image adds one; '完成' ends the step (at least `min_count`).
+    The engine keeps the list; the step's check receives each photo (dialogs/components/photos.py)."""
 
     min_count: int = 1
     max_count: int = 9
-    accumulates: bool = field(default=True, init=False)
+    full: str = "最多{n}张照片，回复“完成”继续。"
+    gathers = True
 
     def parse_text(self, text: str) -> Any:
         if text in DONE_WORDS:
             return DONE
         raise Invalid("这一步需要发送照片。发完后回复“完成”。")
+
+    def enough(self, have: list) -> None:
+        if len(have) < self.min_count:
+            raise Invalid(f"还需要至少{self.min_count}张照片。")
+
+    def room(self, have: list) -> None:
+        if len(have) >= self.max_count:
+            raise Invalid(self.full.format(n=self.max_count))
+
+    def received(self, count: int) -> str:
+        return f"已收到第{count}张照片。可以继续发送，发完请回复“完成”。"
 
     def show(self, value: Any) -> str:
         n = len(value or [])
@@ -473,3 +487,41 @@ class Photos(Photo):
 
 
 DONE = "__done__"
+
+
+@dataclass
+class Noted:
+    """What a step's check returns to keep `value` and say `note` before what comes next."""
+
+    value: Any
+    note: str = ""
+
+    @staticmethod
+    def split(value: Any) -> tuple[Any, str]:
+        return (value.value, value.note) if isinstance(value, Noted) else (value, "")
+
+
+@dataclass
+class Acknowledge(Field):
+    """The candidate has read a 考生须知: only "我已知晓" (or the same words shortened) goes on."""
+
+    hint: str = "读完须知后请回复“我已知晓”。"
+    WORDS = frozenset({"我已知晓", "已知晓", "知晓", "我已知晓,继续申请", "我已知晓，继续申请", "我已阅读并知晓"})
+
+    def parse_text(self, text: str) -> str:
+        if text.rstrip("。.!！") in self.WORDS:
+            return "我已知晓"
+        raise Invalid("请先阅读考生须知，读完回复“我已知晓”继续；不办理请回复“取消”。")
+
+
+@dataclass
+class OtherAdmissionNo(Field):
+    """Another province's 准考证号: its own length, letters and digits."""
+
+    hint: str = "转出省发的准考证号，6到20位数字或字母。"
+
+    def parse_text(self, text: str) -> str:
+        s = text.replace(" ", "").upper()
+        if not (6 <= len(s) <= 20) or not s.isalnum() or not s.isascii():
+            raise Invalid("准考证号应为6到20位数字或字母。")
+        return s

@@ -140,8 +140,11 @@ FEEDBACK = Flow(
     title="反馈建议",
     intro="欢迎提出意见和建议，带*的为必填项。",
     steps=[
-        Step("title", "标题", F.Text(min_len=2, max_len=30, hint="2-30个字。"), "*请输入标题（30字以内）："),
-        Step("body", "意见或建议", F.Text(min_len=5, max_len=500, hint="5-500个字。"), "*请输入您的意见或建议（500字以内）："),
+        # A question here is the feedback itself, not something to answer aside.
+        Step("title", "标题", F.Text(min_len=2, max_len=30, hint="2-30个字。"), "*请输入标题（30字以内）：",
+             asides=False),
+        Step("body", "意见或建议", F.Text(min_len=5, max_len=500, hint="5-500个字。"), "*请输入您的意见或建议（500字以内）：",
+             asides=False),
         Step("name", "联系人", F.Text(max_len=20, optional=True, hint="不填请回复“无”。"), "联系人（可不填，回复“无”跳过）："),
         Step("phone", "联系电话", _PhoneShown(max_len=20, optional=True, hint="手机号码或带区号的固定电话，不填请回复“无”。"),
              "联系电话（可不填，回复“无”跳过）：", check=_phone_check),

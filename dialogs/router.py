@@ -16,7 +16,7 @@ import logging
 from dataclasses import replace
 from typing import Any, Awaitable, Callable, Optional
 
-from dialogs import account, backfill, business, exemption, lookups, menu, subscription, transfer_in, welcome
+from dialogs import account, applications, aside, backfill, business, exemption, lookups, menu, subscription, transfer_in, welcome
 from dialogs import engine as E
 from dialogs import fields as F
 from dialogs.engine import Ctx, Engine, EndFlow, Flow, Step, User, join
@@ -94,6 +94,7 @@ class Router:
         self._peeks: Coalescer[str, tuple[User, Conversation]] = Coalescer(
             self._peek_batch, parallel=4 if db.dialect == "postgresql" else 1)
         self.engine = Engine([], timeout=dt.timedelta(minutes=flow_timeout_minutes), help_text=welcome.HELP)
+        self.engine.aside = aside.answerer(self)
         self.queries: dict[str, tuple[Query, bool]] = {}
         self.faq = faq
         for flow in account.FLOWS:
@@ -104,6 +105,7 @@ class Router:
         business.register(self)
         lookups.register(self)
         exemption.register(self)
+        applications.register(self)
         backfill.register(self)
         transfer_in.register(self)
 
@@ -212,16 +214,16 @@ class Router:
         if intent is not None:
             fn, _ = self.queries[intent]
             reply = await fn(ctx, arg) or Reply(welcome.UNKNOWN_TEXT)
-            return None if getattr(reply, "pending", None) else reply  # a choice to remember: locked
+            return None if reply.pending else reply  # a choice to remember: locked
         if msg.kind != "text":
             return welcome.fallback(msg)
         reply = await self._free_text(ctx, msg.text)
-        if getattr(reply, "pending", None):
+        if reply.pending:
             return None  # numbered suggestions to remember: needs the lock
-        wanted = getattr(reply, "intent", None)
+        wanted = reply.intent
         if wanted:
             if wanted in self.queries and (user.bound or not self.queries[wanted][1]):
-                return await self.queries[wanted][0](ctx, reply.arg) or Reply(reply.text)  # type: ignore[attr-defined]
+                return await self.queries[wanted][0](ctx, reply.arg) or Reply(reply.text)
             return None  # a flow to start, or binding first: needs the lock
         return reply
 
@@ -285,11 +287,11 @@ class Router:
         if msg.kind != "text":
             return self._prefixed(prefix, welcome.fallback(msg))
         reply = await self._free_text(ctx, msg.text) or Reply(welcome.UNKNOWN_TEXT)
-        wanted = getattr(reply, "intent", None)
+        wanted = reply.intent
         if wanted and self.knows(wanted):
-            return self._prefixed(prefix, await self._run_intent(conv, ctx, wanted, reply.arg))  # type: ignore[attr-defined]
-        if getattr(reply, "pending", None):
-            conv.data["pending"] = reply.pending  # type: ignore[attr-defined]
+            return self._prefixed(prefix, await self._run_intent(conv, ctx, wanted, reply.arg))
+        if reply.pending:
+            conv.data["pending"] = reply.pending
         offer = eng.resume_offer(conv)
         return Reply(join(prefix, reply.text, offer), reply.image_media_id)
 
@@ -321,8 +323,8 @@ class Router:
             if needs_binding and not ctx.user.bound:
                 return await self._bind_first(conv, ctx, intent, arg)
             reply = await fn(ctx, arg) or Reply(welcome.UNKNOWN_TEXT)
-            if getattr(reply, "pending", None) and not conv.active:
-                conv.data["pending"] = reply.pending  # type: ignore[attr-defined]
+            if reply.pending and not conv.active:
+                conv.data["pending"] = reply.pending
             # An interruption: the flow stays where it was.
             return Reply(join(reply.text, eng.resume_offer(conv)), reply.image_media_id)
         name = self._flow_name(intent)
@@ -343,7 +345,7 @@ class Router:
 
     async def _follow(self, conv: Conversation, ctx: Ctx, reply: Reply) -> Reply:
         """Runs what a finished flow handed on (e.g. the query asked for before binding)."""
-        then = getattr(reply, "then", None)
+        then = reply.then
         if not then:
             return reply
         intent, _, arg = then.partition("|")

@@ -7,6 +7,19 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional, Protocol
 
 
+class MediaUnavailable(Exception):
+    """A user's photo could not be fetched. `reason`: "expired" (the media id is gone: WeChat keeps
+    3 days), "too_large" (over the download limit), "busy" (WeChat down, busy or slow), "other".
+    The edge translates its client's errors into this, so dialogs know no WeChat error codes."""
+
+    REASONS = ("expired", "too_large", "busy", "other")
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason} {detail}".strip())
+        self.reason = reason if reason in self.REASONS else "other"
+        self.detail = detail
+
+
 class SmsError(Exception):
     """The SMS gateway did not take the message."""
 
@@ -19,7 +32,8 @@ class SmsGateway(Protocol):
 @dataclass
 class Services:
     sms: Optional[SmsGateway] = None
-    # WeChat media: download a user's photo by MediaId (-> bytes, Content-Type); upload a
+    # WeChat media: download a user's photo by MediaId (-> bytes, Content-Type; raises
+    # MediaUnavailable); upload a
     # picture (bytes, file name) and get a media id.
     download_media: Optional[Callable[[str], Awaitable[tuple[bytes, str]]]] = None
     upload_image: Optional[Callable[[bytes, str], Awaitable[str]]] = None

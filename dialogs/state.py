@@ -18,10 +18,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Optional
 
-from sqlalchemy import and_, or_, update
-
+from storage import dialog_states
 from storage.db import Database
-from storage.models import DialogState, WechatUser, utcnow
 
 LEASE_SECONDS = 15.0
 
@@ -61,9 +59,6 @@ class Conversation:
         return (self.flow, self.step, copy.deepcopy(self.data), self.expires_at)
 
 
-_COLUMNS = (DialogState.flow, DialogState.step, DialogState.data, DialogState.expires_at)
-
-
 class StateStore:
     def __init__(self, db: Database, *, owner: str | None = None, wait_seconds: float = 4.0) -> None:
         self.db = db
@@ -93,30 +88,7 @@ class StateStore:
         deadline = loop.time() + self.wait_seconds
         delay = 0.01
         while True:
-            now = utcnow()
-            take = (
-                update(DialogState)
-                .where(DialogState.openid == openid,
-                       or_(DialogState.locked_by.is_(None), DialogState.locked_until < now))
-                .values(locked_by=self.owner, locked_until=now + dt.timedelta(seconds=LEASE_SECONDS))
-                .returning(*_COLUMNS)
-            )
-            async with self.db.session() as s, s.begin():
-                row = (await s.execute(take)).first()
-                if row is None:
-                    # No row yet: create it already locked (a concurrent creator makes this a no-op).
-                    created = await s.execute(
-                        self.db.insert(DialogState)
-                        .values(openid=openid, data={}, locked_by=self.owner,
-                                locked_until=now + dt.timedelta(seconds=LEASE_SECONDS), updated_at=now)
-                        .on_conflict_do_nothing(index_elements=["openid"])
-                    )
-                    if created.rowcount == 1:
-                        # The router's batched read starts from wechat_users: make sure the
-                        # follower has a row (a menu click can come before any text message).
-                        await s.execute(self.db.insert(WechatUser).values(openid=openid)
-                                        .on_conflict_do_nothing(index_elements=["openid"]))
-                        return Conversation(openid, exists=True)
+            row = await dialog_states.take_lease(self.db, openid, self.owner, LEASE_SECONDS)
             if row is not None:
                 return Conversation(openid, row.flow, row.step, dict(row.data or {}), row.expires_at, exists=True)
             if loop.time() >= deadline:
@@ -125,13 +97,7 @@ class StateStore:
             delay = min(delay * 2, 0.1)
 
     async def _release(self, openid: str, conv: Conversation | None) -> None:
-        values: dict[str, Any] = {"locked_by": None, "locked_until": None}
+        state = None
         if conv is not None:
-            values.update(flow=conv.flow, step=conv.step, data=conv.data, expires_at=conv.expires_at,
-                          updated_at=utcnow(), version=DialogState.version + 1)
-        async with self.db.session() as s, s.begin():
-            await s.execute(
-                update(DialogState)
-                .where(and_(DialogState.openid == openid, DialogState.locked_by == self.owner))
-                .values(**values)
-            )
+            state = {"flow": conv.flow, "step": conv.step, "data": conv.data, "expires_at": conv.expires_at}
+        await dialog_states.release(self.db, openid, self.owner, state)

@@ -26,10 +26,15 @@ class Message:
 
 @dataclass
 class Reply:
-    """What to answer: text (paged by the edge when long), an image, or nothing ('success')."""
+    """What to answer: text (paged by the edge when long), an image, or nothing ('success');
+    and, for the router, what to do next."""
 
     text: str = ""
     image_media_id: Optional[str] = None
+    then: Optional[str] = None  # "intent|arg" to run after this reply (what was asked before binding)
+    intent: Optional[str] = None  # run this intent instead (a consultation that is really a request)
+    arg: str = ""  # the intent's argument
+    pending: Optional[dict[str, Any]] = None  # numbered choices to remember for the next message
 
     @property
     def empty(self) -> bool:

@@ -36,11 +36,12 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
-from storage import outbox, queries, transfers
+from storage import identifiers, outbox, queries, transfers
 from storage.db import Database
 from storage.models import (
     AdmissionNumber,
     BusinessWindow,
+    Candidate,
     CandidateMajor,
     Course,
     PlanCourse,
@@ -523,6 +524,8 @@ def backfill_item_problems(item: ItemData, course_name: str, types: Mapping[str,
             out.append(f"{course_name}：请填写免考所用的凭证（类型、取得时间、编号、取得地点）。")
         for e in item.evidences:
             out += [f"{course_name}：{q}" for q in evidence_problems(e, types, today, photos=False)]
+            if e.obtained_month and item.passed_month and e.obtained_month > item.passed_month:
+                out.append(f"{course_name}：取得凭证的时间不能晚于办理免考时间（{month_label(item.passed_month)}）。")
     else:  # transfer
         if not (item.from_province or "").strip():
             out.append("请填写来源省（转出省）。")
@@ -1106,3 +1109,89 @@ __all__ = [
     "list_applications", "load_application", "next_status", "open_draft", "parse_score", "photo_in_application",
     "reject", "save_draft", "score_records_of", "submission_problems", "submit", "window_closed_text",
 ]
+
+
+# --- What the application dialogs read (dialogs/ run no SQL of their own) --------------------------
+
+# 在线验证码 of an 教育部学历证书电子注册备案表: 12 digits (凭证样例, dialogs/queries.py SAMPLES).
+_CHSI_CODE = re.compile(r"^\d{12}$")
+# A 编号 as printed: letters, digits, Chinese characters and the usual separators, with a digit.
+_NUMBER = re.compile(r"^[0-9A-Za-z\u4e00-\u9fff\-_/.()（）·]{2,64}$")
+_LOOKS_LIKE_DATE = re.compile(r"^\d{4}\s*(年|[-/.])\s*\d{1,2}\s*(月|[-/.]\s*\d{1,2}\s*[日号]?)?$|^(19|20)\d{2}(0[1-9]|1[0-2])$")
+EARLIEST_AGE = 6  # before school age a result or certificate is a typo (the youngest candidates sit at primary school)
+
+
+def evidence_number_problem(type_code: str, number: str, type_name: str = "") -> str | None:
+    """Whether `number` can be the 编号 of an evidence of this type: a date typed at the wrong
+    step, an emoji or a word without a digit is not; a 备案表's 在线验证码 has its fixed form."""
+    s = (number or "").replace(" ", "")
+    if _LOOKS_LIKE_DATE.match(s):
+        return "这是一个时间，不是凭证编号。请填写证书、成绩单或报告上印的编号。"
+    if type_code == "chsi_record":
+        if not _CHSI_CODE.match(s):
+            return "电子注册备案表的在线验证码是12位数字（见备案表右下方），请核对后重新输入。"
+        return None
+    if not _NUMBER.match(s) or not re.search(r"\d", s):
+        return f"{type_name or '凭证'}的编号由数字和字母组成（可以有“-”），请照证书上印的填写。"
+    return None
+
+
+def evidence_month_problem(month: str, *, born: str | None = None, not_after: str | None = None,
+                           not_after_label: str = "") -> str | None:
+    """A 获取凭证时间 / 考试通过时间 that cannot be: before the candidate was EARLIEST_AGE, or
+    after the date it led to (an exemption is granted after its evidence was obtained)."""
+    if born and month < f"{int(born[:4]) + EARLIEST_AGE:04d}{born[4:]}":
+        return f"这个时间您还不满{EARLIEST_AGE}周岁（按证件号码中的出生日期），请核对年份。"
+    if not_after and month > not_after:
+        return f"取得凭证的时间不能晚于{not_after_label or '办理时间'}（{month_label(not_after)}），请核对。"
+    return None
+
+
+async def birth_month(db: Database, candidate_id: int | None) -> str | None:
+    """The candidate's birth month from the 证件号码 ('YYYY-MM'), when it is a resident ID."""
+    if candidate_id is None:
+        return None
+    async with db.session() as s:
+        id_number = await s.scalar(select(Candidate.id_number).where(Candidate.id == candidate_id))
+    born = identifiers.id_birth_date(id_number or "")
+    return month_of(born) if born else None
+
+
+async def first_admission_number(db: Database, candidate_id: int) -> str | None:
+    """The 准考证号 an application is filed under when none is active: the candidate's first."""
+    async with db.session() as s:
+        return await s.scalar(select(AdmissionNumber.number).where(AdmissionNumber.candidate_id == candidate_id)
+                              .order_by(AdmissionNumber.registered_on, AdmissionNumber.number).limit(1))
+
+
+async def course_names(db: Database, codes: Iterable[str]) -> dict[str, str]:
+    codes = set(codes)
+    if not codes:
+        return {}
+    async with db.session() as s:
+        return dict((await s.execute(select(Course.code, Course.name).where(Course.code.in_(codes)))).all())
+
+
+async def plan_credits(db: Database, candidate_id: int, codes: Iterable[str]) -> dict[str, int]:
+    """Credits of courses in the candidate's plans (a course in several plans: the largest)."""
+    codes = set(codes)
+    if not codes:
+        return {}
+    async with db.session() as s:
+        rows = (await s.execute(
+            select(PlanCourse.course_code, PlanCourse.credits)
+            .join(CandidateMajor, CandidateMajor.major_code == PlanCourse.major_code)
+            .where(CandidateMajor.candidate_id == candidate_id, PlanCourse.course_code.in_(codes))
+        )).all()
+    out: dict[str, int] = {}
+    for code, credits in rows:
+        out[code] = max(out.get(code, 0), credits or 0)
+    return out
+
+
+async def course_state_of(db: Database, candidate_id: int, code: str, *,
+                          exclude_application_id: int | None = None) -> str | None:
+    """Why a course needs no registration (passed, exempted, transferred, pending), or None."""
+    async with db.session() as s:
+        states = await course_states(s, candidate_id, exclude_application_id=exclude_application_id)
+    return COURSE_STATES[states[code]] if code in states else None

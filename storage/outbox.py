@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +192,18 @@ async def enqueue(session: AsyncSession, db_or_dialect: Database | str | None = 
     row = _row(openid=openid, kind=kind, payload=payload, client_msg_id=client_msg_id, priority=priority,
                due_at=due_at or now, notice_id=notice_id, now=now)
     return await enqueue_many(session, [row], db_or_dialect) == 1
+
+
+async def queue_unsent_reply(db: Database, *, openid: str, text: str, image_media_id: str | None,
+                             error: str) -> None:
+    """A reply that missed the reply budget and that WeChat then refused as a customer-service
+    message (48-hour window, quota): kept as "waiting" for the delivery job."""
+    now = utcnow()
+    async with db.session() as s, s.begin():
+        await s.execute(Outbox.__table__.insert().values(
+            openid=openid, kind="reply", payload={"text": text, "image": image_media_id},
+            client_msg_id=uuid.uuid4().hex, status="waiting", last_error=error[:255], attempts=0,
+            due_at=now, created_at=now))
 
 
 async def enqueue_audience(session: AsyncSession, openids: Select, *, kind: str, payload: dict[str, Any],

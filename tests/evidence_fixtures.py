@@ -12,7 +12,8 @@ from typing import Optional
 from PIL import Image
 from sqlalchemy import select
 
-from dialogs import backfill, exemption
+from bot.app import media_download
+from dialogs import applications, backfill, exemption
 from dialogs.router import Router
 from storage import models as m
 from storage.db import Database
@@ -164,10 +165,11 @@ async def close_window(db: Database, kind: str) -> None:
 
 def application_router(db: Database, media: FakeMedia, photo_dir: Path, **kw) -> Router:
     router = make_router(db, **kw)
-    router.services.download_media = media.download
+    router.services.download_media = media_download(media.download)  # as bot/app.py wires the client
     router.services.photo_store = LocalPhotoStore(photo_dir)
     exemption.register(router)
     backfill.register(router)
+    applications.register(router)
     return router
 
 

@@ -246,6 +246,25 @@ def test_backfilled_transfer_needs_its_source() -> None:
     assert apps.backfill_item_problems(item, "领导科学", TYPES, TODAY) == ["请填写来源省（转出省）。", "请填写来源准考证号。"]
 
 
+@pytest.mark.parametrize("type_code, number, ok", [
+    ("cet4", "CET4-2018-000123", True), ("cet4", "沪字第12号", True), ("cet4", "abc", False),
+    ("cet4", "😀😀", False), ("cet4", "2018年6月", False), ("cet4", "201806", False), ("cet4", "2018-06-01", False),
+    ("chsi_record", "320120150801", True), ("chsi_record", "BA-3201-2015", False), ("chsi_record", "12345", False),
+])
+def test_evidence_numbers_are_checked_per_type(type_code: str, number: str, ok: bool) -> None:
+    assert (apps.evidence_number_problem(type_code, number) is None) == ok
+
+
+def test_evidence_months_cannot_come_before_school_age_or_after_what_they_led_to() -> None:
+    assert "6周岁" in apps.evidence_month_problem("1998-06", born="1993-07")
+    assert apps.evidence_month_problem("1999-07", born="1993-07") is None
+    assert "办理免考时间（2015年12月）" in apps.evidence_month_problem("2016-06", not_after="2015-12",
+                                                                    not_after_label="办理免考时间")
+    item = ItemData("00051", entry_kind="exemption", passed_month="2015-12",
+                    evidences=[EvidenceData("cet4", "CET4-1", "2016-06", "浙江省")])
+    assert any("不能晚于办理免考时间" in p for p in apps.backfill_item_problems(item, "管理系统", TYPES, TODAY))
+
+
 @pytest.mark.parametrize("text, value", [("85", (Decimal("85"), None)), ("60.5", (Decimal("60.5"), None)),
                                          ("合格", (None, "合格")), (" 通过 ", (None, "通过"))])
 def test_scores_are_numbers_or_grades(text: str, value) -> None:

@@ -136,16 +136,16 @@ async def test_old_exemption_is_registered_and_newer_ones_go_to_application(db, 
         < 免考补登只限2020年以前已审核通过的免考
         < 2020年及以后的免考请回复“免考”，通过“申请免考”办理
         > 2019年12月
-        < 免考所用的凭证类型
+        < 【免考所用的凭证】
         < 5. 大学英语四级（CET-4）成绩单
         > 5
-        < 取得凭证的时间
+        < 请输入凭证编号
+        > CET4-2016-8
+        < 获取凭证的时间
         > 2030年1月
         < 时间不能晚于本月
         > 2016年6月
-        < 凭证编号
-        > CET4-2016-8
-        < 取得凭证的地点
+        < 获取凭证的省份
         > 浙江
         < 说明
         > 无
@@ -238,7 +238,7 @@ async def test_pending_entry_can_be_edited_and_submitted_again(db, router):
         < 考试通过时间：2001年6月
         > 修改内容
         > 5
-        < 请发送新的成绩证明照片
+        < 请发送新的照片，发送后将替换原来的1张
         [photo CERT2]
         [photo CERT3]
         > 完成

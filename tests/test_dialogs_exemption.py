@@ -11,7 +11,7 @@ from PIL import Image
 from sqlalchemy import func, select, update
 
 from dialogs import exemption, menu
-from dialogs import evidence as W
+from dialogs import fields as F
 from storage import applications as apps
 from storage import queries as q
 from storage.db import Database
@@ -155,13 +155,13 @@ async def test_two_courses_with_several_evidences_are_submitted_for_review(db, r
         > 1
         < 第2份凭证
         > 8
-        > BA-3201-2015
+        > 320120150801
         > 2015年8月
         > 江苏
         > 无
         [photo PNG]
         > 完成
-        < ② 教育部学历证书电子注册备案表｜编号BA-3201-2015
+        < ② 教育部学历证书电子注册备案表｜编号320120150801
         > 2
         < 【申请免考｜请核对】
         < 专业：120402 行政管理(专升本)
@@ -366,7 +366,7 @@ async def test_dialog_expiry_does_not_lose_the_draft(db, router):
         > 完成
         > 1
         > 8
-        > BA-1
+        > 320120150001
         > 2015年8月
         > 上海
         > 无
@@ -655,7 +655,7 @@ async def test_deleting_the_companion_brings_the_diploma_rule_back_at_the_summar
         > 新增凭证
         < 第2份凭证
         > 8
-        > BA-1
+        > 320120150001
         > 2015年8月
         > 上海
         > 无
@@ -698,15 +698,16 @@ async def test_option_words_are_not_menu_keywords():
     from types import SimpleNamespace
 
     from dialogs import backfill
+    from dialogs.components import evidence, review
 
-    words = set(exemption.Acknowledge.WORDS) | {label for _, label in exemption.FIELD_STEPS}
+    words = set(F.Acknowledge.WORDS) | {label for _, label in evidence.FIELDS}
     words |= {label for _, label in backfill.KIND_OPTIONS}
     for kind in backfill.FIELDS:
-        words |= {label for _, label in await backfill._field_options(SimpleNamespace(scratch={"kind": kind}))}
+        words |= {label for _, label in await backfill._field_options(SimpleNamespace(state=SimpleNamespace(entry=kind)))}
     for status in ("draft", "submitted", "rejected"):
-        ctx = SimpleNamespace(scratch={W.WORK: {"status": status}})
-        words |= {label for _, label in await exemption._review_options(ctx)}
-        words |= {label for _, label in await backfill._review_options(ctx)}
+        words |= {label for _, label in review.options(status, ("add", "新增凭证"), ("edit", "修改凭证"),
+                                                       ("photos", "更换照片"), ("delete", "删除凭证"),
+                                                       ("courses", "修改课程"), ("fields", "修改内容"))}
     words |= {"继续填写草稿", "放弃草稿，重新开始", "新的免考申请", "新增凭证（本课程再加一份）", "填好了，查看汇总",
               "登记成绩", "继续填写未提交的登记", "放弃未提交的登记，重新登记"}
     assert len(words) > 30
@@ -731,7 +732,7 @@ async def test_application_end_to_end_through_the_emulator(stack, tmp_path):
     WeChat client: refused ones, a rotated one, one compressed after the reply budget (sent
     later as a customer-service message); then 未通过, 重新提交 and 审核通过."""
     from bot.app import DB, ENDPOINT
-    from dialogs import backfill
+    from dialogs import applications, backfill
     from storage.photos import LocalPhotoStore
     from tests.evidence_fixtures import huge, oversized, pdf, rotated, tiny
     from tests.transcript import emulator_sender
@@ -743,6 +744,7 @@ async def test_application_end_to_end_through_the_emulator(stack, tmp_path):
     router = endpoint.handler.__self__  # the service's own router
     exemption.register(router)  # until Router.__init__ registers the flows itself
     backfill.register(router)
+    applications.register(router)
     router.services.photo_store = LocalPhotoStore(tmp_path / "photos")
     endpoint.budget = 4.5
     state.record_user_action(OPENID, "message")
@@ -813,6 +815,8 @@ async def test_application_end_to_end_through_the_emulator(stack, tmp_path):
         < 00320 领导科学
         < 00051 管理系统中计算机应用
     """)
+    # Only the decisions' pushes: the service's scheduler may queue its own reminders meanwhile.
     async with db.session() as s:
-        texts = [o.payload["text"] for o in (await s.execute(select(Outbox).order_by(Outbox.id))).scalars()]
+        texts = [o.payload["text"] for o in (await s.execute(
+            select(Outbox).where(Outbox.kind == "review_outcome").order_by(Outbox.id))).scalars()]
     assert len(texts) == 2 and "未通过" in texts[0] and "已通过" in texts[1]

@@ -327,3 +327,91 @@ async def test_commands_work_at_every_step(router, db, k):
         await run(send, f"> {ANSWERS[k - 1][0]}\n< {here}")
     await run(send, "> 取消\n< 已取消「测试申请」\n> 继续\n< 没有需要继续办理的业务")
     assert SUBMITTED == []
+
+
+# --- composed dialogs: a route table, a call, a loop, typed state -------------------------------------
+
+
+async def _example_router(db: Database) -> tuple[Router, int]:
+    """A router with docs/dialogs.md's example flow, and a candidate bound to OPENID."""
+    from dialogs import example, menu
+    from storage.models import WechatUser
+
+    cid = await add_candidate(db)
+    r = make_router(db)
+    r.add_flow(example.EXAMPLE)
+    menu.KEYWORDS.setdefault("情况说明", "flow:explain")
+    async with db.session() as s, s.begin():
+        s.add(WechatUser(openid=OPENID, candidate_id=cid))
+    return r, cid
+
+
+async def test_the_docs_example_loops_calls_and_returns(db):
+    """docs/dialogs.md's flow: a route by the answer, a component called and returned from
+    (修改联系方式 with its own summary), a loop over items with a component per item, typed state
+    surviving between messages, 返回 inside a component, and a route back into the loop."""
+    from storage import accounts
+
+    r, cid = await _example_router(db)
+    await run(router_sender(r, OPENID), """
+        > 情况说明
+        < 您的手机号码还在用吗
+        > 不是
+        < 请选择要修改的项目
+        > 电子邮箱
+        > new@example.com
+        < 请核对「修改联系方式」
+        > 确认
+        < 请写明「00015 英语(二)」
+        > 太短
+        < 内容太短
+        > 2003年已参加考试并合格，成绩单遗失。
+        < 请写明「03708 中国近现代史纲要」
+        > 返回
+        < 已经是第一步了
+        > 已办理免考，但平台未显示记录。
+        < 电子邮箱已更新
+        < 00015 英语(二)：2003年已参加考试并合格
+        < 确认提交吗
+        > 否
+        < 请写明「00015 英语(二)」
+        > 重新写的第一份说明内容。
+        > 重新写的第二份说明内容。
+        > 是
+        < 已提交2份情况说明
+    """)
+    assert (await accounts.profile(db, cid))["email"] == "new@example.com"
+    async with db.session() as s:
+        state = await s.get(DialogState, OPENID)
+    assert state.flow is None and "stack" not in state.data
+
+
+async def test_cancel_inside_a_component_ends_the_whole_flow(db):
+    r, _ = await _example_router(db)
+    await run(router_sender(r, OPENID), """
+        > 情况说明
+        > 是
+        < 请写明「00015 英语(二)」
+        > 取消
+        < 已取消「情况说明」
+        > 继续
+        < 没有需要继续办理的业务
+    """)
+    async with db.session() as s:
+        state = await s.get(DialogState, OPENID)
+    assert state.flow is None and state.data.get("stack") is None
+
+
+def test_typed_state_round_trips_through_json():
+    import json
+    from decimal import Decimal
+
+    from dialogs import typed
+    from storage.applications import ApplicationData, EvidenceData, ItemData
+
+    app = ApplicationData("exemption", 1, "o", "012424100318", "120402",
+                          [ItemData("00320", score=Decimal("78.5"), evidences=[EvidenceData("cet4", "N1", "2018-06",
+                                                                                           photo_ids=[3, 4])])],
+                          created_at=dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.timezone.utc))
+    back = typed.load(ApplicationData, json.loads(json.dumps(typed.dump(app))))
+    assert back == app

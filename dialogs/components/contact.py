@@ -1,0 +1,11 @@
+"""修改联系方式 as a component: an application calls it (申请免考's review, and the graduation
+flows that need a current phone number) and goes on where it was when it returns the text
+saying what changed — a call on the dialog stack, not a pause of the application. The steps
+and the SMS re-verification are account.py's own (`account.CONTACT`)."""
+from __future__ import annotations
+
+from dialogs import account
+from dialogs.engine import Component
+
+CONTACT_UPDATE = Component("contact_update", account.CONTACT.title, list(account.CONTACT.steps), confirm=True,
+                           submit=account.CONTACT.submit)
