@@ -1053,7 +1053,7 @@ async def _decide(db: Database, application_id: int, action: str, *, by: str, re
             if written:
                 # Cached plans and score lists (storage.queries) must see the new records at once.
                 await queries.mark_changed(s, reference=False, results=True)
-        detail = None
+        detail = hint = None
         if action == "approve" and row.kind == "transfer_out":
             # The 转出编号 the destination asks for, kept with the application and pushed.
             reference = transfers.reference_number(row.id, now)
@@ -1062,11 +1062,12 @@ async def _decide(db: Database, application_id: int, action: str, *, by: str, re
                 Course.code.in_([i.course_code for i in row.items])))).all())
             detail = transfers.approval_detail(reference, [(i.course_code, names.get(i.course_code, i.course_code))
                                                            for i in row.items])
+            hint = f"转出编号{reference}"  # a template has no room for more: the number first
         await _flush(s)
         pushes = await outbox.review_outcome(
             s, candidate_id=row.candidate_id, business=outbox.application_name(row.kind),
             approved=action == "approve", decided_at=now, application_ref=f"app{row.id}",
-            decision_no=row.decisions, keyword=outbox.KIND_KEYWORDS.get(row.kind), detail=detail,
+            decision_no=row.decisions, keyword=outbox.KIND_KEYWORDS.get(row.kind), detail=detail, hint=hint,
         )
         app_id = row.id
     return Decision(await load_application(db, app_id), pushes, written)

@@ -270,11 +270,14 @@ async def _openids_of_candidates(session: AsyncSession, candidate_ids: Iterable[
 
 
 def review_texts(business: str, approved: bool, decided_at: dt.datetime,
-                 keyword: str | None = None, detail: str | None = None) -> tuple[str, dict[str, str]]:
+                 keyword: str | None = None, detail: str | None = None,
+                 hint: str | None = None) -> tuple[str, dict[str, str]]:
     """(customer-service text, review_result template data) of one decision.
 
-    `detail`: lines a business adds to an approval (本市转出: its 转出编号 and courses)."""
+    `detail`: lines a business adds to an approval (本市转出: its 转出编号 and courses); `hint`:
+    the template's last value instead of "回复…查看详情" (本市转出: the 转出编号 itself)."""
     kw = keyword or business_keyword(business)
+    template_hint = hint
     if approved:
         extra = f"\n{detail.strip()}" if detail and detail.strip() else ""
         text = fit_text(f"您的{business}审核结果：已通过。{extra}", TEXT_MAX_BYTES - 64) + f"\n回复“{kw}”查看详情。"
@@ -286,14 +289,15 @@ def review_texts(business: str, approved: bool, decided_at: dt.datetime,
         "thing1": business,
         "phrase2": "已通过" if approved else "未通过",
         "time3": shanghai_time(decided_at),
-        "thing4": hint,
+        "thing4": template_hint or hint,
     }
     return text, data
 
 
 async def review_outcome(session: AsyncSession, *, candidate_id: int, business: str, approved: bool,
                          decided_at: dt.datetime, application_ref: str, decision_no: int = 1,
-                         keyword: str | None = None, url: str | None = None, detail: str | None = None) -> int:
+                         keyword: str | None = None, url: str | None = None, detail: str | None = None,
+                         hint: str | None = None) -> int:
     """Tell the candidate (every bound, subscribed openid) a decision on their application.
 
     Call it inside the decision's transaction: the push exists exactly when the decision does.
@@ -301,7 +305,7 @@ async def review_outcome(session: AsyncSession, *, candidate_id: int, business: 
     decision number); `keyword` is what the candidate replies to see the reason or next step
     (default: the business's keyword). Ignores the notices opt-out. Returns the rows written.
     """
-    text, data = review_texts(business, approved, decided_at, keyword, detail)
+    text, data = review_texts(business, approved, decided_at, keyword, detail, hint)
     body = payload(text, "review_result", data, url)
     now = utcnow()
     openids = await _openids_of_candidates(session, [candidate_id], notices=False)
