@@ -306,7 +306,7 @@ def _edit(ctx: Ctx, target: str) -> str:
 
 async def _reviewed(ctx: Ctx, picked: Picked) -> str:
     if picked.action == "submit":
-        await A.submit(ctx, "登记", TITLE, f"审核通过后会计入您的成绩，结果会通过微信通知您。审核前需要修改请回复“{KEYWORD}”。")
+        await A.submit(ctx, TITLE, f"审核通过后会计入您的成绩，结果会通过微信通知您。审核前需要修改请回复“{KEYWORD}”。")
         return END
     if picked.action == "leave":
         A.leave(ctx)
@@ -315,7 +315,7 @@ async def _reviewed(ctx: Ctx, picked: Picked) -> str:
 
 BACKFILL = Flow(
     name=KIND, title=TITLE, state=BackfillState, confirm=False, left_note=A.left_note, submit=A.finish,
-    begin=partial(A.begin, kind=KIND, keyword=KEYWORD, closed_lines=_closed_lines),
+    begin=partial(A.begin, kind=KIND, keyword=KEYWORD, noun="登记", closed_lines=_closed_lines),
     steps=[
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options, check=A.start_check,
              go={"continue": _resume, "new": "kind", "restart": "kind", "*": "review"}),

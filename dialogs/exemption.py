@@ -286,7 +286,7 @@ async def _review_args(ctx: Ctx) -> ReviewState:
 async def _reviewed(ctx: Ctx, picked: Picked) -> str:
     st, app = ctx.state, A.work(ctx)
     if picked.action == "submit":
-        await A.submit(ctx, "申请", "免考申请", AFTER)
+        await A.submit(ctx, "免考申请", AFTER)
         return END
     if picked.action == "leave":
         A.leave(ctx)
@@ -310,7 +310,7 @@ async def _reviewed(ctx: Ctx, picked: Picked) -> str:
 
 EXEMPTION = Flow(
     name=KIND, title=TITLE, state=ExemptionState, confirm=False, left_note=A.left_note, submit=A.finish,
-    begin=partial(A.begin, kind=KIND, keyword=KEYWORD, closed_lines=_closed_lines),
+    begin=partial(A.begin, kind=KIND, keyword=KEYWORD, noun="申请", closed_lines=_closed_lines),
     steps=[
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options, when=lambda ctx: ctx.state.existing,
              check=A.start_check, go={"continue": _resume, "new": "notice", "restart": "notice", "*": "review"}),

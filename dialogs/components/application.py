@@ -36,6 +36,7 @@ class AppState:
 
     kind: str = ""
     keyword: str = ""  # what the candidate replies to come back: "免考"
+    noun: str = "申请"  # what one is called in "原申请不变": 申请 / 登记
     app: Optional[ApplicationData] = None
     types: list[EvidenceTypeInfo] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # course code -> name
@@ -78,11 +79,11 @@ async def finish(ctx: Ctx) -> str:
     return ctx.state.result
 
 
-async def begin(ctx: Ctx, *, kind: str, keyword: str, closed_lines) -> Optional[str]:
+async def begin(ctx: Ctx, *, kind: str, keyword: str, noun: str, closed_lines) -> Optional[str]:
     """The window check every application starts with; the state filled for an open window.
     `closed_lines(ctx, mine)`: what a closed window shows of the candidate's applications."""
     st: AppState = ctx.state
-    st.kind, st.keyword = kind, keyword
+    st.kind, st.keyword, st.noun = kind, keyword, noun
     check = await apps.business_window(ctx.db, kind, ctx.now)
     existing = await mine(ctx)
     if not check.is_open:
@@ -138,13 +139,13 @@ async def persist(ctx: Ctx) -> None:
         raise Invalid(e.message) from None
 
 
-async def submit(ctx: Ctx, noun: str, called: str, after: str) -> None:
+async def submit(ctx: Ctx, called: str, after: str) -> None:
     """Submit the working copy (提交, 修改后提交, 重新提交); what is missing stays at the review."""
     st: AppState = ctx.state
     app = st.app
     assert app is not None
     if app.status == "submitted" and not st.changed:
-        raise EndFlow(f"没有修改，第{app.id}号{noun}仍在审核中。\n审核结果会通过微信通知您。")
+        raise EndFlow(f"没有修改，第{app.id}号{st.noun}仍在审核中。\n审核结果会通过微信通知您。")
     before = app.status
     try:
         st.app = await apps.submit(ctx.db, app, now=ctx.now)
@@ -167,7 +168,7 @@ def left_note(st: Optional[AppState]) -> Optional[str]:
     if status == "draft" and (st.app.items or st.app.major_code) or status == "rejected":  # type: ignore[union-attr]
         return f"已填写的内容都保存了，回复“{st.keyword}”可以接着办理。{closes_text(st)}"  # type: ignore[union-attr]
     if status == "submitted":
-        return f"这次的修改没有提交，原{'申请' if st.kind == 'exemption' else '登记'}不变，仍在审核中。"  # type: ignore[union-attr]
+        return f"这次的修改没有提交，原{st.noun}不变，仍在审核中。"  # type: ignore[union-attr]
     return None
 
 
@@ -202,7 +203,7 @@ async def start_check(ctx: Ctx, choice: str) -> str:
     if choice in ("continue", "restart", "new"):
         draft = await apps.find_draft(ctx.db, cid, st.kind)
         if choice == "continue" and draft is None:
-            raise Invalid(f"草稿已经不在了（可能已在别处提交或删除），请重新选择。")
+            raise Invalid("草稿已经不在了（可能已在别处提交或删除），请重新选择。")
         if choice != "continue" and draft is not None:
             await apps.discard_draft(ctx.db, draft.id, candidate_id=cid)
             draft = None
