@@ -279,7 +279,7 @@ async def _review_args(ctx: Ctx) -> ReviewState:
 
 async def _reviewed(ctx: Ctx, picked: Picked) -> str:
     if picked.action == "submit":
-        await A.submit(ctx, "申请", "转出申请", AFTER)
+        await A.submit(ctx, "转出申请", AFTER)
         return END
     if picked.action == "leave":
         raise EndFlow(_left_note(ctx.state) or "好的。")
@@ -290,7 +290,7 @@ async def _reviewed(ctx: Ctx, picked: Picked) -> str:
 
 TRANSFER_OUT = Flow(
     name=KIND, title=TITLE, state=TransferOutState, confirm=False, left_note=_left_note, submit=A.finish,
-    begin=partial(A.begin, kind=KIND, keyword=KEYWORD, closed_lines=_closed_lines),
+    begin=partial(A.begin, kind=KIND, keyword=KEYWORD, noun="申请", closed_lines=_closed_lines),
     steps=[
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options,
              when=lambda ctx: ctx.state.existing, check=A.start_check,
