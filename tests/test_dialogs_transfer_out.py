@@ -213,3 +213,55 @@ async def test_a_candidate_without_transferable_results_is_told_why(db, router):
         < 您目前没有可以转出的合格成绩
     """)
     assert await apps.list_applications(db, kind="transfer_out") == []
+
+
+async def test_a_question_mid_form_is_answered_and_the_step_asked_again(db, router):
+    await world(db)
+    await run(router_sender(router, OPENID), """
+        > 转出
+        > 我已知晓
+        > 浙江
+        > 330118200345
+        > 本科
+        < 请输入转入专业
+        > 03708成绩
+        < 03708 中国近现代史纲要
+        < 请输入转入专业
+        > 行政管理
+        < 请选择转出原因
+    """)
+    [app] = await apps.list_applications(db, kind="transfer_out")
+    assert app.details["major"] == "行政管理" and app.details["admission_number"] == "330118200345"
+
+
+async def test_changing_the_reason_to_other_asks_the_sentence_and_returns_to_the_review(db, router):
+    await world(db)
+    send = router_sender(router, OPENID)
+    await run(send, """
+        > 转出
+        > 我已知晓
+        > 10
+        < 请输入您在转入省的准考证号
+        > 330118200345
+        > 2
+        > 金融学
+        > 1
+        > 13764219053
+        < 请勾选要转出的成绩
+        > 03708
+        < 5. 转出原因：工作调动
+        < 6. 联系电话：137****9053
+        < 7. 转出成绩：共1门
+        > 修改 5
+        < 请选择转出原因
+        > 其他
+        < 请简要写明转出原因
+        > 回老家照顾父母
+        < 5. 转出原因：回老家照顾父母
+        > 修改 8
+        < 没有第8项
+        > 先保存
+        < 已填写的内容都保存了
+    """)
+    [app] = await apps.list_applications(db, kind="transfer_out")
+    assert app.status == "draft" and app.details["reason"] == "回老家照顾父母" and app.details["province"] == "浙江省"
