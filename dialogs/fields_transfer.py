@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from dialogs import fields as F
 from dialogs.fields import Invalid
+from dialogs.queries import contact_phone
 from storage import transfers as tr
 
 PER_LINE = 5
@@ -68,8 +69,6 @@ class Phone(F.Field):
     hint: str = "11位手机号码，或带区号的固定电话，如 021-12345678。"
 
     def parse_text(self, text: str) -> str:
-        from dialogs.queries import contact_phone
-
         return contact_phone(text)
 
 

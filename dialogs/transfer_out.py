@@ -23,6 +23,7 @@ from dialogs.fields import Invalid
 from storage import applications as apps
 from storage import transfers as tr
 from storage.applications import ApplicationData, ItemData
+from storage.identifiers import mask_mobile, valid_mobile
 from storage.outbox import KIND_KEYWORDS
 from storage.vocab import SCORE_KINDS
 
@@ -254,8 +255,6 @@ LABELS = {"province": "转入地", "number": "转入准考证号", "level": "转
 def _shown(name: str, d: tr.TransferOutDetails) -> str:
     value = getattr(d, "admission_number" if name == "number" else name)
     if name == "phone" and value:
-        from storage.identifiers import mask_mobile, valid_mobile
-
         return mask_mobile(value) if valid_mobile(value) else value
     return value or "（未填）"
 
