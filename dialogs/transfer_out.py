@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from dialogs import fields as F
 from dialogs import fields_transfer as FT
+from dialogs.applications import score_label
 from dialogs.components import application as A
 from dialogs.components.review import REVIEW, Line, Picked, ReviewState, options
 from dialogs.engine import END, Call, Ctx, EndFlow, Flow, Step, join
@@ -68,11 +69,16 @@ def _courses(a: ApplicationData, names: dict[str, str]) -> str:
 def approved_lines(a: ApplicationData, names: dict[str, str]) -> list[str]:
     """What the candidate needs at the destination: 转出编号, where to, the results, next steps."""
     d = tr.TransferOutDetails.from_dict(a.details)
-    return [f"　转出编号：{d.reference or '（请联系考办）'}",
-            f"　转入地：{d.province}｜转入准考证号 {d.admission_number}",
-            f"　转入专业：{d.major}（{d.level}）",
-            f"　转出成绩：{_courses(a, names)}（共{len(a.items)}门）",
-            f"　{NEXT_STEPS}"]
+    lines = [f"　转出编号：{d.reference or '（请联系考办）'}",
+             f"　转入地：{d.province}｜转入准考证号 {d.admission_number}",
+             f"　转入专业：{d.major}（{d.level}）",
+             f"　转出成绩（共{len(a.items)}门）："]
+    for i in a.items:
+        result = score_label(i.score, i.grade) or i.note
+        when = f"{apps.month_label(i.passed_month)}通过" if i.passed_month else ""
+        lines.append("　　" + "｜".join(x for x in (f"{i.course_code} {names.get(i.course_code, i.course_code)}",
+                                                  result, when) if x))
+    return [*lines, f"　{NEXT_STEPS}"]
 
 
 async def _application_lines(ctx: Ctx, mine: list[ApplicationData]) -> list[str]:
