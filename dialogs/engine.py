@@ -345,11 +345,12 @@ class Engine:
         for frame in reversed(stack):
             parent = self.dialogs[frame.get("dialog") or conv.flow]
             call = parent.step(frame["step"])
-            if getattr(call, "progress", None) is None:
+            assert isinstance(call, (Call, Loop))
+            if call.progress is None:
                 return
             pctx = Ctx(ctx.db, ctx.user, ctx.services, ctx.now, ctx.msg, frame["answers"], frame["scratch"],
                        self._load(parent, frame.get("state")))
-            await call.progress(pctx, child_state)  # type: ignore[union-attr]
+            await call.progress(pctx, child_state)
             if parent.state is not None:
                 frame["state"] = typed.dump(pctx.state)
             child_state = pctx.state
@@ -395,8 +396,6 @@ class Engine:
                         return Reply(join(*parts, await self._summary(dialog, ctx)))
                     if not dialog.component:
                         return await self._submit(dialog, conv, ctx, join(*parts))
-                        conv.step = SUMMARY
-                        return Reply(join(*parts, await self._summary(dialog, ctx)))
                     try:
                         value = await dialog.submit(ctx) if dialog.submit is not None else ctx.state
                     except Invalid as e:  # not yet: back to the component's summary with the reason
