@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot import faq_cli, review_cli, staff_cli
+from bot import faq_cli, review_cli, staff_cli, transfer_cli
 from bot.config import ConfigError, Settings, apply_secret_key, load_settings
 
 DEMO_ENV = {
@@ -331,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     al.set_defaults(func=cmd_audit_list)
     review_cli.register(sub)
     staff_cli.register(sub)
+    transfer_cli.register(sub)
     faq_cli.register(sub)
     menu = sub.add_parser("menu", help="the custom menu (dialogs/menu.py)")
     msub = menu.add_subparsers(dest="menu_command", required=True)

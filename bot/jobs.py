@@ -25,6 +25,7 @@ DELIVER = "deliver_outbox"
 FAN_OUT_NOTICES = "fan_out_notices"
 WINDOW_REMINDERS = "window_reminders"
 PURGE_DEDUPE = "purge_dedupe"
+CONFIRMATION_REMINDERS = "confirmation_reminders"
 
 # How long one delivery pass may run before giving the event loop and the scheduler a turn.
 DELIVER_SLICE_SECONDS = 10.0
@@ -88,6 +89,16 @@ async def window_reminders(key: str) -> Optional[outbox.ReminderRun]:
     if rt is None:
         return None
     return await outbox.window_reminders(rt.db, utcnow())
+
+
+async def confirmation_reminders(key: str) -> dict[int, int]:
+    """Remind candidates of their 外省转入 现场确认 the day before (storage.transfers)."""
+    from storage import transfers
+
+    rt = runtime(key)
+    if rt is None:
+        return {}
+    return await transfers.confirmation_reminders(rt.db, utcnow())
 
 
 async def purge_dedupe(key: str) -> int:

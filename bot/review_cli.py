@@ -227,6 +227,8 @@ async def _show(db, store: PhotoStore, app_id: int) -> str:
         lines.append(f"审核 {STATUS_LABELS[d.status]}  审核人 {d.decided_by}  时间 {_when(d.decided_at)}")
     if d.reason:
         lines.append(f"原因 {d.reason}")
+    if d.kind == "transfer_out":
+        lines += _transfer_out_lines(d)
     for n, item in enumerate(d.items, 1):
         lines.append("")
         lines.append(f"课程 {n}：{item.course_code} {courses.get(item.course_code, '')}".rstrip())
@@ -272,6 +274,19 @@ async def _show(db, store: PhotoStore, app_id: int) -> str:
     return "\n".join(lines)
 
 
+def _transfer_out_lines(d: ApplicationData) -> list[str]:
+    from storage.identifiers import mask_mobile, valid_mobile
+    from storage.transfers import TransferOutDetails
+
+    t = TransferOutDetails.from_dict(d.details)
+    phone = mask_mobile(t.phone) if valid_mobile(t.phone) else t.phone or "-"
+    lines = [f"转入地 {t.province or '-'}  转入准考证号 {t.admission_number or '-'}  转入层次 {t.level or '-'}",
+             f"转入专业 {t.major or '-'}  转出原因 {t.reason or '-'}  联系电话 {phone}"]
+    if t.reference:
+        lines.append(f"转出编号 {t.reference}")
+    return lines
+
+
 def _kb(size: int) -> str:
     return f"{size / 1024:.0f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.2f} MB"
 
@@ -288,7 +303,9 @@ async def _decide(db, app_id: int, *, approve: bool, by: str, reason: str | None
     c = candidates.get(d.candidate_id)
     who = f"，{c.name}" if c else ""
     lines = [f"申请 #{d.id}（{apps.kind_name(d.kind)}{who}）{d.status_label}，审核人 {d.decided_by}，{_when(d.decided_at)}。"]
-    if approve:
+    if approve and d.kind == "transfer_out":
+        lines.append(f"转出编号 {d.details.get('reference', '-')}。")
+    elif approve:
         lines.append(f"写入成绩记录 {done.score_records} 条。")
     if done.pushes:
         lines.append(f"已通知考生（{done.pushes} 条推送待发送）。")

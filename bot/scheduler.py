@@ -320,6 +320,7 @@ class ServiceScheduler:
         out = [
             (jobs.FAN_OUT_NOTICES, "bot.jobs:fan_out_notices", o.notices_every, True),
             (jobs.WINDOW_REMINDERS, "bot.jobs:window_reminders", o.reminders_every, True),
+            (jobs.CONFIRMATION_REMINDERS, "bot.jobs:confirmation_reminders", o.reminders_every, True),
             (jobs.PURGE_DEDUPE, "bot.jobs:purge_dedupe", o.purge_every, False),
         ]
         if o.deliver:

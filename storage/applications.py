@@ -36,7 +36,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
-from storage import identifiers, outbox, queries
+from storage import identifiers, outbox, queries, transfers
 from storage.db import Database
 from storage.models import (
     AdmissionNumber,
@@ -284,6 +284,8 @@ class ApplicationData:
     decided_at: Optional[dt.datetime] = None
     decided_by: Optional[str] = None
     reason: Optional[str] = None  # why 未通过
+    # Form fields beyond courses (本市转出: storage.transfers.TransferOutDetails.to_dict()).
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status_label(self) -> str:
@@ -317,6 +319,7 @@ class ApplicationData:
         for k in ("created_at", "submitted_at", "decided_at"):
             if d.get(k):
                 d[k] = dt.datetime.fromisoformat(d[k])
+        d["details"] = dict(d.get("details") or {})
         return cls(**d, items=items)
 
 
@@ -597,7 +600,7 @@ def _to_data(row: Application) -> ApplicationData:
         kind=row.kind, candidate_id=row.candidate_id, openid=row.openid, admission_number=row.admission_number,
         major_code=row.major_code, id=row.id, status=row.status, version=row.version, window_id=row.window_id,
         created_at=row.created_at, submitted_at=row.submitted_at, decided_at=row.decided_at,
-        decided_by=row.decided_by, reason=row.reason,
+        decided_by=row.decided_by, reason=row.reason, details=dict(row.details or {}),
         items=[
             ItemData(
                 course_code=i.course_code, entry_kind=i.entry_kind, passed_month=i.passed_month, score=i.score,
@@ -862,6 +865,7 @@ async def _replace_content(s: AsyncSession, row: Application, data: ApplicationD
             item.evidences.append(ev)
         row.items.append(item)
     row.major_code = data.major_code
+    row.details = dict(data.details) or None
     row.updated_at = now
     # Always an UPDATE of the row, so its version moves even when only children changed.
     flag_modified(row, "updated_at")
@@ -911,6 +915,10 @@ async def submission_problems(db: Database, data: ApplicationData, *, now: dt.da
 
 
 async def _problems(s: AsyncSession, data: ApplicationData, now: dt.datetime) -> list[str]:
+    if data.kind == "transfer_out":
+        choices = await transfers.choices_for(s, data.candidate_id, exclude_application_id=data.id, now=now)
+        return transfers.transfer_out_problems([i.course_code for i in data.items],
+                                               transfers.TransferOutDetails.from_dict(data.details), choices)
     codes = {i.course_code for i in data.items}
     names = dict((await s.execute(select(Course.code, Course.name).where(Course.code.in_(codes)))).all()) if codes else {}
     types = {t.code: t for t in await _evidence_types(s)}
@@ -1045,11 +1053,21 @@ async def _decide(db: Database, application_id: int, action: str, *, by: str, re
             if written:
                 # Cached plans and score lists (storage.queries) must see the new records at once.
                 await queries.mark_changed(s, reference=False, results=True)
+        detail = hint = None
+        if action == "approve" and row.kind == "transfer_out":
+            # The 转出编号 the destination asks for, kept with the application and pushed.
+            reference = transfers.reference_number(row.id, now)
+            row.details = {**(row.details or {}), "reference": reference}
+            names = dict((await s.execute(select(Course.code, Course.name).where(
+                Course.code.in_([i.course_code for i in row.items])))).all())
+            detail = transfers.approval_detail(reference, [(i.course_code, names.get(i.course_code, i.course_code))
+                                                           for i in row.items])
+            hint = f"转出编号{reference}"  # a template has no room for more: the number first
         await _flush(s)
         pushes = await outbox.review_outcome(
             s, candidate_id=row.candidate_id, business=outbox.application_name(row.kind),
             approved=action == "approve", decided_at=now, application_ref=f"app{row.id}",
-            decision_no=row.decisions, keyword=outbox.KIND_KEYWORDS.get(row.kind),
+            decision_no=row.decisions, keyword=outbox.KIND_KEYWORDS.get(row.kind), detail=detail, hint=hint,
         )
         app_id = row.id
     return Decision(await load_application(db, app_id), pushes, written)

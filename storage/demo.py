@@ -35,7 +35,7 @@ DEMO_CANDIDATES = {
     "李娜": "310104199508123322",  # 120402 行政管理(专升本), 英语(二) exempted
     "王磊": "310110199011234518",  # 120103 工程管理(专升本), transfers from 江苏, thesis passed
     "陈静": "31011219990605262X",  # 690206 行政管理(专科), failures and an absence (缺考)
-    "刘洋": "310106199702190919",  # 020301K 金融学(专升本), new
+    "刘洋": "310106199702190919",  # 020301K 金融学(专升本), new; a 外省转入 from 浙江 awaiting 现场确认
 }
 
 
@@ -95,7 +95,7 @@ WINDOWS = (
 三、须上传前置学历毕业证书（编号、获取时间、省份及照片），照片须清晰完整。
 四、提交后由主考院校预审，预审通过后分配指导教师，请及时与指导教师联系，按主考院校要求完成论文（毕业设计）写作与答辩。
 五、论文（毕业设计）不计学分，成绩以“合格”或“不合格”记载。"""),
-    DemoWindow("transfer_out", True, (-50, 9), (-20, 16), """\
+    DemoWindow("transfer_out", True, (-3, 9), (25, 16), """\
 一、本市转出适用于需将上海市自学考试合格成绩转往外省（区、市）的考生。
 二、申请前请先确认转入地接收所转课程的成绩，并已取得转入地准考证号。
 三、请填写转入地、转入准考证号、转入层次、转入专业、转出原因和联系电话，并勾选需要转出的成绩。
@@ -151,6 +151,20 @@ def window_records(now: dt.datetime) -> tuple[list[dict[str, str]], list[dict[st
             "notice": f"办理时间：{_fmt(opens)} 至 {_fmt(closes)}\n{w.notice}\n{FOOTER}",
         })
     return sittings, windows
+
+
+def transfer_records(now: dt.datetime) -> list[dict[str, str]]:
+    """刘洋's 外省转入 (transfers_in.csv rows): reviewed, 现场确认 in three days at 09:00; its
+    courses are in storage/demo/transfer_in_courses.csv."""
+    today = now.astimezone(SHANGHAI).date()
+    return [{
+        "reference": "ZR-DEMO-0001", "admission_number": "012525100086", "from_province": "浙江省",
+        "from_admission_number": "330122100086", "major_code": "020301K",
+        "applied_on": (today - dt.timedelta(days=20)).isoformat(), "status": "待现场确认",
+        "confirm_at": _at(today, (3, 9)).isoformat(), "confirm_ends_at": _at(today, (3, 11)).isoformat(),
+        "confirm_place": "上海市教育考试院（徐汇区漕溪北路 331 号）一楼自考服务窗口",
+        "confirm_bring": "身份证原件；浙江省自考办出具的转出成绩单原件及复印件",
+    }]
 
 
 def notice_records(now: dt.datetime) -> list[dict]:
@@ -212,6 +226,7 @@ async def load_demo_report(db: Database, now: dt.datetime | None = None) -> Impo
     last = max((line for line, _ in static.rows), default=1)
     static.rows.extend((last + i, row) for i, (_, row) in enumerate(extra.rows, 1))
     tables["business_windows.csv"] = RawTable.from_records("business_windows.csv", windows)
+    tables["transfers_in.csv"] = RawTable.from_records("transfers_in.csv", transfer_records(now))
     if report.errors:
         return report
     return await import_tables(db, tables, report)

@@ -29,7 +29,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage import keys, outbox, queries
+from storage import keys, outbox, queries, transfers
 from storage.db import Database
 from storage.identifiers import (
     id_check_digit,
@@ -46,6 +46,7 @@ from storage.identifiers import (
     valid_mobile,
 )
 from storage.models_service import GRADUATION_FEE, ORDER_STATUSES, Order
+from storage.models_transfers import TRANSFER_IN_STATUSES, TransferIn, TransferInCourse
 from storage.passwords import hash_initial_password, hash_password
 from storage.vocab import (
     COURSE_KINDS,
@@ -453,6 +454,33 @@ def _json_object(s: str) -> dict[str, Any]:
     return v
 
 
+def _province(s: str) -> str:
+    p = transfers.province_of(s)
+    if p is None:
+        raise Bad(f"来源省“{s}”不是省份名称（如 江苏、江苏省）")
+    if p == transfers.SHANGHAI_PROVINCE:
+        raise Bad("来源省不能是上海")
+    return p
+
+
+def _other_admission_number(s: str) -> str:
+    try:
+        return transfers.target_admission_number(s)
+    except ValueError as exc:
+        raise Bad(f"来源准考证号“{s}”：{exc}{_scientific_hint(s)}") from None
+
+
+def _accepted(s: str) -> bool | None:
+    t = _SPACES.sub("", s).lower()
+    if t in ("是", "认定", "已认定", "通过", "y", "yes", "true", "1"):
+        return True
+    if t in ("否", "不认定", "未认定", "不通过", "n", "no", "false", "0"):
+        return False
+    if t in ("待定", "待审核", "未审核"):
+        return None
+    raise Bad(f"是否认定“{s}”应为 是/否/待定")
+
+
 # --- File specifications --------------------------------------------------------------------------
 
 
@@ -594,6 +622,32 @@ SPECS: tuple[FileSpec, ...] = (
         Col("paid_at", ("缴费时间", "支付时间"), parse=parse_datetime),
         Col("closed_at", ("关闭时间",), parse=parse_datetime),
     ), informational=("name", "major_name"), informational_aliases=("姓名", "专业名称")),
+    FileSpec("transfers_in.csv", TransferIn.__table__, (
+        Col("reference", ("转入编号", "编号"), True, lambda s: _code_text(s)),
+        Col("admission_number", ("准考证号",), True, _admission_number),
+        Col("from_province", ("来源省", "转出省"), True, _province),
+        Col("from_admission_number", ("来源准考证号", "原准考证号"), True, _other_admission_number),
+        Col("major_code", ("转入专业", "专业代码"), True, _major_code),
+        Col("applied_on", ("申请日期", "申请时间"), parse=parse_date),
+        Col("status", ("状态", "审核状态"), parse=_choice(
+            TRANSFER_IN_STATUSES, "状态", {v: k for k, v in TRANSFER_IN_STATUSES.items()})),
+        Col("reason", ("未通过原因", "原因")),
+        Col("confirm_at", ("现场确认时间", "现场确认开始时间"), parse=parse_datetime),
+        Col("confirm_ends_at", ("现场确认结束时间",), parse=parse_datetime),
+        Col("confirm_place", ("现场确认地点",)),
+        Col("confirm_bring", ("携带材料", "需携带材料", "现场确认材料")),
+        Col("id_number", ("证件号码", "身份证号码", "身份证号")),
+    ), informational=("name", "major_name"), informational_aliases=("姓名", "专业名称")),
+    FileSpec("transfer_in_courses.csv", TransferInCourse.__table__, (
+        Col("reference", ("转入编号", "编号"), True, lambda s: _code_text(s)),
+        Col("course_code", ("课程代码",), True, _course_code),
+        Col("source_name", ("原课程名称", "外省课程名称")),
+        Col("score", ("成绩",), parse=parse_score),
+        Col("passed_on", ("通过时间", "通过日期"), parse=parse_month_or_date),
+        Col("accepted", ("是否认定", "认定结果", "认定"), parse=_accepted),
+        Col("note", ("不认定原因", "备注", "说明")),
+        Col("position", ("序号",), parse=lambda s: parse_int(s, 0, 9999, "序号")),
+    ), informational=("course_name",), informational_aliases=("课程名称",)),
 )
 SPEC_BY_FILE = {s.file: s for s in SPECS}
 # The report line for candidate_majors rows, which come from admission_numbers.csv.
@@ -652,6 +706,8 @@ class Batch:
     scores: dict[tuple[str, str, str, str], Rec] = field(default_factory=dict)
     windows: dict[tuple[str, str], Rec] = field(default_factory=dict)
     orders: dict[str, Rec] = field(default_factory=dict)
+    transfers_in: dict[str, Rec] = field(default_factory=dict)
+    transfer_courses: dict[tuple[str, str], Rec] = field(default_factory=dict)
 
 
 def _add(report: ImportReport, file: str, into: dict, key: Any, rec: Rec, show: str) -> None:
@@ -730,12 +786,48 @@ def _validate(tables: dict[str, RawTable], report: ImportReport) -> Batch:
                 _add(report, file, b.windows, (v["kind"], v["title"]), rec, f"业务 {v['kind']}《{v['title']}》")
             elif file == "orders.csv":
                 _validate_order(v, rec, b, report)
-    # Plan positions default to the order of the rows within each major.
+            elif file == "transfers_in.csv":
+                _validate_transfer_in(v, rec, b, report)
+            elif file == "transfer_in_courses.csv":
+                _validate_transfer_course(v, rec, b, report)
+    # Plan positions default to the order of the rows within each major (and courses of a
+    # transfer record to their order within it).
     seen: dict[str, int] = {}
     for (major, _), rec in sorted(b.plan.items(), key=lambda kv: kv[1].line):
         seen[major] = seen.get(major, 0) + 1
         rec.values.setdefault("position", seen[major])
+    seen = {}
+    for (ref, _), rec in sorted(b.transfer_courses.items(), key=lambda kv: kv[1].line):
+        seen[ref] = seen.get(ref, 0) + 1
+        rec.values.setdefault("position", seen[ref])
     return b
+
+
+def _validate_transfer_in(v: dict[str, Any], rec: Rec, b: Batch, report: ImportReport) -> None:
+    file = "transfers_in.csv"
+    if len(v["reference"]) > 32:
+        report.error(file, rec.line, f"转入编号“{v['reference']}”过长（最多 32 位）")
+        return
+    if v.get("confirm_at") and v.get("confirm_ends_at") and v["confirm_ends_at"] <= v["confirm_at"]:
+        report.error(file, rec.line, "现场确认结束时间应晚于开始时间")
+        return
+    if "id_number" in v:
+        v["id_number"] = normalize_id_number(v["id_number"])
+    _add(report, file, b.transfers_in, v["reference"], rec, f"转入编号 {v['reference']}")
+
+
+def _validate_transfer_course(v: dict[str, Any], rec: Rec, b: Batch, report: ImportReport) -> None:
+    file = "transfer_in_courses.csv"
+    if "score" in v:
+        v["score"], v["grade"] = v["score"]
+        if not score_passes(v["score"], v["grade"]):
+            report.error(file, rec.line, "转入的只能是已合格的成绩（60分及以上，或 合格/通过）")
+            return
+    if v.get("accepted") is False and not v.get("note"):
+        report.error(file, rec.line, "不认定的课程须在“不认定原因”列写明原因（考生会看到）")
+        return
+    _add(report, file, b.transfer_courses, (v["reference"], v["course_code"]), rec,
+         f"转入编号 {v['reference']} 课程 {v['course_code']}")
 
 
 _MAJOR_SPLIT = re.compile(r"[;；、/|\s]+")
@@ -843,6 +935,7 @@ class Known:
     sittings: dict[str, dict[str, Any]]
     candidates: dict[str, int]  # id_number -> id
     admissions: dict[str, tuple[int, str]]  # number -> (candidate_id, owner's id_number)
+    transfers_in: dict[str, dict[str, Any]] = field(default_factory=dict)  # reference -> stored row
 
 
 async def _load_known(session: AsyncSession, b: Batch) -> Known:
@@ -850,6 +943,7 @@ async def _load_known(session: AsyncSession, b: Batch) -> Known:
     courses = set((await session.execute(select(m.Course.code))).scalars())
     sittings = {r["code"]: dict(r) for r in (await session.execute(select(m.Sitting.__table__))).mappings()}
     numbers = set(b.admissions) | {k[0] for k in b.scores} | {r.values["admission_number"] for r in b.orders.values()}
+    numbers |= {r.values["admission_number"] for r in b.transfers_in.values()}
     admissions: dict[str, tuple[int, str]] = {}
     for chunk in _chunks(sorted(numbers)):
         res = await session.execute(
@@ -865,7 +959,9 @@ async def _load_known(session: AsyncSession, b: Batch) -> Known:
         res = await session.execute(select(m.Candidate.id_number, m.Candidate.id)
                                     .where(m.Candidate.id_index.in_([keys.id_index(x) for x in chunk])))
         candidates.update({idn: cid for idn, cid in res})
-    return Known(majors, courses, sittings, candidates, admissions)
+    refs = set(b.transfers_in) | {ref for ref, _ in b.transfer_courses}
+    stored = {r["reference"]: r for r in await _rows_where_in(session, TransferIn.__table__, "reference", refs)}
+    return Known(majors, courses, sittings, candidates, admissions, stored)
 
 
 def _check_references(b: Batch, k: Known, report: ImportReport) -> None:
@@ -910,10 +1006,43 @@ def _check_references(b: Batch, k: Known, report: ImportReport) -> None:
             report.error("orders.csv", rec.line, f"准考证号 {admission} 不存在（admission_numbers.csv 和数据库中都没有）")
         if rec.values["major_code"] not in majors:
             report.error("orders.csv", rec.line, f"专业代码 {rec.values['major_code']} 不存在（majors.csv 和数据库中都没有）")
+    _check_transfer_references(b, k, report, majors, courses)
     for (kind, _), rec in b.windows.items():
         sitting = rec.values.get("sitting")
         if sitting and sitting not in sittings:
             report.error("business_windows.csv", rec.line, f"考次 {sitting} 不存在（sittings.csv 和数据库中都没有）")
+
+
+def _check_transfer_references(b: Batch, k: Known, report: ImportReport, majors: set[str], courses: set[str]) -> None:
+    file = "transfers_in.csv"
+    for ref, rec in b.transfers_in.items():
+        v = rec.values
+        number = v["admission_number"]
+        owner_id = b.admissions[number].values["id_number"] if number in b.admissions else (
+            k.admissions[number][1] if number in k.admissions else None)
+        if owner_id is None:
+            report.error(file, rec.line, f"准考证号 {number} 不存在（admission_numbers.csv 和数据库中都没有）")
+        elif v.get("id_number") and v["id_number"] != owner_id:
+            report.error(file, rec.line, f"准考证号 {number} 不属于证件号码 {mask_id_number(v['id_number'])}")
+        if v["major_code"] not in majors:
+            report.error(file, rec.line, f"专业代码 {v['major_code']} 不存在（majors.csv 和数据库中都没有）")
+        stored = k.transfers_in.get(ref)
+        if stored is not None and stored["admission_number"] != number:
+            report.error(file, rec.line, f"转入编号 {ref} 在数据库中属于准考证号 {stored['admission_number']}，不能改到 {number} 名下")
+        merged = {**(stored or {}), **{c: x for c, x in v.items() if c != "id_number"}}
+        status = merged.get("status") or "pending"
+        problem = transfers.transition_problem(stored["status"] if stored else None, status)
+        if problem:
+            report.error(file, rec.line, problem)
+            continue
+        for p in transfers.record_problems(status, reason=merged.get("reason"), confirm_at=merged.get("confirm_at"),
+                                           place=merged.get("confirm_place")):
+            report.error(file, rec.line, p)
+    for (ref, course), rec in b.transfer_courses.items():
+        if ref not in b.transfers_in and ref not in k.transfers_in:
+            report.error("transfer_in_courses.csv", rec.line, f"转入编号 {ref} 不存在（transfers_in.csv 和数据库中都没有）")
+        if course not in courses:
+            report.error("transfer_in_courses.csv", rec.line, f"课程代码 {course} 不存在（courses.csv 和数据库中都没有）")
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -1126,9 +1255,47 @@ async def _write(session: AsyncSession, b: Batch, k: Known, report: ImportReport
          for rec in b.orders.values()],
         r("orders.csv"), defaults={"item": GRADUATION_FEE, "created_at": m.utcnow()},
     )
+    await _write_transfers(session, b, k, r, owners)
     # The read caches of every process (storage/queries.py) drop what this import changed.
     if any(f.inserted or f.updated for f in report.files):
         await queries.mark_changed(session)
+
+
+async def _write_transfers(session: AsyncSession, b: Batch, k: Known, r: Callable[[str], FileResult],
+                           owners: dict[str, int]) -> None:
+    """外省转入 records and their courses; each new record and each change of status (or of the
+    现场确认 slot of a record waiting for it) is pushed, and 已完成 credits the accepted courses."""
+    if not b.transfers_in and not b.transfer_courses:
+        return
+    now = m.utcnow()
+    rows = []
+    for ref, rec in b.transfers_in.items():
+        v = {c: x for c, x in rec.values.items() if c != "id_number"}
+        v["candidate_id"] = owners.get(v["admission_number"]) or k.admissions[v["admission_number"]][0]
+        rows.append(v)
+    await _upsert(session, TransferIn.__table__, ("reference",), rows, r("transfers_in.csv"),
+                  defaults={"status": "pending", "status_changes": 0, "created_at": now, "updated_at": now})
+    ids = {row["reference"]: row["id"] for row in await _rows_where_in(
+        session, TransferIn.__table__, "reference", set(b.transfers_in) | {ref for ref, _ in b.transfer_courses})}
+    await _upsert(
+        session, TransferInCourse.__table__, ("transfer_id", "course_code"),
+        [{c: x for c, x in rec.values.items() if c != "reference"} | {"transfer_id": ids[ref]}
+         for (ref, _), rec in b.transfer_courses.items()],
+        r("transfer_in_courses.csv"),
+    )
+    changed = []
+    for ref, rec in b.transfers_in.items():
+        old, new = k.transfers_in.get(ref), rec.values
+        slot = ("confirm_at", "confirm_place")
+        if old is None or ("status" in new and new["status"] != old["status"]) or (
+                (new.get("status") or old["status"]) == "confirming"
+                and any(c in new and not _same(new[c], old[c]) for c in slot)):
+            changed.append(ids[ref])
+    for row in (await session.execute(select(TransferIn).where(TransferIn.id.in_(changed)))).scalars():
+        await transfers.status_changed(session, row, now)
+    # Courses accepted later for a record already 已完成 become results too.
+    done = [ids[ref] for ref, _ in b.transfer_courses]
+    await transfers.credit_accepted(session, done)
 
 
 # --- Entry points ---------------------------------------------------------------------------------

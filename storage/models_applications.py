@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Optional
+from typing import Any, Optional
 
 from sqlalchemy import (
     Boolean,
@@ -120,6 +120,9 @@ class Application(Base):
     reason: Mapped[Optional[str]] = mapped_column(Text)  # why 未通过, shown to the candidate
     decisions: Mapped[int] = mapped_column(default=0)  # numbers each decision's push
     version: Mapped[int] = mapped_column(default=1)
+    # Form fields of a business beyond courses and evidences (本市转出: 转入地, 转入准考证号 ...;
+    # storage.transfers.TransferOutDetails), and what a decision adds (转出编号).
+    details: Mapped[Optional[dict[str, Any]]]
 
     __mapper_args__ = {"version_id_col": version}
 

@@ -274,11 +274,17 @@ async def _openids_of_candidates(session: AsyncSession, candidate_ids: Iterable[
 
 
 def review_texts(business: str, approved: bool, decided_at: dt.datetime,
-                 keyword: str | None = None) -> tuple[str, dict[str, str]]:
-    """(customer-service text, review_result template data) of one decision."""
+                 keyword: str | None = None, detail: str | None = None,
+                 hint: str | None = None) -> tuple[str, dict[str, str]]:
+    """(customer-service text, review_result template data) of one decision.
+
+    `detail`: lines a business adds to an approval (本市转出: its 转出编号 and courses); `hint`:
+    the template's last value instead of "回复…查看详情" (本市转出: the 转出编号 itself)."""
     kw = keyword or business_keyword(business)
+    template_hint = hint
     if approved:
-        text = f"您的{business}审核结果：已通过。\n回复“{kw}”查看详情。"
+        extra = f"\n{detail.strip()}" if detail and detail.strip() else ""
+        text = fit_text(f"您的{business}审核结果：已通过。{extra}", TEXT_MAX_BYTES - 64) + f"\n回复“{kw}”查看详情。"
         hint = f"回复“{kw}”查看详情"
     else:
         text = f"您的{business}审核结果：未通过。\n回复“{kw}”查看原因并重新提交。"
@@ -287,14 +293,15 @@ def review_texts(business: str, approved: bool, decided_at: dt.datetime,
         "thing1": business,
         "phrase2": "已通过" if approved else "未通过",
         "time3": shanghai_time(decided_at),
-        "thing4": hint,
+        "thing4": template_hint or hint,
     }
     return text, data
 
 
 async def review_outcome(session: AsyncSession, *, candidate_id: int, business: str, approved: bool,
                          decided_at: dt.datetime, application_ref: str, decision_no: int = 1,
-                         keyword: str | None = None, url: str | None = None) -> int:
+                         keyword: str | None = None, url: str | None = None, detail: str | None = None,
+                         hint: str | None = None) -> int:
     """Tell the candidate (every bound, subscribed openid) a decision on their application.
 
     Call it inside the decision's transaction: the push exists exactly when the decision does.
@@ -302,7 +309,7 @@ async def review_outcome(session: AsyncSession, *, candidate_id: int, business: 
     decision number); `keyword` is what the candidate replies to see the reason or next step
     (default: the business's keyword). Ignores the notices opt-out. Returns the rows written.
     """
-    text, data = review_texts(business, approved, decided_at, keyword)
+    text, data = review_texts(business, approved, decided_at, keyword, detail, hint)
     body = payload(text, "review_result", data, url)
     now = utcnow()
     openids = await _openids_of_candidates(session, [candidate_id], notices=False)
@@ -564,3 +571,75 @@ async def window_reminders(db: Database, now: dt.datetime | None = None) -> Remi
     if any(run.opened.values()) or any(run.closing.values()):
         log.info("window reminders: opened %s, closing %s", run.opened, run.closing)
     return run
+
+
+# --- 外省转入: progress and the 现场确认 reminder --------------------------------------------------
+
+TRANSFER_IN_BUSINESS = WINDOW_KINDS["transfer_in"]
+
+
+def transfer_in_texts(status: str, label: str, changed_at: dt.datetime, *, confirm_at: dt.datetime | None = None,
+                      place: str | None = None) -> tuple[str, dict[str, str]]:
+    """(text, review_result template data) of a 外省转入 record reaching `status` (label: 待审核 ...)."""
+    kw = KIND_KEYWORDS["transfer_in"]
+    if status == "confirming" and confirm_at is not None:
+        where = f"，地点：{place}" if place else ""
+        text = (f"您的外省转入已审核，请按时到现场确认：{shanghai_time(confirm_at)}{where}。\n"
+                f"回复“{kw}”查看需要携带的材料。")
+        hint = f"回复“{kw}”查看现场确认"
+    elif status == "completed":
+        text = f"您的外省转入已办理完成，认定的课程已计入您的成绩。\n回复“{kw}”查看详情。"
+        hint = f"回复“{kw}”查看详情"
+    elif status == "rejected":
+        text = f"您的外省转入审核结果：未通过。\n回复“{kw}”查看原因。"
+        hint = f"回复“{kw}”查看原因"
+    else:
+        text = f"您的外省转入办理进度：{label}。\n回复“{kw}”查看详情。"
+        hint = f"回复“{kw}”查看进度"
+    data = {"thing1": TRANSFER_IN_BUSINESS, "phrase2": label, "time3": shanghai_time(changed_at), "thing4": hint}
+    return fit_text(text), data
+
+
+async def transfer_in_progress(session: AsyncSession, *, candidate_id: int, transfer_id: int, change_no: int,
+                               status: str, label: str, changed_at: dt.datetime,
+                               confirm_at: dt.datetime | None = None, place: str | None = None) -> int:
+    """Tell the candidate that their 外省转入 record changed status (in the change's transaction).
+
+    One row per change and openid (`change_no` numbers the record's changes); like a review
+    outcome it is the candidate's own business and ignores the notices opt-out.
+    """
+    text, data = transfer_in_texts(status, label, changed_at, confirm_at=confirm_at, place=place)
+    body = payload(text, "review_result", data)
+    now = utcnow()
+    openids = await _openids_of_candidates(session, [candidate_id], notices=False)
+    return await enqueue_many(session, [
+        _row(openid=o, kind="review_outcome", payload=body,
+             client_msg_id=client_msg_id("transfer_in", transfer_id, change_no, o),
+             priority=PRIORITY_OWN, due_at=now, notice_id=None, now=now)
+        for o in openids
+    ])
+
+
+def confirmation_reminder_texts(confirm_at: dt.datetime, place: str | None) -> tuple[str, dict[str, str]]:
+    kw = KIND_KEYWORDS["transfer_in"]
+    where = f"\n地点：{place}" if place else ""
+    text = (f"提醒：您的外省转入现场确认在{shanghai_time(confirm_at)}。{where}\n"
+            f"请带齐材料按时前往，回复“{kw}”查看需要携带的材料。")
+    data = {"thing1": "外省转入现场确认", "time2": shanghai_time(confirm_at), "thing3": f"明天现场确认，回复“{kw}”查看"}
+    return fit_text(text), data
+
+
+async def confirmation_reminder(session: AsyncSession, *, candidate_id: int, transfer_id: int,
+                                confirm_at: dt.datetime, place: str | None, now: dt.datetime | None = None) -> int:
+    """Remind the candidate of their 现场确认 the day before; once per record and slot (a moved
+    slot is reminded again). Ignores the notices opt-out: it is their own appointment."""
+    now = now or utcnow()
+    text, data = confirmation_reminder_texts(confirm_at, place)
+    body = payload(text, "business_reminder", data)
+    slot = int(confirm_at.timestamp())
+    openids = await _openids_of_candidates(session, [candidate_id], notices=False)
+    return await enqueue_many(session, [
+        _row(openid=o, kind="reminder", payload=body, client_msg_id=client_msg_id("confirm", transfer_id, slot, o),
+             priority=PRIORITY_OWN, due_at=now, notice_id=None, now=now)
+        for o in openids
+    ])

@@ -68,6 +68,8 @@ async def test_examples_import_then_reimport_changes_nothing(db: Database) -> No
         "admission_numbers.csv(报考专业)": (2, 0, 0),
         "scores.csv": (7, 0, 0),
         "business_windows.csv": (2, 0, 0),
+        "transfers_in.csv": (1, 0, 0),
+        "transfer_in_courses.csv": (3, 0, 0),
     }
     second = await import_directory(db, EXAMPLES)
     assert second.ok, second.format()
@@ -446,6 +448,8 @@ async def test_statements_are_batched_not_one_per_row(db: Database, tmp_path: Pa
             for sitting in ("202404", "202410"):
                 scores.append(f"0199{i:08d},{c},{sitting},{(i * 7) % 100}")
     directory = copy_examples(tmp_path)
+    for other in ("transfers_in.csv", "transfer_in_courses.csv"):  # they refer to the replaced candidates
+        (directory / other).unlink()
     write(directory, {
         "candidates.csv": "\n".join(cands) + "\n",
         "admission_numbers.csv": "\n".join(adms) + "\n",
