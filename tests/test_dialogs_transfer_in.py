@@ -28,7 +28,7 @@ def router(db):
 
 async def bind(db: Database, id_number: str = SUN, openid: str = OPENID) -> int:
     async with db.session() as s, s.begin():
-        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.id_number == id_number))
+        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.with_id_number(id_number)))
         s.add(m.WechatUser(openid=openid, candidate_id=cid, subscribed=True, bound_at=m.utcnow()))
     return cid
 
@@ -101,7 +101,7 @@ async def test_an_unbound_follower_is_asked_to_bind_first(db, router):
     await run(router_sender(router, "o_stranger"), """
         > 转入
         < 这项业务需要先绑定考生信息
-        < 请输入您的证件号码
+        < 点击这里完成绑定
     """)
 
 

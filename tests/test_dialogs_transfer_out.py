@@ -31,7 +31,7 @@ async def world(db: Database, *, open_: bool = True) -> int:
     assert (await import_directory(db, EXAMPLES)).ok
     t = m.utcnow()
     async with db.session() as s, s.begin():
-        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.id_number == ZHAO))
+        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.with_id_number(ZHAO)))
         s.add(m.WechatUser(openid=OPENID, candidate_id=cid, subscribed=True, bound_at=t,
                            active_admission_number=ZHAO_ADMISSION))
         s.add(m.BusinessWindow(kind="transfer_out", title="2026年下半年本市转出", notice=NOTICE,

@@ -145,7 +145,7 @@ def test_reference_number_and_approval_detail_carry_no_scores() -> None:
 
 async def bind(db: Database, openid: str = OPENID, id_number: str = SUN) -> int:
     async with db.session() as s, s.begin():
-        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.id_number == id_number))
+        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.with_id_number(id_number)))
         s.add(m.WechatUser(openid=openid, candidate_id=cid, subscribed=True, bound_at=m.utcnow()))
     return cid
 
@@ -159,7 +159,7 @@ async def test_example_record_imports_with_its_courses_and_slot(db: Database) ->
     report = await import_directory(db, EXAMPLES)
     assert report.ok, report.format()
     async with db.session() as s:
-        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.id_number == SUN))
+        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.with_id_number(SUN)))
     [view] = await tr.transfers_in_of(db, cid)
     assert (view.reference, view.status_label, view.from_province, view.major_name) == (
         "ZR2024000017", "待现场确认", "江苏省", "行政管理(专升本)")

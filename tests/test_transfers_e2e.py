@@ -43,7 +43,7 @@ def values(message: dict) -> str:
 async def bind(db, state, id_number: str, admission: str | None = None) -> None:
     state.set_subscribed(OPENID, True)
     async with db.session() as s, s.begin():
-        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.id_number == id_number))
+        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.with_id_number(id_number)))
         s.add(m.WechatUser(openid=OPENID, candidate_id=cid, subscribed=True, bound_at=m.utcnow(),
                            active_admission_number=admission))
 
