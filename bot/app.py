@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot.crypto import MessageCrypto
 from bot.delivery import Deliverer, record_template_finish
 from bot.endpoint import WeChatEndpoint
+from bot.pay import PAY, PayConfig, PayGateway, PayService, add_pay_routes
 from bot.scheduler import SchedulerOptions, ServiceScheduler, owner_id
 from bot.token_store import DatabaseTokenStore, RedisTokenStore
 from bot.wechat_client import WeChatClient
@@ -48,6 +49,8 @@ def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None)
     # The endpoint is built at start-up (it needs the database); routes must exist before.
     app.router.add_get("/wechat", _wechat_get)
     app.router.add_post("/wechat", _wechat_post)
+    if settings.wechatpay_mchid:
+        add_pay_routes(app)  # the 毕业审定费 in WeChat Pay (bot/pay.py)
     return app
 
 
@@ -84,12 +87,17 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.api_timeout_seconds,
     )
     crypto = MessageCrypto(settings.wechat_token, settings.aes_keys, settings.wechat_app_id) if settings.safe_mode else None
+    pay_config = PayConfig.from_settings(settings)
+    pay = PayService(db, PayGateway(pay_config)) if pay_config else None
+    if pay is not None:
+        app[PAY] = pay
     services = Services(
         sms=build_sms_gateway(settings, session),
         download_media=client.download_media,
         upload_image=lambda data, filename: client.upload_media(
             "image", data, filename, "image/png" if filename.lower().endswith(".png") else "image/jpeg"),
         photo_store=LocalPhotoStore.under_media_dir(settings.media_dir),
+        pay_link=pay.link if pay else None,
     )
     # jieba's dictionary and the BM25 index are built now, so the first question is as fast as
     # the hundredth; an invalid knowledge base stops start-up with its reason.
@@ -133,7 +141,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     options = app[SCHEDULER_OPTIONS]
     key = owner_id()
     deliverer = Deliverer.from_settings(db, client, settings, owner=key) if options.deliver else None
-    jobs.register(key, jobs.Runtime(db=db, settings=settings, deduper=endpoint.deduper, deliverer=deliverer))
+    jobs.register(key, jobs.Runtime(db=db, settings=settings, deduper=endpoint.deduper, deliverer=deliverer,
+                                    pay=pay))
     scheduler = ServiceScheduler(db, settings.database_url, key, options)
     if options.enabled:
         scheduler.start()

@@ -215,6 +215,7 @@ def cmd_menu(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.app import create_app
     from emulator.app import start_emulator
+    from emulator.pay import PayState
     from storage.db import Database
     from storage.demo import load_demo
     from storage.migrate import upgrade
@@ -224,6 +225,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                      PORT=str(args.port))
     if args.mode == "plain":
         overrides["WECHAT_AES_KEY"] = ""
+    # WeChat Pay: the emulator makes merchant and platform keys; the service reads them (docs/payments.md).
+    pay = PayState(appid=overrides["WECHAT_APP_ID"])
+    overrides.update(pay.write_service_files("var/wechatpay"), WECHATPAY_API_BASE=emulator_url)
     settings = _settings(args, overrides)
     _setup_logging(settings.log_level)
     upgrade(settings.database_url)
@@ -241,7 +245,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         emu_runner, _state = await start_emulator(
             args.host, args.emulator_port, bot_url=bot_url, token=settings.wechat_token,
             app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret,
-            aes_key=settings.wechat_aes_key or None, mode=args.mode,
+            aes_key=settings.wechat_aes_key or None, mode=args.mode, pay=pay,
         )
         await sync_menu(settings)
         print(f"\n  zikao-bot  {bot_url}   (WeChat posts here)")

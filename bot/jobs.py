@@ -24,6 +24,7 @@ DELIVER = "deliver_outbox"
 FAN_OUT_NOTICES = "fan_out_notices"
 WINDOW_REMINDERS = "window_reminders"
 PURGE_DEDUPE = "purge_dedupe"
+CLOSE_UNPAID_ORDERS = "close_unpaid_orders"
 
 # How long one delivery pass may run before giving the event loop and the scheduler a turn.
 DELIVER_SLICE_SECONDS = 10.0
@@ -37,6 +38,7 @@ class Runtime:
     settings: Settings
     deduper: Any = None  # bot.dedupe.Deduper
     deliverer: Any = None  # bot.delivery.Deliverer; None: this service does not deliver
+    pay: Any = None  # bot.pay.PayService; None: WeChat Pay not configured
 
 
 _RUNTIMES: dict[str, Runtime] = {}
@@ -98,3 +100,11 @@ async def purge_dedupe(key: str) -> int:
     if purged:
         log.info("purged %d dedupe records", purged)
     return purged
+
+
+async def close_unpaid_orders(key: str) -> int:
+    """Close unpaid 毕业审定费 orders whose payment period ended (at WeChat Pay, then here)."""
+    rt = runtime(key)
+    if rt is None or rt.pay is None:
+        return 0
+    return await rt.pay.close_unpaid(utcnow())

@@ -254,6 +254,7 @@ class SchedulerOptions:
     notices_every: float = 30.0
     reminders_every: float = 300.0
     purge_every: float = 1800.0
+    orders_every: float = 300.0  # closing unpaid orders after their payment period
     grace_seconds: float = 5.0
 
 
@@ -321,6 +322,7 @@ class ServiceScheduler:
             (jobs.FAN_OUT_NOTICES, "bot.jobs:fan_out_notices", o.notices_every, True),
             (jobs.WINDOW_REMINDERS, "bot.jobs:window_reminders", o.reminders_every, True),
             (jobs.PURGE_DEDUPE, "bot.jobs:purge_dedupe", o.purge_every, False),
+            (jobs.CLOSE_UNPAID_ORDERS, "bot.jobs:close_unpaid_orders", o.orders_every, True),
         ]
         if o.deliver:
             out.insert(0, (jobs.DELIVER, "bot.jobs:deliver_outbox", o.deliver_every, True))

@@ -25,3 +25,6 @@ class Services:
     upload_image: Optional[Callable[[bytes, str], Awaitable[str]]] = None
     # Where evidence photos are kept (storage.photos.PhotoStore).
     photo_store: Optional[Any] = None
+    # WeChat Pay (bot/pay.py): the payment page of an order for a follower (order number, openid
+    # -> URL); None: the fee is not paid in WeChat.
+    pay_link: Optional[Callable[[str, str], str]] = None

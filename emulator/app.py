@@ -16,6 +16,7 @@ from typing import Any, Optional
 from aiohttp import web
 
 from .api import EmulatorState, add_api_routes
+from .pay import PayState, add_pay_routes
 from .chat import ACCOUNT_NAME, DEMO_OPENID, HUB_KEY, ChatHub, add_chat_routes
 from .server import MODES, WeChatServer
 from .sms import SmsState, add_sms_routes
@@ -37,8 +38,10 @@ def create_emulator_app(
     attempts: int = 3,
     account_name: str = ACCOUNT_NAME,
     default_openid: str = DEMO_OPENID,
+    pay: Optional[PayState] = None,
 ) -> web.Application:
-    """The emulator app. `mode` is plain, compat or safe; compat and safe need `aes_key`."""
+    """The emulator app. `mode` is plain, compat or safe; compat and safe need `aes_key`.
+    `pay`: also serve WeChat Pay (emulator/pay.py) with that state and its keys."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if state is None:
@@ -51,6 +54,9 @@ def create_emulator_app(
     # --- the SMS gateway (emulator/sms.py): POST /sms/send, /_emu/sms; the page's 短信 panel
     sms = add_sms_routes(app, SmsState(state))
     sms.listeners.append(lambda record: hub.broadcast("sms", record))
+    # --- WeChat Pay (emulator/pay.py): /v3/pay/transactions/..., the cashier page, notifications
+    if pay is not None:
+        add_pay_routes(app, pay)
     # ---
     return app
 

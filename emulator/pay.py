@@ -460,3 +460,12 @@ def add_pay_routes(app: web.Application, state: PayState) -> PayState:
     app.on_cleanup.append(_cleanup)
     return state
 
+
+
+def write_pay_env(state: PayState, directory: str | Path, api_base: str) -> Path:
+    """The keys and a KEY=VALUE file of the service's WECHATPAY_* settings (for ZIKAO_CONFIG)."""
+    values = state.write_service_files(directory) | {"WECHATPAY_API_BASE": api_base}
+    path = Path(directory) / "wechatpay.env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    path.chmod(0o600)
+    return path
