@@ -412,3 +412,40 @@ def test_payment_is_refused_for_paid_closed_and_foreign_orders() -> None:
     assert "已关闭" in P.payment_refusal(_view(status="closed"), open_window, payer_candidate_id=1)
     closed = WindowCheck("graduation_fee", None, None)
     assert "另行通知" in P.payment_refusal(_view(), closed, payer_candidate_id=1)
+
+
+# --- 我的订单 and settings --------------------------------------------------------------------------
+
+
+async def test_my_orders_before_the_period_says_when_it_opens_and_inside_it_gives_the_payment_link(db) -> None:
+    from dialogs import queries as dq
+
+    clock = Clock()
+    await _load(db, clock, window=(5, 15))
+    order = await P.load_order(db, ORDER)
+    viewer = dq.Viewer(OPENID, order.candidate_id, A1)
+    link = lambda number, openid: f"https://pay.example/{number}/{openid}"  # noqa: E731
+    before = (await dq.orders(db, viewer, now=clock.now, pay_link=link)).text
+    opens = (clock.now + dt.timedelta(days=5)).astimezone(SH).strftime("%Y年%m月%d日 %H:%M")
+    assert f"缴费时间：{opens} 至 " in before and "届时回复“我的订单”即可在微信中缴费。" in before
+    assert "https://pay.example" not in before
+    inside = (await dq.orders(db, viewer, now=clock.now + dt.timedelta(days=6), pay_link=link)).text
+    assert f"订单{ORDER}：https://pay.example/{ORDER}/{OPENID}" in inside
+    without = (await dq.orders(db, viewer, now=clock.now + dt.timedelta(days=6))).text
+    assert "请登录考籍管理服务平台" in without and "https://" not in without
+
+
+def test_wechat_pay_settings_are_checked_at_start(tmp_path) -> None:
+    from bot.config import ConfigError, load_settings
+
+    files = PayState(appid=APPID).write_service_files(tmp_path)
+    ok = load_settings(files | {"PUBLIC_BASE_URL": "https://zikao.example"})
+    assert ok.wechatpay_mchid == files["WECHATPAY_MCHID"] and ok.describe()["wechatpay_api_v3_key"] == "set"
+    assert PayConfig.from_settings(ok).notify_url == "https://zikao.example/pay/notify"
+    assert PayConfig.from_settings(load_settings({})) is None
+    for bad, var in (({"WECHATPAY_MCHID": "abc"}, "WECHATPAY_MCHID"),
+                     ({"WECHATPAY_API_V3_KEY": "short"}, "WECHATPAY_API_V3_KEY"),
+                     ({"WECHATPAY_PRIVATE_KEY_PATH": str(tmp_path / "none.pem")}, "WECHATPAY_PRIVATE_KEY_PATH"),
+                     ({"WECHATPAY_PUBLIC_KEY_ID": ""}, "WECHATPAY_CERT_SERIAL_NO")):
+        with pytest.raises(ConfigError, match=var):
+            load_settings(files | bad)
