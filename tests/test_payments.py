@@ -449,3 +449,16 @@ def test_wechat_pay_settings_are_checked_at_start(tmp_path) -> None:
                      ({"WECHATPAY_PUBLIC_KEY_ID": ""}, "WECHATPAY_CERT_SERIAL_NO")):
         with pytest.raises(ConfigError, match=var):
             load_settings(files | bad)
+
+
+async def test_reimporting_an_older_export_does_not_undo_a_payment_made_in_wechat(db) -> None:
+    clock = Clock()
+    await _load(db, clock)
+    await P.record_payment(db, P.Payment(ORDER, "4200000000202611290003", "SUCCESS", 15000, "CNY", OPENID, None),
+                           now=clock())
+    stale = {"orders.csv": [{"order_number": ORDER, "admission_number": A1, "major_code": "120103", "amount": "150",
+                             "status": "待缴费", "created_at": _sh(clock.now - dt.timedelta(days=3))}]}
+    report = await import_tables(db, {n: RawTable.from_records(n, r) for n, r in stale.items()}, ImportReport("t"))
+    assert report.committed, report.format()
+    order = await _order(db)
+    assert order.status == "paid" and order.paid_at == clock.now
