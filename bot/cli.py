@@ -212,6 +212,23 @@ def cmd_menu(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _open_fee_window(db) -> None:
+    """A payment period open from now for a week (the demo's own one opens in 30 days)."""
+    import datetime as dt
+
+    from storage.importer import ImportReport, RawTable, import_tables
+
+    sh = dt.timezone(dt.timedelta(hours=8))
+    now = dt.datetime.now(sh)
+    row = {"kind": "graduation_fee", "title": "毕业审定费缴费（演示，现在开放）",
+           "opens_at": (now - dt.timedelta(hours=1)).strftime("%Y-%m-%d %H:%M"),
+           "closes_at": (now + dt.timedelta(days=7)).strftime("%Y-%m-%d %H:%M")}
+    report = await import_tables(db, {"business_windows.csv": RawTable.from_records("business_windows.csv", [row])},
+                                 ImportReport("demo --pay-now"))
+    if not report.committed:
+        raise SystemExit(report.format())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.app import create_app
     from emulator.app import start_emulator
@@ -236,6 +253,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         db = Database(settings.database_url)
         try:
             await load_demo(db)
+            if args.pay_now:
+                await _open_fee_window(db)
         finally:
             await db.dispose()
         bot_runner = web.AppRunner(create_app(settings))
@@ -301,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--emulator-port", type=int, default=8081)
     demo.add_argument("--mode", choices=["safe", "compat", "plain"], default="safe")
+    demo.add_argument("--pay-now", action="store_true",
+                      help="open a 毕业审定费 payment period now, to try WeChat Pay (docs/payments.md)")
     demo.set_defaults(func=cmd_demo)
     return p
 
