@@ -196,14 +196,15 @@ class PayService:
             body = await request.json()
         except ValueError:
             body = {}
+        if not isinstance(body, dict):
+            body = {}
         openid, token = str(body.get("openid", "")), str(body.get("t", ""))
         if not self._payer(number, openid, token):
             return web.json_response({"ok": False, "message": "链接无效，请在公众号回复“我的订单”重新打开。"}, status=403)
         now = self.clock()
         order, why, window = await self._refusal(number, openid, now)
-        if why:
+        if why or order is None or window.open is None:
             return web.json_response({"ok": False, "message": why}, status=409)
-        assert order is not None and window.open is not None
         prepay_id = payments.reusable_prepay(order, openid, now)
         if prepay_id is None:
             expires = payments.prepay_expiry(now, window.open.closes_at)

@@ -8,15 +8,13 @@ a test moves it. The emulator's repeat schedule is compressed to nothing (`time_
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import json
 import logging
 import re
-import secrets
 from decimal import Decimal
 from types import SimpleNamespace
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp import web
