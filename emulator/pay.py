@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,8 +136,6 @@ class PayState:
                  keys: Optional[PayKeys] = None, clock: Optional[Callable[[], float]] = None,
                  time_scale: float = 1.0, duplicates_after_success: int = 0,
                  session: Optional[aiohttp.ClientSession] = None) -> None:
-        import time
-
         self.mchid = mchid
         self.appid = appid
         self.api_v3_key = api_v3_key or secrets.token_hex(16)  # 32 characters, as the merchant sets it
