@@ -16,6 +16,7 @@ from bot.delivery import Deliverer, deliver_late_reply, record_template_finish
 from bot.endpoint import WeChatEndpoint
 from bot.faq_cli import faq_locations
 from bot.freshness import DatabaseNonces, RedisNonces
+from bot.pay import PAY, PayConfig, PayGateway, PayService, add_pay_routes
 from bot.scheduler import SchedulerOptions, ServiceScheduler, owner_id
 from bot.token_store import DatabaseTokenStore, RedisTokenStore
 from bot.wechat_client import MediaExpired, MediaTooLarge, WeChatAPIError, WeChatBusy, WeChatClient
@@ -84,6 +85,8 @@ def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None)
                     api_base=settings.wechat_api_base, oauth_base=settings.wechat_oauth_base,
                     public_base=settings.public_base, timeout=settings.api_timeout_seconds)
     app.add_subapp("/h5/", create_h5_app(app[H5]))
+    if settings.wechatpay_mchid:
+        add_pay_routes(app)  # the 毕业审定费 in WeChat Pay (bot/pay.py)
     return app
 
 
@@ -127,6 +130,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     crypto = (MessageCrypto(settings.wechat_token, settings.aes_keys, settings.wechat_app_id)
               if settings.mode != "plain" else None)
+    pay_config = PayConfig.from_settings(settings)
+    pay = PayService(db, PayGateway(pay_config)) if pay_config else None
+    if pay is not None:
+        app[PAY] = pay
     services = Services(
         sms=build_sms_gateway(settings, session),
         download_media=media_download(client.download_media),
@@ -134,6 +141,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             "image", data, filename, "image/png" if filename.lower().endswith(".png") else "image/jpeg"),
         photo_store=LocalPhotoStore.under_media_dir(settings.media_dir),
         web_page=app[H5].page_url,
+        pay_link=pay.link if pay else None,
     )
     app[H5].db, app[H5].services, app[H5].http = db, services, session
     # jieba's dictionary and the BM25 index are built now, so the first question is as fast as
@@ -169,7 +177,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     options = app[SCHEDULER_OPTIONS]
     key = owner_id()
     deliverer = Deliverer.from_settings(db, client, settings, owner=key) if options.deliver else None
-    jobs.register(key, jobs.Runtime(db=db, settings=settings, deduper=endpoint.deduper, deliverer=deliverer))
+    jobs.register(key, jobs.Runtime(db=db, settings=settings, deduper=endpoint.deduper, deliverer=deliverer,
+                                    pay=pay))
     scheduler = ServiceScheduler(db, settings.database_url, key, options)
     if options.enabled:
         scheduler.start()

@@ -239,9 +239,27 @@ def cmd_menu(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _open_fee_window(db) -> None:
+    """A payment period open from now for a week (the demo's own one opens in 30 days)."""
+    import datetime as dt
+
+    from storage.importer import ImportReport, RawTable, import_tables
+
+    sh = dt.timezone(dt.timedelta(hours=8))
+    now = dt.datetime.now(sh)
+    row = {"kind": "graduation_fee", "title": "毕业审定费缴费（演示，现在开放）",
+           "opens_at": (now - dt.timedelta(hours=1)).strftime("%Y-%m-%d %H:%M"),
+           "closes_at": (now + dt.timedelta(days=7)).strftime("%Y-%m-%d %H:%M")}
+    report = await import_tables(db, {"business_windows.csv": RawTable.from_records("business_windows.csv", [row])},
+                                 ImportReport("demo --pay-now"))
+    if not report.committed:
+        raise SystemExit(report.format())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.app import create_app
     from emulator.app import start_emulator
+    from emulator.pay import PayState
     from storage.db import Database
     from storage.demo import load_demo
     from storage.demo_console import DEMO_STAFF, load_demo_applications, load_demo_staff
@@ -254,6 +272,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overrides["WECHAT_MODE"] = args.mode
     if args.mode == "plain":
         overrides["WECHAT_AES_KEY"] = ""
+    # WeChat Pay: the emulator makes merchant and platform keys; the service reads them (docs/payments.md).
+    pay = PayState(appid=overrides["WECHAT_APP_ID"])
+    overrides.update(pay.write_service_files("var/wechatpay"), WECHATPAY_API_BASE=emulator_url)
     settings = _settings(args, overrides)
     _setup_logging(settings.log_level)
     upgrade(settings.database_url)
@@ -264,6 +285,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             await load_demo(db)
             await load_demo_staff(db)
             await load_demo_applications(db, LocalPhotoStore.under_media_dir(settings.media_dir))
+            if args.pay_now:
+                await _open_fee_window(db)
         finally:
             await db.dispose()
         from bot.logsafe import SafeAccessLogger
@@ -275,7 +298,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         emu_runner, _state = await start_emulator(
             args.host, args.emulator_port, bot_url=bot_url, token=settings.wechat_token,
             app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret,
-            aes_key=settings.wechat_aes_key or None, mode=args.mode,
+            aes_key=settings.wechat_aes_key or None, mode=args.mode, pay=pay,
         )
         await sync_menu(settings)
         print(f"\n  zikao-bot  {bot_url}   (WeChat posts here)")
@@ -342,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--emulator-port", type=int, default=8081)
     demo.add_argument("--mode", choices=["safe", "compat", "plain"], default="safe")
+    demo.add_argument("--pay-now", action="store_true",
+                      help="open a 毕业审定费 payment period now, to try WeChat Pay (docs/payments.md)")
     demo.set_defaults(func=cmd_demo)
     return p
 

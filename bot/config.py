@@ -66,6 +66,14 @@ class Settings:
     # http://HOST:PORT. WeChat's web authorisation sends visitors to WECHAT_OAUTH_BASE.
     public_base_url: str = ""
     wechat_oauth_base: str = "https://open.weixin.qq.com"
+    # WeChat Pay API v3 for the 毕业审定费 (docs/payments.md); empty WECHATPAY_MCHID: no payment in WeChat.
+    wechatpay_mchid: str = ""
+    wechatpay_api_v3_key: str = ""
+    wechatpay_private_key_path: str = ""  # the merchant's API private key (apiclient_key.pem)
+    wechatpay_cert_serial_no: str = ""  # its certificate's serial number
+    wechatpay_public_key_path: str = ""  # WeChat Pay's public key (pub_key.pem)
+    wechatpay_public_key_id: str = ""  # PUB_KEY_ID_...
+    wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -90,7 +98,7 @@ class Settings:
     def describe(self) -> dict[str, str]:
         """Settings fit for a log line: secrets replaced by their presence."""
         secret = {"wechat_app_secret", "wechat_aes_key", "wechat_aes_key_previous", "wechat_token", "sms_api_key",
-                  "secret_key"}
+                  "secret_key", "wechatpay_api_v3_key"}
         out = {}
         for f in fields(self):
             if f.name == "extra":
@@ -110,6 +118,9 @@ def _hide_password(url: str) -> str:
 
 EMPTY_ALLOWED = {"wechat_aes_key", "secret_key", "wechat_mode", "public_base_url", "wechat_app_secret", "redis_url", "sms_api_base", "sms_api_key", "faq_kb_file", "template_review_result",
                  "template_exam_notice", "template_score_release", "template_business_reminder"}
+# WeChat Pay is off until a merchant number is set.
+EMPTY_ALLOWED |= {"wechatpay_mchid", "wechatpay_api_v3_key", "wechatpay_private_key_path", "wechatpay_cert_serial_no",
+                  "wechatpay_public_key_path", "wechatpay_public_key_id"}
 ENV_NAMES = {f.name: f.name.upper() for f in fields(Settings) if f.name != "extra"}
 
 
@@ -176,6 +187,22 @@ def _check_aes_key(var: str, key: str) -> None:
         raise ConfigError(f"{var}: does not decode to 32 bytes")
 
 
+def _check_wechatpay(s: Settings) -> None:
+    if not re.fullmatch(r"\d{8,12}", s.wechatpay_mchid):
+        raise ConfigError("WECHATPAY_MCHID: the merchant number (商户号) is 8-12 digits")
+    if len(s.wechatpay_api_v3_key.encode()) != 32:
+        raise ConfigError("WECHATPAY_API_V3_KEY: the APIv3 key is 32 characters")
+    for var, path in (("WECHATPAY_PRIVATE_KEY_PATH", s.wechatpay_private_key_path),
+                      ("WECHATPAY_PUBLIC_KEY_PATH", s.wechatpay_public_key_path)):
+        if not path or not Path(path).is_file():
+            raise ConfigError(f"{var}: file not found: {path or '(empty)'}")
+    if not s.wechatpay_cert_serial_no or not s.wechatpay_public_key_id:
+        raise ConfigError("WECHATPAY_CERT_SERIAL_NO and WECHATPAY_PUBLIC_KEY_ID: both needed with WECHATPAY_MCHID")
+    for var, url in (("WECHATPAY_API_BASE", s.wechatpay_api_base),):
+        if url and (urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc):
+            raise ConfigError(f"{var}: expected an http(s) URL, got {url!r}")
+
+
 def validate(s: Settings) -> None:
     if not re.fullmatch(r"[A-Za-z0-9]{3,32}", s.wechat_token):
         raise ConfigError("WECHAT_TOKEN: 3 to 32 letters or digits, as WeChat requires")
@@ -225,6 +252,8 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"SMS_API_BASE: expected an http(s) URL, got {s.sms_api_base!r}")
     if s.faq_kb_file and not Path(s.faq_kb_file).is_file():
         raise ConfigError(f"FAQ_KB_FILE: file not found: {s.faq_kb_file}")
+    if s.wechatpay_mchid:
+        _check_wechatpay(s)
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("LOG_LEVEL: DEBUG, INFO, WARNING or ERROR")
     if s.zikao_mode not in RUN_MODES:

@@ -26,6 +26,7 @@ FAN_OUT_NOTICES = "fan_out_notices"
 WINDOW_REMINDERS = "window_reminders"
 PURGE_DEDUPE = "purge_dedupe"
 CONFIRMATION_REMINDERS = "confirmation_reminders"
+CLOSE_UNPAID_ORDERS = "close_unpaid_orders"
 
 # How long one delivery pass may run before giving the event loop and the scheduler a turn.
 DELIVER_SLICE_SECONDS = 10.0
@@ -39,6 +40,7 @@ class Runtime:
     settings: Settings
     deduper: Any = None  # bot.dedupe.Deduper
     deliverer: Any = None  # bot.delivery.Deliverer; None: this service does not deliver
+    pay: Any = None  # bot.pay.PayService; None: WeChat Pay not configured
 
 
 _RUNTIMES: dict[str, Runtime] = {}
@@ -112,3 +114,11 @@ async def purge_dedupe(key: str) -> int:
     if purged or nonces:
         log.info("purged %d dedupe records and %d nonces", purged, nonces)
     return purged
+
+
+async def close_unpaid_orders(key: str) -> int:
+    """Close unpaid 毕业审定费 orders whose payment period ended (at WeChat Pay, then here)."""
+    rt = runtime(key)
+    if rt is None or rt.pay is None:
+        return 0
+    return await rt.pay.close_unpaid(utcnow())

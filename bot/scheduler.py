@@ -254,6 +254,7 @@ class SchedulerOptions:
     notices_every: float = 30.0
     reminders_every: float = 300.0
     purge_every: float = 60.0  # reply texts are kept minutes (DEDUPE_RETENTION_MINUTES)
+    orders_every: float = 300.0  # closing unpaid orders after their payment period
     grace_seconds: float = 5.0
 
 
@@ -322,6 +323,7 @@ class ServiceScheduler:
             (jobs.WINDOW_REMINDERS, "bot.jobs:window_reminders", o.reminders_every, True),
             (jobs.CONFIRMATION_REMINDERS, "bot.jobs:confirmation_reminders", o.reminders_every, True),
             (jobs.PURGE_DEDUPE, "bot.jobs:purge_dedupe", o.purge_every, False),
+            (jobs.CLOSE_UNPAID_ORDERS, "bot.jobs:close_unpaid_orders", o.orders_every, True),
         ]
         if o.deliver:
             out.insert(0, (jobs.DELIVER, "bot.jobs:deliver_outbox", o.deliver_every, True))

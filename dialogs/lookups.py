@@ -90,7 +90,7 @@ async def _news(ctx: Ctx, arg: str) -> Reply:
 
 
 async def _orders(ctx: Ctx, arg: str) -> Reply:
-    return await Q.orders(ctx.db, viewer(ctx))
+    return await Q.orders(ctx.db, viewer(ctx), pay_link=ctx.services.pay_link if ctx.services else None)
 
 
 async def _contacts(ctx: Ctx, arg: str) -> Reply:

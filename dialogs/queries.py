@@ -497,8 +497,10 @@ async def news(db: Database, n: Optional[int] = None, *, viewer: Optional[Viewer
 # --- 我的订单 -----------------------------------------------------------------------------------
 
 
-async def orders(db: Database, viewer: Viewer, *, now: Optional[dt.datetime] = None) -> Reply:
-    """我的订单: graduation-fee orders and their state, with the payment period when one is due."""
+async def orders(db: Database, viewer: Viewer, *, now: Optional[dt.datetime] = None,
+                 pay_link: Optional[Callable[[str, str], str]] = None) -> Reply:
+    """我的订单: graduation-fee orders and their state, with the payment period when one is due;
+    inside it, with `pay_link` (WeChat Pay configured), the link of each unpaid order's payment page."""
     if not viewer.bound:
         return Reply(BIND_FIRST)
     now = now or utcnow()
@@ -514,21 +516,27 @@ async def orders(db: Database, viewer: Viewer, *, now: Optional[dt.datetime] = N
             lines.append(f"缴费时间：{shanghai_time(o.paid_at)}")
         if o.closed_at is not None and o.status == "closed":
             lines.append(f"关闭时间：{shanghai_time(o.closed_at)}")
-    if any(o.status == "pending" for o in items):
-        lines += [""] + _payment_lines(await q.business_windows(db, now))
+    pending = [o for o in items if o.status == "pending"]
+    if pending:
+        links = [(o.order_number, pay_link(o.order_number, viewer.openid)) for o in pending] if pay_link else []
+        lines += [""] + _payment_lines(await q.business_windows(db, now), links)
     return Reply("\n".join(lines))
 
 
-def _payment_lines(state: q.Windows) -> list[str]:
+def _payment_lines(state: q.Windows, links: list[tuple[str, str]]) -> list[str]:
     fee = next((w for w in state.open if w.kind == "graduation_fee"), None)
+    if fee is not None and links:
+        return [f"缴费时间：即日起至 {shanghai_time(fee.closes_at)}", "点击链接在微信中缴费："] + [
+            f"订单{number}：{url}" for number, url in links]
     if fee is not None:
         return [f"缴费时间：即日起至 {shanghai_time(fee.closes_at)}",
                 "请登录考籍管理服务平台，在“我的订单”中按支付提示完成缴费。",
                 "如不显示支付提示，请联系主考学校咨询缴费办法。"]
     upcoming = next((s.upcoming for s in state.not_open if s.kind == "graduation_fee" and s.upcoming), None)
     if upcoming is not None:
-        return [f"缴费时间：{shanghai_time(upcoming.opens_at)} 至 {shanghai_time(upcoming.closes_at)}",
-                "届时请登录考籍管理服务平台，在“我的订单”中按支付提示完成缴费。"]
+        how = ("届时回复“我的订单”即可在微信中缴费。" if links else
+               "届时请登录考籍管理服务平台，在“我的订单”中按支付提示完成缴费。")
+        return [f"缴费时间：{shanghai_time(upcoming.opens_at)} 至 {shanghai_time(upcoming.closes_at)}", how]
     return ["缴费时间另行通知，请留意站内消息。"]
 
 

@@ -42,3 +42,6 @@ class Services:
     # The link to an H5 page of the service ("bind", "password"): binding and password changes
     # happen there, never in the chat. None: the service has no pages.
     web_page: Optional[Callable[[str], str]] = None
+    # WeChat Pay (bot/pay.py): the payment page of an order for a follower (order number, openid
+    # -> URL); None: the fee is not paid in WeChat.
+    pay_link: Optional[Callable[[str, str], str]] = None

@@ -19,6 +19,7 @@ from bot.config import Settings
 
 from .api import DEFAULT_APP_SECRET
 from .app import create_emulator_app
+from .pay import PayState, write_pay_env
 from .server import MODES
 from .sms import sms_state
 
@@ -48,6 +49,11 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     p.add_argument("--attempts", type=int, default=3, help="attempts per message (default: 3)")
     p.add_argument("--sms-api-key", default=env.get("SMS_API_KEY") or "",
                    help="the API key the SMS gateway requires (env SMS_API_KEY; default: none required)")
+    p.add_argument("--pay-dir", default=None,
+                   help="also emulate WeChat Pay: make its keys and write them, with the service's WECHATPAY_*"
+                        " settings (wechatpay.env), to this directory")
+    p.add_argument("--pay-time-scale", type=float, default=1.0,
+                   help="WeChat Pay's notification repeat schedule multiplied by this (default: 1, real time)")
     args = p.parse_args(argv)
     if args.mode is None:
         args.mode = "safe" if args.aes_key else "plain"
@@ -61,6 +67,11 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logsafe.install("INFO")  # no access_token, signature or openid in the emulator's log either
+    pay = None
+    if args.pay_dir:
+        pay = PayState(appid=args.app_id, time_scale=args.pay_time_scale)
+        env_file = write_pay_env(pay, args.pay_dir, f"http://{args.host}:{args.port}")
+        print(f"WeChat Pay: merchant {pay.mchid}; the service's settings are in {env_file}", flush=True)
     app = create_emulator_app(
         bot_url=args.bot_url,
         token=args.token,
@@ -70,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mode=args.mode,
         timeout=args.timeout,
         attempts=args.attempts,
+        pay=pay,
     )
     sms_state(app).api_key = args.sms_api_key or None
     print(

@@ -20,6 +20,7 @@ from bot.logsafe import SafeAccessLogger
 
 from .api import EmulatorState, add_api_routes
 from .oauth import add_oauth_routes
+from .pay import PayState, add_pay_routes
 from .chat import ACCOUNT_NAME, DEMO_OPENID, HUB_KEY, ChatHub, add_chat_routes
 from .server import MODES, WeChatServer
 from .sms import SmsState, add_sms_routes
@@ -41,8 +42,10 @@ def create_emulator_app(
     attempts: int = 3,
     account_name: str = ACCOUNT_NAME,
     default_openid: str = DEMO_OPENID,
+    pay: Optional[PayState] = None,
 ) -> web.Application:
-    """The emulator app. `mode` is plain, compat or safe; compat and safe need `aes_key`."""
+    """The emulator app. `mode` is plain, compat or safe; compat and safe need `aes_key`.
+    `pay`: also serve WeChat Pay (emulator/pay.py) with that state and its keys."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if state is None:
@@ -55,6 +58,9 @@ def create_emulator_app(
     # --- the SMS gateway (emulator/sms.py): POST /sms/send, /_emu/sms; the page's 短信 panel
     sms = add_sms_routes(app, SmsState(state))
     sms.listeners.append(lambda record: hub.broadcast("sms", record))
+    # --- WeChat Pay (emulator/pay.py): /v3/pay/transactions/..., the cashier page, notifications
+    if pay is not None:
+        add_pay_routes(app, pay)
     # ---
     # --- web authorisation (emulator/oauth.py): /connect/oauth2/authorize, /sns/oauth2/access_token
     add_oauth_routes(app, state)

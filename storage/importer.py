@@ -1045,6 +1045,12 @@ def _check_transfer_references(b: Batch, k: Known, report: ImportReport, majors:
             report.error("transfer_in_courses.csv", rec.line, f"课程代码 {course} 不存在（courses.csv 和数据库中都没有）")
 
 
+def _keep_paid_in_wechat(existing: dict[str, Any], col: str) -> bool:
+    """An order paid through WeChat Pay (storage/payments.py) keeps its state, amount and times:
+    an export made before the payment must not make it 待缴费 again."""
+    return existing.get("transaction_id") is not None and col in ("status", "amount", "paid_at", "closed_at")
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dt.datetime) and isinstance(b, dt.datetime):
         return a.astimezone(dt.timezone.utc) == b.astimezone(dt.timezone.utc)
@@ -1254,6 +1260,7 @@ async def _write(session: AsyncSession, b: Batch, k: Known, report: ImportReport
                        or k.admissions[rec.values["admission_number"]][0]}
          for rec in b.orders.values()],
         r("orders.csv"), defaults={"item": GRADUATION_FEE, "created_at": m.utcnow()},
+        keep=_keep_paid_in_wechat,
     )
     await _write_transfers(session, b, k, r, owners)
     # The read caches of every process (storage/queries.py) drop what this import changed.

@@ -41,6 +41,8 @@ ENTRY_KINDS: dict[str, str] = {
 
 PHOTO_CONTENT_TYPES = ("image/jpeg", "image/png")
 
+_OPEN_PER_MAJOR = "kind in ('thesis', 'graduation', 'degree') and status in ('draft', 'submitted', 'approved')"
+
 # The 凭证类型 list as shipped: (code, name, position, for_exemption, needs_companion, companion).
 # Migration 0005 seeds the same rows (a migration keeps its own frozen copy; a test compares them).
 DEFAULT_EVIDENCE_TYPES: tuple[tuple[str, str, int, bool, bool, bool], ...] = (
@@ -102,6 +104,10 @@ class Application(Base):
         # At most one draft per candidate and business: coming back resumes it.
         Index("uq_applications_one_draft", "candidate_id", "kind", unique=True,
               sqlite_where=text("status = 'draft'"), postgresql_where=text("status = 'draft'")),
+        # 论文, 毕业, 学位: one open application per major (storage/graduation_rules.py); 未通过 ones
+        # are applied for again (重新申请), not duplicated.
+        Index("uq_applications_one_open_per_major", "candidate_id", "kind", "major_code", unique=True,
+              sqlite_where=text(_OPEN_PER_MAJOR), postgresql_where=text(_OPEN_PER_MAJOR)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

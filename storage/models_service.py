@@ -41,6 +41,12 @@ class Order(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     paid_at: Mapped[Optional[dt.datetime]]
     closed_at: Mapped[Optional[dt.datetime]]
+    # WeChat Pay (storage/payments.py): the JSAPI order made for it, who pays, and the
+    # transaction that paid it. A transaction pays one order only.
+    prepay_id: Mapped[Optional[str]] = mapped_column(String(64))
+    prepay_openid: Mapped[Optional[str]] = mapped_column(String(64))
+    prepay_expires_at: Mapped[Optional[dt.datetime]]
+    transaction_id: Mapped[Optional[str]] = mapped_column(String(32), unique=True)
 
 
 class Feedback(Base):

@@ -48,7 +48,8 @@ SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # no DST since 1
 
 # "feedback_reply": the office's answer to a follower's 反馈建议 (storage.feedback);
 # "account": alerts about the candidate's account (a binding moved, failed attempts).
-KINDS = ("review_outcome", "notice", "score_release", "reminder", "feedback_reply", "account")
+KINDS = ("review_outcome", "notice", "score_release", "reminder", "feedback_reply", "account",
+         "payment_receipt")
 STATUSES = ("pending", "claimed", "sent", "failed", "waiting")
 PRIORITY_OWN = 0  # a candidate's own review outcome goes before bulk pushes
 PRIORITY_BULK = 5
@@ -335,6 +336,31 @@ async def account_alert(session: AsyncSession, *, openid: str, text: str, cause:
                client_msg_id=client_msg_id("account", *cause, openid), priority=PRIORITY_OWN,
                due_at=now, notice_id=None, now=now)
     return await enqueue_many(session, [row]) == 1
+
+
+# --- Payment receipts ----------------------------------------------------------------------------
+
+
+async def payment_receipt(session: AsyncSession, *, candidate_id: int, payer_openid: str, order_number: str,
+                          text: str, data: dict[str, str]) -> int:
+    """The receipt of a paid order (storage.payments), in the payment's transaction.
+
+    To every bound, subscribed openid of the candidate and to the payer (who may have paid from
+    an account not bound); one row per openid and order, whatever the number of notifications.
+    No template kind is configured for it: it goes as a customer-service text (the payer has
+    just used the account, so the 48-hour window is open).
+    """
+    body = payload(text, "payment_receipt", data)
+    now = utcnow()
+    openids = set(await _openids_of_candidates(session, [candidate_id], notices=False))
+    if payer_openid:
+        openids.add(payer_openid)
+    rows = [
+        _row(openid=o, kind="payment_receipt", payload=body, client_msg_id=client_msg_id("paid", order_number, o),
+             priority=PRIORITY_OWN, due_at=now, notice_id=None, now=now)
+        for o in sorted(openids)
+    ]
+    return await enqueue_many(session, rows)
 
 
 # --- Score release -------------------------------------------------------------------------------

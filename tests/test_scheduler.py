@@ -149,7 +149,8 @@ async def test_the_leader_runs_the_scheduler_with_jobs_in_the_database(two_engin
     try:
         assert await a.tick() and a.leading and a.scheduler.running
         assert not await b.tick() and not b.leading
-        wanted = sorted([jobs.FAN_OUT_NOTICES, jobs.WINDOW_REMINDERS, jobs.CONFIRMATION_REMINDERS, jobs.PURGE_DEDUPE])
+        wanted = sorted([jobs.FAN_OUT_NOTICES, jobs.WINDOW_REMINDERS, jobs.CONFIRMATION_REMINDERS, jobs.PURGE_DEDUPE,
+                         jobs.CLOSE_UNPAID_ORDERS])
         assert await stored_jobs(a_db) == wanted
         assert await a.tick() and a.scheduler is not None  # renewing keeps the same scheduler
         await a.stop()

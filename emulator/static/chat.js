@@ -128,6 +128,22 @@
     return img;
   }
 
+  // WeChat shows the links in a text message as links (a payment page, for one).
+  function textBubble(text) {
+    var b = el('div', 'bubble');
+    var parts = String(text || '').split(/(https?:\/\/[^\s，。“”]+)/);
+    parts.forEach(function (part, i) {
+      if (i % 2 === 1) {
+        var a = el('a', null, part);
+        a.href = part; a.target = '_blank'; a.rel = 'noopener';
+        b.appendChild(a);
+      } else if (part) {
+        b.appendChild(document.createTextNode(part));
+      }
+    });
+    return b;
+  }
+
   function templateCard(entry) {
     var card = el('div', 'card template');
     var head = el('div', 'card-head');
