@@ -288,7 +288,12 @@ class PayService:
             return None
         if not found or found.get("trade_state") != "SUCCESS":
             return None
-        return await payments.record_payment(self.db, Payment.from_resource(found), now=now)
+        p = Payment.from_resource(found)
+        outcome = await payments.record_payment(self.db, p, now=now)
+        if outcome is Outcome.PAID:  # found by asking before (or instead of) the notification
+            log.info("paid: order %s payer %s amount %s (by query)", masked_order(p.out_trade_no),
+                     masked_openid(p.payer_openid), p.amount_total)
+        return outcome
 
     async def close_unpaid(self, now: Optional[dt.datetime] = None) -> int:
         """The scheduled job: close unpaid orders whose payment period ended, at WeChat Pay first."""
