@@ -1,4 +1,5 @@
-"""我的申请 and how registrations read: every application of the candidate (申请免考 and 成绩补登)
+"""我的申请 and how registrations read: every application of the candidate (申请免考, 成绩补登,
+本市转出 and any later kind)
 with its status and 未通过 reasons, and the courses exempted by approved applications
 (历史已通过免考审核的课程)."""
 from __future__ import annotations
@@ -56,6 +57,7 @@ async def applications_reply(ctx: Ctx, arg: str = "") -> Reply:
     mine = await apps.list_applications(ctx.db, candidate_id=ctx.user.candidate_id)
     exemptions = [a for a in mine if a.kind == "exemption"]
     backfills = [a for a in mine if a.kind == "backfill"]
+    others = [a for a in mine if a.kind not in ("exemption", "backfill")]  # 本市转出 and every later kind
     if not mine:
         return Reply(f"您还没有办理过申请免考或成绩补登。\n回复“{KIND_KEYWORDS['exemption']}”申请免考，回复“{KIND_KEYWORDS['backfill']}”登记以前的成绩。")
     lines = ["【我的申请】"]
@@ -76,6 +78,11 @@ async def applications_reply(ctx: Ctx, arg: str = "") -> Reply:
     if backfills:
         lines += ["成绩补登：", *await registration_lines(ctx, backfills),
                   f"修改待审核的登记，请回复“{KIND_KEYWORDS['backfill']}”。"]
+    for kind in dict.fromkeys(a.kind for a in others):
+        lines.append(f"{apps.kind_name(kind)}：")
+        lines += [A.status_line(a) if a.status != "draft" else "草稿（未提交）" for a in others if a.kind == kind]
+        if kind in KIND_KEYWORDS:
+            lines.append(f"查看或继续办理，请回复“{KIND_KEYWORDS[kind]}”。")
     return Reply("\n".join(lines))
 
 

@@ -267,3 +267,16 @@ async def test_changing_the_reason_to_other_asks_the_sentence_and_returns_to_the
     """)
     [app] = await apps.list_applications(db, kind="transfer_out")
     assert app.status == "draft" and app.details["reason"] == "回老家照顾父母" and app.details["province"] == "浙江省"
+
+
+async def test_my_applications_lists_the_transfer_out_application_with_its_status(db, router):
+    await world(db)
+    send = router_sender(router, OPENID)
+    await run(send, FILL)
+    await run(send, """
+        > 我的申请
+        < 【我的申请】
+        < 本市转出：
+        < 第1号｜待审核
+        < 回复“转出”
+    """)
