@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
@@ -19,7 +18,8 @@ DEMO_ENV = {
     "WECHAT_APP_SECRET": "demo-app-secret",
     # A fixed demo key: the demo runs in safe (encrypted) mode, as a production account should.
     "WECHAT_AES_KEY": "ZGVtby1rZXktZm9yLXppa2FvLWJvdC0zMi1ieXRlcyE",
-    "DATABASE_URL": "sqlite:///var/demo.sqlite3",
+    # No DATABASE_URL: the demo uses the default database, so that every `zikao-bot` command
+    # run afterwards in the same directory (review list, notice list ...) sees the demo's data.
     # The emulator's registered templates.
     "TEMPLATE_REVIEW_RESULT": "TM_REVIEW_RESULT",
     "TEMPLATE_EXAM_NOTICE": "TM_EXAM_NOTICE",
@@ -28,11 +28,10 @@ DEMO_ENV = {
 }
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level.upper() != "DEBUG":
-        # APScheduler logs every run of every job at INFO: the delivery job alone runs every 2 s.
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from bot.logs import setup_logging
+
+    setup_logging(level, fmt)
 
 
 def _settings(args: argparse.Namespace, overrides: dict[str, str] | None = None) -> Settings:
@@ -46,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.app import create_app
 
     settings = _settings(args)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
     return 0
 
@@ -200,7 +199,7 @@ def cmd_menu(args: argparse.Namespace) -> int:
             print(f"problem: {p}", file=sys.stderr)
         return 1 if problems else 0
     settings = _settings(args)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format)
     try:
         held = asyncio.run(sync_menu(settings))
     except (WeChatAPIError, ValueError, OSError) as e:
@@ -212,6 +211,16 @@ def cmd_menu(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_settings(args: argparse.Namespace) -> Settings:
+    """The demo's settings: DEMO_ENV under the environment, pointed at the demo's emulator."""
+    emulator_url = f"http://{args.host}:{args.emulator_port}"
+    overrides = dict(DEMO_ENV, WECHAT_API_BASE=emulator_url, SMS_API_BASE=emulator_url, HOST=args.host,
+                     PORT=str(args.port))
+    if args.mode == "plain":
+        overrides["WECHAT_AES_KEY"] = ""
+    return _settings(args, overrides)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.app import create_app
     from emulator.app import start_emulator
@@ -220,12 +229,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from storage.migrate import upgrade
 
     emulator_url = f"http://{args.host}:{args.emulator_port}"
-    overrides = dict(DEMO_ENV, WECHAT_API_BASE=emulator_url, SMS_API_BASE=emulator_url, HOST=args.host,
-                     PORT=str(args.port))
-    if args.mode == "plain":
-        overrides["WECHAT_AES_KEY"] = ""
-    settings = _settings(args, overrides)
-    _setup_logging(settings.log_level)
+    settings = demo_settings(args)
+    _setup_logging(settings.log_level, settings.log_format)
     upgrade(settings.database_url)
 
     async def main() -> None:

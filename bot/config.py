@@ -42,6 +42,7 @@ class Settings:
     push_daily_cap: int = 90000
     push_lease_seconds: float = 60.0
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line (bot/logs.py)
     # Guided dialogs: a flow left unfinished this long ends with a note on the next message.
     dialog_timeout_minutes: float = 30.0
     # The SMS gateway for verification codes (the emulator serves one); empty: no SMS.
@@ -188,5 +189,7 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"SMS_API_BASE: expected an http(s) URL, got {s.sms_api_base!r}")
     if s.faq_kb_file and not Path(s.faq_kb_file).is_file():
         raise ConfigError(f"FAQ_KB_FILE: file not found: {s.faq_kb_file}")
+    if s.log_format not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT: text or json, got {s.log_format!r}")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("LOG_LEVEL: DEBUG, INFO, WARNING or ERROR")

@@ -31,7 +31,7 @@ from emulator.server import (
 TOKEN = "testtoken123"
 APP_ID = "wx1234567890abcdef"
 AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
-OFFICIAL_PATH = Path(__file__).resolve().parents[2] / "shared" / "wechat" / "official-vector.json"
+OFFICIAL_PATH = Path(__file__).resolve().parent / "data" / "official-vector.json"  # vendored copy
 OFFICIAL = json.loads(OFFICIAL_PATH.read_text(encoding="utf-8"))
 
 
