@@ -39,6 +39,7 @@ from sqlalchemy import Integer, String, any_, bindparam, case, exists, func, lit
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from bot import metrics
 from bot.wechat_client import TEXT_MAX_BYTES, WeChatAPIError, WeChatArgumentError, WeChatNetworkError
 from storage.batch import Coalescer
 from storage.db import Database
@@ -658,6 +659,7 @@ class Deliverer:
                 row.openid, template_id, data, url=url, client_msg_id=row.client_msg_id))
         except WeChatAPIError as e:
             if e.errcode == INVALID_TEMPLATE:
+                metrics.DELIVERY_ERRORS.labels(str(e.errcode)).inc()
                 if template_id not in self._bad_templates:  # once, not once per row of a big notice
                     self._bad_templates.add(template_id)
                     log.error("template id %r for %s refused (40037): check TEMPLATE_%s; falling back to "
@@ -696,6 +698,7 @@ class Deliverer:
                         delivery_status=UNCONFIRMED if unconfirmed else None, last_error=unconfirmed)
 
     def _failure(self, row: _Row, e: WeChatAPIError) -> _Outcome:
+        metrics.DELIVERY_ERRORS.labels(str(e.errcode)).inc()
         reason = _reason(e)
         if e.errcode in WAIT_ERRCODES:
             return self._waiting(row, reason)
