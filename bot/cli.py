@@ -211,6 +211,34 @@ def cmd_menu(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from storage.backup import BackupError, backup
+
+    settings = _settings(args)
+    try:
+        manifest = backup(settings.database_url, settings.media_dir, args.dir)
+    except BackupError as e:
+        print(f"zikao-bot backup: {e}", file=sys.stderr)
+        return 1
+    print(f"backup in {args.dir}: {manifest.backend} database at revision {manifest.revision}, "
+          f"{manifest.media_files} media files")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from storage.backup import BackupError, restore
+
+    settings = _settings(args)
+    try:
+        manifest = restore(args.dir, settings.database_url, settings.media_dir, force=args.force)
+    except BackupError as e:
+        print(f"zikao-bot restore: {e}", file=sys.stderr)
+        return 1
+    print(f"restored {args.dir} (taken {manifest.created_at}): {manifest.backend} database, "
+          f"{manifest.media_files} media files; schema migrated to the latest")
+    return 0
+
+
 def demo_settings(args: argparse.Namespace) -> Settings:
     """The demo's settings: DEMO_ENV under the environment, pointed at the demo's emulator."""
     emulator_url = f"http://{args.host}:{args.emulator_port}"
@@ -291,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     st = nsub.add_parser("status", help="push progress of one notice (or of the latest ones)")
     st.add_argument("id", nargs="?", type=int)
     st.set_defaults(func=cmd_notice_status)
+    bk = sub.add_parser("backup", help="copy the database and MEDIA_DIR into a new directory (docs/deploy.md)")
+    bk.add_argument("dir")
+    bk.set_defaults(func=cmd_backup)
+    rs = sub.add_parser("restore", help="put a backup back: database and MEDIA_DIR (stop the service first)")
+    rs.add_argument("dir")
+    rs.add_argument("--force", action="store_true", help="replace a database that already holds candidates")
+    rs.set_defaults(func=cmd_restore)
     review_cli.register(sub)
     faq_cli.register(sub)
     menu = sub.add_parser("menu", help="the custom menu (dialogs/menu.py)")
