@@ -46,7 +46,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _setup_logging(settings.log_level, settings.log_format)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    # --reuse-port: several processes listen on one port (SO_REUSEPORT) and the kernel spreads the
+    # connections over them; deploy/ runs N of them (docs/deploy.md).
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+                reuse_port=args.reuse_port or None)
     return 0
 
 
@@ -297,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zikao-bot", description="上海自考 WeChat service account")
     p.add_argument("--config", help="KEY=VALUE settings file (environment variables win)")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the service (HOST, PORT from the environment)").set_defaults(func=cmd_serve)
+    serve = sub.add_parser("serve", help="run the service (HOST, PORT from the environment)")
+    serve.add_argument("--reuse-port", action="store_true",
+                       help="share HOST:PORT with other zikao-bot processes (SO_REUSEPORT; see deploy/)")
+    serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="bring the database to the latest schema").set_defaults(func=cmd_migrate)
     imp = sub.add_parser("import", help="import CSV files from a directory (see docs/import.md)")
     imp.add_argument("dir")
