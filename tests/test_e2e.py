@@ -31,8 +31,9 @@ def free_port() -> int:
 
 @pytest.fixture
 def scheduler_options():
-    """The outbox stays as the test leaves it unless a test asks for delivery."""
-    return SchedulerOptions(deliver=False)
+    """No scheduled jobs unless a test asks for them: the outbox and every other table stay as the
+    test leaves them (the reminder job, run at once by a new leader, would add rows of its own)."""
+    return SchedulerOptions(enabled=False)
 
 
 @pytest.fixture
