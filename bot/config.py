@@ -48,6 +48,14 @@ class Settings:
     # The SMS gateway for verification codes (the emulator serves one); empty: no SMS.
     sms_api_base: str = ""
     sms_api_key: str = ""
+    # "http": the generic gateway API of docs/sms.md; "tencent": Tencent Cloud SMS (bot/sms_tencent.py).
+    sms_provider: str = "http"
+    tencent_sms_secret_id: str = ""
+    tencent_sms_secret_key: str = ""
+    tencent_sms_sdk_app_id: str = ""
+    tencent_sms_sign_name: str = "上海自考"
+    tencent_sms_template_id: str = ""
+    tencent_sms_region: str = "ap-guangzhou"
     # Consultation: the FAQ knowledge base (empty: the packaged dialogs/faq/kb.yaml) and jieba's cache.
     faq_kb_file: str = ""
     faq_cache_dir: str = "var/jieba"
@@ -64,7 +72,8 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """Settings fit for a log line: secrets replaced by their presence."""
-        secret = {"wechat_app_secret", "wechat_aes_key", "wechat_aes_key_previous", "wechat_token", "sms_api_key"}
+        secret = {"wechat_app_secret", "wechat_aes_key", "wechat_aes_key_previous", "wechat_token", "sms_api_key",
+                  "tencent_sms_secret_key"}
         out = {}
         for f in fields(self):
             if f.name == "extra":
@@ -82,7 +91,8 @@ def _hide_password(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-EMPTY_ALLOWED = {"wechat_aes_key", "wechat_app_secret", "redis_url", "sms_api_base", "sms_api_key", "faq_kb_file", "template_review_result",
+EMPTY_ALLOWED = {"tencent_sms_secret_id", "tencent_sms_secret_key", "tencent_sms_sdk_app_id", "tencent_sms_template_id",
+                 "wechat_aes_key", "wechat_app_secret", "redis_url", "sms_api_base", "sms_api_key", "faq_kb_file", "template_review_result",
                  "template_exam_notice", "template_score_release", "template_business_reminder"}
 ENV_NAMES = {f.name: f.name.upper() for f in fields(Settings) if f.name != "extra"}
 
@@ -187,6 +197,12 @@ def validate(s: Settings) -> None:
         sms = urlparse(s.sms_api_base)
         if sms.scheme not in ("http", "https") or not sms.netloc:
             raise ConfigError(f"SMS_API_BASE: expected an http(s) URL, got {s.sms_api_base!r}")
+    if s.sms_provider not in ("http", "tencent"):
+        raise ConfigError(f"SMS_PROVIDER: http or tencent, got {s.sms_provider!r}")
+    if s.sms_provider == "tencent":
+        for var in ("TENCENT_SMS_SECRET_ID", "TENCENT_SMS_SECRET_KEY", "TENCENT_SMS_SDK_APP_ID", "TENCENT_SMS_TEMPLATE_ID"):
+            if not getattr(s, var.lower()):
+                raise ConfigError(f"{var}: required with SMS_PROVIDER=tencent (docs/wechat-setup.md)")
     if s.faq_kb_file and not Path(s.faq_kb_file).is_file():
         raise ConfigError(f"FAQ_KB_FILE: file not found: {s.faq_kb_file}")
     if s.log_format not in ("text", "json"):

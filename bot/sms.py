@@ -145,6 +145,10 @@ def build_gateway(settings: Any, session: aiohttp.ClientSession) -> Optional[Sms
 
     The call timeout is the service's API timeout (API_TIMEOUT_SECONDS) when the settings have one.
     """
+    if getattr(settings, "sms_provider", "http") == "tencent":
+        from bot.sms_tencent import build_tencent_gateway
+
+        return build_tencent_gateway(settings, session)
     base = (getattr(settings, "sms_api_base", "") or "").strip()
     if not base:
         return None

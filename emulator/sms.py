@@ -253,6 +253,9 @@ def add_sms_routes(app: web.Application, sms: SmsState) -> SmsState:
         await sms.close()
 
     app.router.add_post(SEND_PATH, send)
+    from .sms_tencent import add_tencent_routes
+
+    add_tencent_routes(app, sms)  # the same gateway as Tencent Cloud SMS speaks it (POST /)
     app.router.add_get("/_emu/sms", list_messages)
     app.router.add_delete("/_emu/sms", clear_messages)
     app.on_cleanup.append(on_cleanup)
