@@ -85,21 +85,22 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+async def _with_db_async(settings: Settings, fn):
+    from storage.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        return await fn(db)
+    finally:
+        await db.dispose()
+
+
 def _with_db(settings: Settings, fn):
     """Run `fn(db)` on a migrated database and dispose of the engine."""
-    from storage.db import Database
     from storage.migrate import upgrade
 
     upgrade(settings.database_url)
-
-    async def run():
-        db = Database(settings.database_url)
-        try:
-            return await fn(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(run())
+    return asyncio.run(_with_db_async(settings, fn))
 
 
 def cmd_notice_publish(args: argparse.Namespace) -> int:
@@ -255,7 +256,6 @@ def demo_settings(args: argparse.Namespace) -> Settings:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.app import create_app
     from emulator.app import start_emulator
-    from storage.db import Database
     from storage.demo import load_demo
     from storage.migrate import upgrade
 
@@ -265,11 +265,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
 
     async def main() -> None:
-        db = Database(settings.database_url)
-        try:
-            await load_demo(db)
-        finally:
-            await db.dispose()
+        await _with_db_async(settings, load_demo)
         bot_runner = web.AppRunner(create_app(settings))
         await bot_runner.setup()
         await web.TCPSite(bot_runner, settings.host, settings.port).start()
