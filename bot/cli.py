@@ -216,30 +216,34 @@ def cmd_menu(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from storage.backup import BackupError, backup
+    from storage.backup import backup
 
-    settings = _settings(args)
-    try:
-        manifest = backup(settings.database_url, settings.media_dir, args.dir)
-    except BackupError as e:
-        print(f"zikao-bot backup: {e}", file=sys.stderr)
-        return 1
-    print(f"backup in {args.dir}: {manifest.backend} database at revision {manifest.revision}, "
-          f"{manifest.media_files} media files")
-    return 0
+    def run(settings: Settings) -> str:
+        m = backup(settings.database_url, settings.media_dir, args.dir)
+        return f"backup in {args.dir}: {m.backend} database at revision {m.revision}, {m.media_files} media files"
+
+    return _backup_command("backup", args, run)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from storage.backup import BackupError, restore
+    from storage.backup import restore
 
-    settings = _settings(args)
+    def run(settings: Settings) -> str:
+        m = restore(args.dir, settings.database_url, settings.media_dir, force=args.force)
+        return (f"restored {args.dir} (taken {m.created_at}): {m.backend} database, {m.media_files} media files; "
+                "schema migrated to the latest")
+
+    return _backup_command("restore", args, run)
+
+
+def _backup_command(name: str, args: argparse.Namespace, run) -> int:
+    from storage.backup import BackupError
+
     try:
-        manifest = restore(args.dir, settings.database_url, settings.media_dir, force=args.force)
+        print(run(_settings(args)))
     except BackupError as e:
-        print(f"zikao-bot restore: {e}", file=sys.stderr)
+        print(f"zikao-bot {name}: {e}", file=sys.stderr)
         return 1
-    print(f"restored {args.dir} (taken {manifest.created_at}): {manifest.backend} database, "
-          f"{manifest.media_files} media files; schema migrated to the latest")
     return 0
 
 

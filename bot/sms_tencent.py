@@ -24,7 +24,6 @@ the text are never logged.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -37,7 +36,7 @@ from urllib.parse import urlparse
 
 import aiohttp
 
-from bot.sms import _json_object, _read_limited, _scrub, _short
+from bot.sms import _json_object, _scrub, _short, post_bounded
 from dialogs.services import SmsError
 from storage.identifiers import mask_mobile, normalize_mobile
 
@@ -131,19 +130,7 @@ class TencentSmsGateway:
         body, headers = self.request(mobile, text)
         scrub: Callable[[str], str] = lambda s: _scrub(s, mobile, text)  # noqa: E731
         started = time.monotonic()
-        try:
-            async with self._session.post(self.url, data=body, headers=headers, allow_redirects=False,
-                                          timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
-                status = resp.status
-                raw = await _read_limited(resp)
-        except (asyncio.TimeoutError, TimeoutError):
-            reason = f"no answer within {self.timeout:g} s"
-            log.info("SMS to %s failed: %s", masked, reason)
-            raise SmsError(reason) from None
-        except (aiohttp.ClientError, OSError) as e:
-            reason = scrub(f"unreachable ({type(e).__name__}: {e})")
-            log.info("SMS to %s failed: %s", masked, reason)
-            raise SmsError(reason) from None
+        status, raw = await post_bounded(self._session, self.url, self.timeout, mobile, text, data=body, headers=headers)
         ms = (time.monotonic() - started) * 1000
         answer = _json_object(raw)
         response = answer.get("Response") if answer is not None else None

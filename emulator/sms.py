@@ -197,6 +197,22 @@ def _answer(result: dict[str, Any] | SmsRefusal) -> web.Response:
     return _json({"ok": True, "id": result["id"]})
 
 
+async def take_fault(sms: SmsState, request: web.Request) -> tuple[Any, Optional[web.Response]]:
+    """The next SMS fault rule, applied as far as every API shares it: waited out (`delay`) and,
+    for `drop`, the connection closed (then the response to return). The caller answers `errcode`."""
+    fault = sms.faults.take(FAULT_TARGET, wildcard=False)
+    if fault is None:
+        return None, None
+    if fault.delay:
+        await asyncio.sleep(fault.delay)
+    if fault.drop:
+        log.info("SMS send dropped by fault %d", fault.id)
+        if request.transport is not None:
+            request.transport.close()  # no status line, no body: the client sees a hang-up
+        return fault, web.Response()
+    return fault, None
+
+
 def add_sms_routes(app: web.Application, sms: SmsState) -> SmsState:
     """Serve the gateway (POST /sms/send) and its control routes (/_emu/sms) on `app`."""
     app[SMS_KEY] = sms
@@ -207,15 +223,10 @@ def add_sms_routes(app: web.Application, sms: SmsState) -> SmsState:
 
     async def serve(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        fault = sms.faults.take(FAULT_TARGET, wildcard=False)
+        fault, dropped = await take_fault(sms, request)
+        if dropped is not None:
+            return dropped
         if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
-            if fault.drop:
-                log.info("SMS send dropped by fault %d", fault.id)
-                if request.transport is not None:
-                    request.transport.close()  # no status line, no body: the client sees a hang-up
-                return web.Response()
             if fault.errcode is not None:
                 log.info("SMS send failed by fault %d (code %d)", fault.id, fault.errcode)
                 return _answer(_error(fault.errcode))

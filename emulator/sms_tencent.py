@@ -39,7 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .sms import CARRIER_REFUSED, FAULT_TARGET, MINUTE_LIMIT, TOO_FREQUENT, SmsRefusal, SmsState
+from .sms import CARRIER_REFUSED, MINUTE_LIMIT, TOO_FREQUENT, SmsRefusal, SmsState, take_fault
 
 SIGNATURE_WINDOW = 300  # seconds
 _AUTH = re.compile(r"TC3-HMAC-SHA256 Credential=([^/]+)/(\d{4}-\d{2}-\d{2})/([a-z]+)/tc3_request, "
@@ -102,19 +102,13 @@ def add_tencent_routes(app: web.Application, sms: SmsState, account: TencentAcco
 
     async def serve(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        fault = sms.faults.take(FAULT_TARGET, wildcard=False)
-        blacklisted = False
-        if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
-            if fault.drop:
-                if request.transport is not None:
-                    request.transport.close()
-                return web.Response()
-            if fault.errcode == CARRIER_REFUSED:
-                blacklisted = True
-            elif fault.errcode is not None:
-                return _error("InternalError.SendAndRecvFail", "injected fault")
+        fault, dropped = await take_fault(sms, request)
+        if dropped is not None:
+            return dropped
+        errcode = fault.errcode if fault is not None else None
+        blacklisted = errcode == CARRIER_REFUSED
+        if errcode is not None and not blacklisted:
+            return _error("InternalError.SendAndRecvFail", "injected fault")
         refused = _check_request(request, raw, account, sms.now())
         if refused is not None:
             return refused
