@@ -28,11 +28,13 @@ def json_formatter() -> logging.Formatter:
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text", stream=None) -> None:
-    """Configure the root logger once per process (replacing earlier handlers)."""
+    """Configure the root logger: our one handler (replacing the one an earlier call installed;
+    handlers of others, such as pytest's log capture, stay)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(json_formatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler._zikao = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if getattr(h, "_zikao", False)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -176,6 +176,7 @@ def test_json_logs_carry_the_reference_code_and_no_secret():
     saved = root.handlers[:], root.level
     try:
         setup_logging("INFO", "json", stream=stream)
+        setup_logging("INFO", "json", stream=stream)  # again: still one line per record
         settings = load_settings({"WECHAT_APP_SECRET": "s3cr3t-app-secret", "SMS_API_KEY": "sms-key-123",
                                   "WECHAT_TOKEN": "tok3nvalue"})
         logging.getLogger("zikao.app").info("zikao-bot ready: %s", settings.describe())
