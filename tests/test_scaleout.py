@@ -18,8 +18,9 @@ from bot import dedupe
 from storage.models import InboundMessage
 
 # A message whose process dies after claiming it can only be answered if a WeChat retry may take
-# the claim over (the dedupe lease, bot/dedupe.py). Until that is in, the run loses the messages
-# in flight at the kill, and the test says so instead of failing on a known gap.
+# the claim over once its lease ran out (bot/dedupe.py). Where claims have no lease yet, those
+# messages (and only those: each met the kill as a broken connection) may go unanswered; every
+# other check holds either way, and with the lease none is excused.
 TAKEOVER = hasattr(dedupe.Claim, "taken_over") or hasattr(InboundMessage, "lease_until")
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -45,9 +46,8 @@ def pg_url(_postgres, _fixture_loop) -> str:
     return _postgres.url
 
 
-@pytest.mark.skipif(not TAKEOVER, reason="needs the dedupe lease takeover of a dead process's claims (bot/dedupe.py)")
 async def test_three_processes_survive_a_sigkill_of_the_leader(pg_url, redis_url, tmp_path):
     result = await scaleout.run(pg_url, redis_url, processes=3, users=40, messages=6, pushes=150,
                                 push_rate=20.0, work_dir=tmp_path, wait_seconds=180.0)
     assert result.killed_pid and result.new_leader_pid in result.survivor_pids
-    assert result.problems(takeover_margin=10.0) == [], result.figures()
+    assert result.problems(takeover_margin=10.0, in_flight_may_be_lost=not TAKEOVER) == [], result.figures()
