@@ -51,3 +51,6 @@ async def test_three_processes_survive_a_sigkill_of_the_leader(pg_url, redis_url
                                 push_rate=20.0, work_dir=tmp_path, wait_seconds=180.0)
     assert result.killed_pid and result.new_leader_pid in result.survivor_pids
     assert result.problems(takeover_margin=10.0, in_flight_may_be_lost=not TAKEOVER) == [], result.figures()
+    # /metrics of one survivor sums every process's counters (PROMETHEUS_MULTIPROC_DIR), the dead
+    # one's included: each message was counted by whichever process handled it.
+    assert result.messages_counted >= result.sent_messages - len(result.lost), result.figures()
