@@ -27,7 +27,6 @@ the chat page's 短信 panel.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import re
@@ -39,7 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .sms import CARRIER_REFUSED, MINUTE_LIMIT, TOO_FREQUENT, SmsRefusal, SmsState, take_fault
+from .sms import CARRIER_REFUSED, MINUTE_LIMIT, TOO_FREQUENT, SmsRefusal, SmsState, finished_even_if_abandoned, take_fault
 
 SIGNATURE_WINDOW = 300  # seconds
 _AUTH = re.compile(r"TC3-HMAC-SHA256 Credential=([^/]+)/(\d{4}-\d{2}-\d{2})/([a-z]+)/tc3_request, "
@@ -97,12 +96,8 @@ def add_tencent_routes(app: web.Application, sms: SmsState, account: TencentAcco
     account = account or TencentAccount()
     app[TENCENT_KEY] = account
 
-    async def send(request: web.Request) -> web.StreamResponse:
-        return await asyncio.shield(sms._spawn(serve(request)))
-
     async def serve(request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        fault, dropped = await take_fault(sms, request)
+        raw, fault, dropped = await take_fault(sms, request)
         if dropped is not None:
             return dropped
         errcode = fault.errcode if fault is not None else None
@@ -134,7 +129,7 @@ def add_tencent_routes(app: web.Application, sms: SmsState, account: TencentAcco
             statuses.append(status)
         return _response({"SendStatusSet": statuses})
 
-    app.router.add_post("/", send)
+    app.router.add_post("/", finished_even_if_abandoned(sms, serve))
     return account
 
 
