@@ -8,7 +8,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from bot import jobs
+from bot import jobs, metrics
 from bot.config import Settings, apply_secret_key
 from bot.h5.pages import H5Env, create_h5_app
 from bot.crypto import MessageCrypto
@@ -40,6 +40,7 @@ CLIENT = web.AppKey("wechat_client", WeChatClient)
 ENDPOINT = web.AppKey("endpoint", WeChatEndpoint)
 SCHEDULER = web.AppKey("scheduler", ServiceScheduler)
 SCHEDULER_OPTIONS = web.AppKey("scheduler_options", SchedulerOptions)
+REDIS = web.AppKey("redis", object)
 H5 = web.AppKey("h5", H5Env)
 
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None)
     app[SCHEDULER_OPTIONS] = scheduler or SchedulerOptions()
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
     # The endpoint is built at start-up (it needs the database); routes must exist before.
     app.router.add_get("/wechat", _wechat_get)
     app.router.add_post("/wechat", _wechat_post)
@@ -103,7 +105,15 @@ async def _wechat_post(request: web.Request) -> web.Response:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
+    """200 when the database (and Redis, when configured) answer within 2 s, else 503."""
+    checks = await metrics.check_health(request.app[DB], request.app.get(REDIS))
+    ok = all(v == "ok" for v in checks.values())
+    return web.json_response({"ok": ok, **checks}, status=200 if ok else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = await metrics.render(request.app[DB])
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -150,7 +160,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(faq.warm)
     router = Router(
         db,
-        faq=Consultant(faq),
+        faq=Consultant(metrics.CountedFaq(faq)),
         on_template_finish=lambda msgid, status: record_template_finish(db, msgid, status),
         services=services,
         flow_timeout_minutes=settings.dialog_timeout_minutes,
@@ -185,6 +195,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
     app[DB], app[CLIENT], app[ENDPOINT], app[SCHEDULER] = db, client, endpoint, scheduler
     app[CONSOLE_DB] = db
+    app[REDIS] = redis
     log.info("zikao-bot ready: %s", settings.describe())
     try:
         yield

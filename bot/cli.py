@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot import faq_cli, review_cli, staff_cli, transfer_cli
-from bot.config import ConfigError, Settings, apply_secret_key, load_settings
+from bot.config import LOCAL_CONFIG_FILE, ConfigError, Settings, apply_secret_key, load_settings, write_env_file
 
 DEMO_ENV = {
     "WECHAT_TOKEN": "zikaodemo",
@@ -19,7 +18,9 @@ DEMO_ENV = {
     "WECHAT_APP_SECRET": "demo-app-secret",
     # A fixed demo key: the demo runs in safe (encrypted) mode, as a production account should.
     "WECHAT_AES_KEY": "ZGVtby1rZXktZm9yLXppa2FvLWJvdC0zMi1ieXRlcyE",
-    "DATABASE_URL": "sqlite:///var/demo.sqlite3",
+    # No DATABASE_URL: the demo uses the default database, so that every `zikao-bot` command
+    # run afterwards in the same directory (review list, notice list ...) sees the demo's data
+    # (cmd_demo writes var/zikao.env with ZIKAO_MODE=demo for those commands).
     # The demo runs with the built-in demo SECRET_KEY (storage/keys.py); production must set one.
     "ZIKAO_MODE": "demo",
     # The emulator's registered templates.
@@ -30,20 +31,17 @@ DEMO_ENV = {
 }
 
 
-def _setup_logging(level: str) -> None:
-    from bot import logsafe
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from bot.logs import setup_logging
 
-    logsafe.install(level)  # no signature, nonce, openid or access_token in any line
-    if level.upper() != "DEBUG":
-        # APScheduler logs every run of every job at INFO: the delivery job alone runs every 2 s.
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    setup_logging(level, fmt)
 
 
 def _settings(args: argparse.Namespace, overrides: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ)
     for k, v in (overrides or {}).items():
         env.setdefault(k, v)
-    settings = load_settings(env, getattr(args, "config", None))
+    settings = load_settings(env, getattr(args, "config", None), local_file=True)
     apply_secret_key(settings)
     return settings
 
@@ -52,11 +50,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.app import create_app
 
     settings = _settings(args)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format)
     from bot.logsafe import SafeAccessLogger
 
+    # --reuse-port: several processes listen on one port (SO_REUSEPORT) and the kernel spreads the
+    # connections over them; deploy/ runs N of them (docs/deploy.md).
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                access_log_class=SafeAccessLogger)
+                access_log_class=SafeAccessLogger, reuse_port=args.reuse_port or None)
     return 0
 
 
@@ -92,21 +92,22 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+async def _with_db_async(settings: Settings, fn):
+    from storage.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        return await fn(db)
+    finally:
+        await db.dispose()
+
+
 def _with_db(settings: Settings, fn):
     """Run `fn(db)` on a migrated database and dispose of the engine."""
-    from storage.db import Database
     from storage.migrate import upgrade
 
     upgrade(settings.database_url)
-
-    async def run():
-        db = Database(settings.database_url)
-        try:
-            return await fn(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(run())
+    return asyncio.run(_with_db_async(settings, fn))
 
 
 def cmd_notice_publish(args: argparse.Namespace) -> int:
@@ -227,7 +228,7 @@ def cmd_menu(args: argparse.Namespace) -> int:
             print(f"problem: {p}", file=sys.stderr)
         return 1 if problems else 0
     settings = _settings(args)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format)
     try:
         held = asyncio.run(sync_menu(settings))
     except (WeChatAPIError, ValueError, OSError) as e:
@@ -256,16 +257,40 @@ async def _open_fee_window(db) -> None:
         raise SystemExit(report.format())
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from bot.app import create_app
-    from emulator.app import start_emulator
-    from emulator.pay import PayState
-    from storage.db import Database
-    from storage.demo import load_demo
-    from storage.demo_console import DEMO_STAFF, load_demo_applications, load_demo_staff
-    from storage.migrate import upgrade
-    from storage.photos import LocalPhotoStore
+def cmd_backup(args: argparse.Namespace) -> int:
+    from storage.backup import backup
 
+    def run(settings: Settings) -> str:
+        m = backup(settings.database_url, settings.media_dir, args.dir)
+        return f"backup in {args.dir}: {m.backend} database at revision {m.revision}, {m.media_files} media files"
+
+    return _backup_command("backup", args, run)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from storage.backup import restore
+
+    def run(settings: Settings) -> str:
+        m = restore(args.dir, settings.database_url, settings.media_dir, force=args.force)
+        return (f"restored {args.dir} (taken {m.created_at}): {m.backend} database, {m.media_files} media files; "
+                "schema migrated to the latest")
+
+    return _backup_command("restore", args, run)
+
+
+def _backup_command(name: str, args: argparse.Namespace, run) -> int:
+    from storage.backup import BackupError
+
+    try:
+        print(run(_settings(args)))
+    except BackupError as e:
+        print(f"zikao-bot {name}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def demo_settings(args: argparse.Namespace) -> Settings:
+    """The demo's settings: DEMO_ENV under the environment, pointed at the demo's emulator."""
     emulator_url = f"http://{args.host}:{args.emulator_port}"
     overrides = dict(DEMO_ENV, WECHAT_API_BASE=emulator_url, SMS_API_BASE=emulator_url, HOST=args.host,
                      PORT=str(args.port), WECHAT_OAUTH_BASE=emulator_url)
@@ -273,22 +298,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.mode == "plain":
         overrides["WECHAT_AES_KEY"] = ""
     # WeChat Pay: the emulator makes merchant and platform keys; the service reads them (docs/payments.md).
-    pay = PayState(appid=overrides["WECHAT_APP_ID"])
-    overrides.update(pay.write_service_files("var/wechatpay"), WECHATPAY_API_BASE=emulator_url)
-    settings = _settings(args, overrides)
-    _setup_logging(settings.log_level)
+    from emulator.pay import PayState
+
+    args.pay_state = PayState(appid=overrides["WECHAT_APP_ID"])
+    overrides.update(args.pay_state.write_service_files("var/wechatpay"), WECHATPAY_API_BASE=emulator_url)
+    # The commands run afterwards in this directory (review list, menu sync ...) read the demo's
+    # settings from var/zikao.env (bot/config.py's local settings file): same data, same key.
+    write_env_file(LOCAL_CONFIG_FILE, {k: v for k, v in overrides.items() if k not in ("HOST", "PORT")})
+    return _settings(args, overrides)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.app import create_app
+    from emulator.app import start_emulator
+    from storage.demo import load_demo
+    from storage.demo_console import DEMO_STAFF, load_demo_applications, load_demo_staff
+    from storage.migrate import upgrade
+    from storage.photos import LocalPhotoStore
+
+    emulator_url = f"http://{args.host}:{args.emulator_port}"
+    settings = demo_settings(args)
+    pay = args.pay_state
+    _setup_logging(settings.log_level, settings.log_format)
     upgrade(settings.database_url)
 
+    async def load(db) -> None:
+        await load_demo(db)
+        await load_demo_staff(db)
+        await load_demo_applications(db, LocalPhotoStore.under_media_dir(settings.media_dir))
+        if args.pay_now:
+            await _open_fee_window(db)
+
     async def main() -> None:
-        db = Database(settings.database_url)
-        try:
-            await load_demo(db)
-            await load_demo_staff(db)
-            await load_demo_applications(db, LocalPhotoStore.under_media_dir(settings.media_dir))
-            if args.pay_now:
-                await _open_fee_window(db)
-        finally:
-            await db.dispose()
+        await _with_db_async(settings, load)
         from bot.logsafe import SafeAccessLogger
 
         bot_runner = web.AppRunner(create_app(settings), access_log_class=SafeAccessLogger)
@@ -323,7 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zikao-bot", description="上海自考 WeChat service account")
     p.add_argument("--config", help="KEY=VALUE settings file (environment variables win)")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the service (HOST, PORT from the environment)").set_defaults(func=cmd_serve)
+    serve = sub.add_parser("serve", help="run the service (HOST, PORT from the environment)")
+    serve.add_argument("--reuse-port", action="store_true",
+                       help="share HOST:PORT with other zikao-bot processes (SO_REUSEPORT; see deploy/)")
+    serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="bring the database to the latest schema").set_defaults(func=cmd_migrate)
     imp = sub.add_parser("import", help="import CSV files from a directory (see docs/import.md)")
     imp.add_argument("dir")
@@ -352,6 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--event", help="only this event: bind, unbind, bind_moved, password_change, contact_change, lockout")
     al.add_argument("--id-number", help="only this candidate's events (looked up by the blind index)")
     al.set_defaults(func=cmd_audit_list)
+    bk = sub.add_parser("backup", help="copy the database and MEDIA_DIR into a new directory (docs/deploy.md)")
+    bk.add_argument("dir")
+    bk.set_defaults(func=cmd_backup)
+    rs = sub.add_parser("restore", help="put a backup back: database and MEDIA_DIR (stop the service first)")
+    rs.add_argument("dir")
+    rs.add_argument("--force", action="store_true", help="replace a database that already holds candidates")
+    rs.set_defaults(func=cmd_restore)
     review_cli.register(sub)
     staff_cli.register(sub)
     transfer_cli.register(sub)

@@ -49,11 +49,20 @@ class Settings:
     push_daily_cap: int = 90000
     push_lease_seconds: float = 60.0
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line (bot/logs.py)
     # Guided dialogs: a flow left unfinished this long ends with a note on the next message.
     dialog_timeout_minutes: float = 30.0
     # The SMS gateway for verification codes (the emulator serves one); empty: no SMS.
     sms_api_base: str = ""
     sms_api_key: str = ""
+    # "http": the generic gateway API of docs/sms.md; "tencent": Tencent Cloud SMS (bot/sms_tencent.py).
+    sms_provider: str = "http"
+    tencent_sms_secret_id: str = ""
+    tencent_sms_secret_key: str = ""
+    tencent_sms_sdk_app_id: str = ""
+    tencent_sms_sign_name: str = "上海自考"
+    tencent_sms_template_id: str = ""
+    tencent_sms_region: str = "ap-guangzhou"
     # Consultation: the FAQ knowledge base (empty: the packaged dialogs/faq/kb.yaml) and jieba's cache.
     faq_kb_file: str = ""
     faq_cache_dir: str = "var/jieba"
@@ -98,7 +107,7 @@ class Settings:
     def describe(self) -> dict[str, str]:
         """Settings fit for a log line: secrets replaced by their presence."""
         secret = {"wechat_app_secret", "wechat_aes_key", "wechat_aes_key_previous", "wechat_token", "sms_api_key",
-                  "secret_key", "wechatpay_api_v3_key"}
+                  "secret_key", "wechatpay_api_v3_key", "tencent_sms_secret_key"}
         out = {}
         for f in fields(self):
             if f.name == "extra":
@@ -116,7 +125,8 @@ def _hide_password(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-EMPTY_ALLOWED = {"wechat_aes_key", "secret_key", "wechat_mode", "public_base_url", "wechat_app_secret", "redis_url", "sms_api_base", "sms_api_key", "faq_kb_file", "template_review_result",
+EMPTY_ALLOWED = {"tencent_sms_secret_id", "tencent_sms_secret_key", "tencent_sms_sdk_app_id", "tencent_sms_template_id",
+                 "wechat_aes_key", "secret_key", "wechat_mode", "public_base_url", "wechat_app_secret", "redis_url", "sms_api_base", "sms_api_key", "faq_kb_file", "template_review_result",
                  "template_exam_notice", "template_score_release", "template_business_reminder"}
 # WeChat Pay is off until a merchant number is set.
 EMPTY_ALLOWED |= {"wechatpay_mchid", "wechatpay_api_v3_key", "wechatpay_private_key_path", "wechatpay_cert_serial_no",
@@ -138,10 +148,28 @@ def read_env_file(path: str | Path) -> dict[str, str]:
     return values
 
 
-def load_settings(environ: Mapping[str, str] | None = None, config_file: str | None = None) -> Settings:
-    """Environment wins over the file named by `config_file` or ZIKAO_CONFIG."""
+# The local instance's settings file, next to its default database (var/zikao.sqlite3): written by
+# `zikao-bot demo`, read by every `zikao-bot` command run in the same directory unless ZIKAO_CONFIG
+# (even empty) or --config says otherwise. So after `make demo`, `zikao-bot review list` opens the
+# demo's data with the demo's key, with no variable to set.
+LOCAL_CONFIG_FILE = "var/zikao.env"
+
+
+def write_env_file(path: str | Path, values: Mapping[str, str]) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# Written by `zikao-bot demo`: the demo's settings, read by zikao-bot commands run here."]
+    p.write_text("\n".join(lines + [f"{k}={v}" for k, v in values.items()]) + "\n", encoding="utf-8")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, config_file: str | None = None, *,
+                  local_file: bool = False) -> Settings:
+    """Environment wins over the file named by `config_file` or ZIKAO_CONFIG; with `local_file`
+    (the command line) and neither of them set, over LOCAL_CONFIG_FILE when it exists."""
     env = dict(os.environ if environ is None else environ)
     path = config_file or env.get("ZIKAO_CONFIG")
+    if not path and local_file and "ZIKAO_CONFIG" not in env and Path(LOCAL_CONFIG_FILE).is_file():
+        path = LOCAL_CONFIG_FILE
     merged: dict[str, str] = {}
     if path:
         if not Path(path).is_file():
@@ -250,10 +278,18 @@ def validate(s: Settings) -> None:
         sms = urlparse(s.sms_api_base)
         if sms.scheme not in ("http", "https") or not sms.netloc:
             raise ConfigError(f"SMS_API_BASE: expected an http(s) URL, got {s.sms_api_base!r}")
+    if s.sms_provider not in ("http", "tencent"):
+        raise ConfigError(f"SMS_PROVIDER: http or tencent, got {s.sms_provider!r}")
+    if s.sms_provider == "tencent":
+        for var in ("TENCENT_SMS_SECRET_ID", "TENCENT_SMS_SECRET_KEY", "TENCENT_SMS_SDK_APP_ID", "TENCENT_SMS_TEMPLATE_ID"):
+            if not getattr(s, var.lower()):
+                raise ConfigError(f"{var}: required with SMS_PROVIDER=tencent (docs/wechat-setup.md)")
     if s.faq_kb_file and not Path(s.faq_kb_file).is_file():
         raise ConfigError(f"FAQ_KB_FILE: file not found: {s.faq_kb_file}")
     if s.wechatpay_mchid:
         _check_wechatpay(s)
+    if s.log_format not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT: text or json, got {s.log_format!r}")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("LOG_LEVEL: DEBUG, INFO, WARNING or ERROR")
     if s.zikao_mode not in RUN_MODES:

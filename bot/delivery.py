@@ -39,6 +39,7 @@ from sqlalchemy import Integer, String, any_, bindparam, case, exists, func, lit
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from bot import metrics
 from bot.wechat_client import (
     TEXT_MAX_BYTES,
     MediaExpired,
@@ -271,6 +272,7 @@ async def deliver_late_reply(db: Database, client: Any, openid: str, text: str, 
             parts.pop(0)
         if image:
             await client.send_image(openid, image)
+        metrics.LATE_REPLIES.labels("sent").inc()
         return
     except MediaExpired as e:  # the picture, after the texts went out: asking again will not help
         log.warning("late reply: its picture is gone (%s); not queued", _reason(e))
@@ -280,6 +282,7 @@ async def deliver_late_reply(db: Database, client: Any, openid: str, text: str, 
     except Exception as e:  # anything else: keep the reply rather than lose it
         reason, wait = f"unexpected {type(e).__name__}", True
     log.warning("customer-service send of a late reply failed (%s); queued in the outbox", reason)
+    metrics.LATE_REPLIES.labels("queued").inc()
     await outbox.queue_reply(db, openid, text="\n".join(parts), image=image, reason=reason, wait=wait)
 
 
@@ -691,6 +694,7 @@ class Deliverer:
                 row.openid, template_id, data, url=url, client_msg_id=row.client_msg_id))
         except WeChatAPIError as e:
             if e.errcode == INVALID_TEMPLATE:
+                metrics.DELIVERY_ERRORS.labels(str(e.errcode)).inc()
                 if template_id not in self._bad_templates:  # once, not once per row of a big notice
                     self._bad_templates.add(template_id)
                     log.error("template id %r for %s refused (40037): check TEMPLATE_%s; falling back to "
@@ -729,6 +733,7 @@ class Deliverer:
                         delivery_status=UNCONFIRMED if unconfirmed else None, last_error=unconfirmed)
 
     def _failure(self, row: _Row, e: WeChatAPIError) -> _Outcome:
+        metrics.DELIVERY_ERRORS.labels(str(e.errcode)).inc()
         reason = _reason(e)
         if isinstance(e, WeChatBusy):  # busy, frequency limits, timeouts, network errors
             return self._retry(row, reason)

@@ -10,6 +10,7 @@ from typing import Awaitable, Callable, Optional
 
 from aiohttp import web
 
+from bot import metrics
 from bot.crypto import DecryptError, MessageCrypto, SignatureError, check_signature
 from bot.dedupe import LEASE_MARGIN_SECONDS, Deduper, message_key
 from bot.freshness import Clock, DatabaseNonces, NonceStore, freshness_problem, system_clock
@@ -149,6 +150,7 @@ class WeChatEndpoint:
             return web.Response(status=403, text="forbidden: replayed request")
         if fresh:
             reply = await self.process(msg, fields, deadline=started + self.budget)
+        metrics.REPLY_SECONDS.observe(time.monotonic() - started)
         if reply.empty:
             return web.Response(text="success")
         xml = reply_xml(reply, to_user=msg.openid, from_user=fields.get("ToUserName", ""))
@@ -177,14 +179,17 @@ class WeChatEndpoint:
             claim = await self.deduper.claim(key, msg.openid, wait_seconds=max(0.0, deadline - time.monotonic()))
         except Exception:
             ref = new_ref()
-            log.exception("dedupe failed ref=%s", ref)
+            log.exception("dedupe failed ref=%s", ref, extra={"ref": ref})
+            metrics.APOLOGIES.inc()
             return apology(ref)
         if not claim.owner:
             # A WeChat retry: the first attempt's reply, or nothing if it is still running.
+            metrics.DEDUPE_HITS.inc()
             return claim.reply or NO_REPLY
 
         if claim.taken_over:
             log.warning("took over a %s message whose first attempt died (its lease ran out)", msg.kind)
+        metrics.MESSAGES.labels(msg.kind).inc()
         if claim.prefetched is not None:
             msg = replace(msg, prefetched=claim.prefetched)
         task = asyncio.create_task(self._run(msg))
@@ -215,7 +220,8 @@ class WeChatEndpoint:
             return await self.pager.first_page(msg.openid, reply)
         except Exception:
             ref = new_ref()
-            log.exception("handler failed ref=%s kind=%s", ref, msg.kind)
+            log.exception("handler failed ref=%s kind=%s", ref, msg.kind, extra={"ref": ref, "kind": msg.kind})
+            metrics.APOLOGIES.inc()
             return apology(ref)
 
     async def _picture_after(self, openid: str, media_id: str) -> None:

@@ -73,9 +73,9 @@ class SafeAccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
 
-def install(level: str = "INFO") -> None:
-    """basicConfig plus the redacting filter on every root handler (the service and the emulator)."""
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+def install(level: str = "INFO", fmt: str = "text") -> None:
+    """The service's logging set-up (bot/logs.py), whose handler carries the redacting filter;
+    the emulator uses it too."""
+    from bot.logs import setup_logging
+
+    setup_logging(level, fmt)

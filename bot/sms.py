@@ -61,24 +61,8 @@ class HttpSmsGateway:
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         started = time.monotonic()
-        try:
-            async with self._session.post(
-                self.url,
-                json={"mobile": mobile, "text": text},
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                allow_redirects=False,
-            ) as resp:
-                status = resp.status
-                raw = await _read_limited(resp)
-        except (asyncio.TimeoutError, TimeoutError):
-            reason = f"no answer within {self.timeout:g} s"
-            log.info("SMS to %s failed: %s", masked, reason)
-            raise SmsError(reason) from None
-        except (aiohttp.ClientError, OSError) as e:
-            reason = _scrub(f"unreachable ({type(e).__name__}: {e})", mobile, text)
-            log.info("SMS to %s failed: %s", masked, reason)
-            raise SmsError(reason) from None
+        status, raw = await post_bounded(self._session, self.url, self.timeout, mobile, text,
+                                         json={"mobile": mobile, "text": text}, headers=headers)
         ms = (time.monotonic() - started) * 1000
         answer = _json_object(raw)
         if 200 <= status < 300 and answer is not None and answer.get("ok") is True:
@@ -87,6 +71,22 @@ class HttpSmsGateway:
         reason = _failure(status, answer, lambda s: _scrub(s, mobile, text))
         log.info("SMS to %s failed: %s (%.0f ms)", masked, reason, ms)
         raise SmsError(reason)
+
+
+async def post_bounded(session: aiohttp.ClientSession, url: str, timeout: float, mobile: str, text: str,
+                       **kwargs: Any) -> tuple[int, bytes]:
+    """POST to a provider within `timeout`: (status, the answer's first bytes), or `SmsError` with
+    a scrubbed reason when no answer came (logged with the masked number only)."""
+    try:
+        async with session.post(url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
+                                **kwargs) as resp:
+            return resp.status, await _read_limited(resp)
+    except (asyncio.TimeoutError, TimeoutError):
+        reason = f"no answer within {timeout:g} s"
+    except (aiohttp.ClientError, OSError) as e:
+        reason = _scrub(f"unreachable ({type(e).__name__}: {e})", mobile, text)
+    log.info("SMS to %s failed: %s", mask_mobile(mobile), reason)
+    raise SmsError(reason) from None
 
 
 async def _read_limited(resp: aiohttp.ClientResponse) -> bytes:
@@ -145,6 +145,10 @@ def build_gateway(settings: Any, session: aiohttp.ClientSession) -> Optional[Sms
 
     The call timeout is the service's API timeout (API_TIMEOUT_SECONDS) when the settings have one.
     """
+    if getattr(settings, "sms_provider", "http") == "tencent":
+        from bot.sms_tencent import build_tencent_gateway
+
+        return build_tencent_gateway(settings, session)
     base = (getattr(settings, "sms_api_base", "") or "").strip()
     if not base:
         return None

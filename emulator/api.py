@@ -56,7 +56,7 @@ DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = {
     },
     "TM_EXAM_NOTICE": {
         "title": "考试通知",
-        "labels": {"thing1": "考试名称", "time2": "考试时间", "thing3": "考试地点"},
+        "labels": {"thing1": "通知标题", "time2": "发布时间", "thing3": "说明"},
     },
     "TM_SCORE_RELEASE": {
         "title": "成绩发布通知",

@@ -73,6 +73,11 @@ def chat_hub(app: web.Application) -> ChatHub:
     return app[HUB_KEY]
 
 
+# What cleanup waits for open requests at most; the chat streams are closed first, so a clean
+# stop never waits this long (tests/test_chat_page.py checks it with room to spare under load).
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
 async def start_emulator(host: str = "127.0.0.1", port: int = 8081, **kw: Any) -> tuple[web.AppRunner, EmulatorState]:
     """Serve the emulator on host:port in the running event loop; `kw` as `create_emulator_app`.
 
@@ -83,7 +88,7 @@ async def start_emulator(host: str = "127.0.0.1", port: int = 8081, **kw: Any) -
     if state is None:
         state = EmulatorState(kw["app_id"], kw["app_secret"])
     app = create_emulator_app(state=state, **kw)
-    runner = web.AppRunner(app, shutdown_timeout=2.0, access_log_class=SafeAccessLogger)
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log_class=SafeAccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

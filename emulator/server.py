@@ -247,6 +247,7 @@ class WeChatServer:
         timeout: float = 5.0,
         attempts: int = 3,
         account_id: str | None = None,
+        wait_out_timeout: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -261,6 +262,9 @@ class WeChatServer:
         self.mode = mode
         self.timeout = timeout
         self.attempts = attempts
+        # A refused or broken connection: retry at once (False, quick tests) or only when the
+        # timeout has passed, as WeChat does (True: what a process crash looks like to WeChat).
+        self.wait_out_timeout = wait_out_timeout
         self.account_id = account_id or account_id_for(app_id)
         self._crypto = WeChatCrypto(token, aes_key, app_id) if aes_key else None
         self._session = session
@@ -480,7 +484,9 @@ class WeChatServer:
                     Attempt(None, time.monotonic() - started, f"connection error: {type(exc).__name__}")
                 )
                 # WeChat treats an unreachable server like a silent one, after its own timeout;
-                # the emulator does not sleep the rest of the timeout but retries at once.
+                # the emulator retries at once unless told to wait it out as WeChat does.
+                if self.wait_out_timeout:
+                    await asyncio.sleep(max(0.0, self.timeout - (time.monotonic() - started)))
                 continue
             result.attempts.append(Attempt(status, time.monotonic() - started, "answered"))
             result.raw_body = body

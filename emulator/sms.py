@@ -197,25 +197,41 @@ def _answer(result: dict[str, Any] | SmsRefusal) -> web.Response:
     return _json({"ok": True, "id": result["id"]})
 
 
+async def take_fault(sms: SmsState, request: web.Request) -> tuple[bytes, Any, Optional[web.Response]]:
+    """(the request's body, the next SMS fault rule, a response to return at once). The rule is
+    applied as far as every provider API shares it: waited out (`delay`) and, for `drop`, the
+    connection closed. The caller answers the rule's `errcode` in its API's terms."""
+    raw = await request.read()
+    fault = sms.faults.take(FAULT_TARGET, wildcard=False)
+    if fault is None:
+        return raw, None, None
+    if fault.delay:
+        await asyncio.sleep(fault.delay)
+    if fault.drop:
+        log.info("SMS send dropped by fault %d", fault.id)
+        if request.transport is not None:
+            request.transport.close()  # no status line, no body: the client sees a hang-up
+        return raw, fault, web.Response()
+    return raw, fault, None
+
+
+def finished_even_if_abandoned(sms: SmsState, serve: Callable[[web.Request], Any]):
+    """A route handler that, like a real provider, finishes a send whose client gave up waiting."""
+    async def send(request: web.Request) -> web.StreamResponse:
+        return await asyncio.shield(sms._spawn(serve(request)))
+
+    return send
+
+
 def add_sms_routes(app: web.Application, sms: SmsState) -> SmsState:
     """Serve the gateway (POST /sms/send) and its control routes (/_emu/sms) on `app`."""
     app[SMS_KEY] = sms
 
-    async def send(request: web.Request) -> web.StreamResponse:
-        # Like a real provider, finish a send whose client gave up waiting (a delay fault).
-        return await asyncio.shield(sms._spawn(serve(request)))
-
     async def serve(request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        fault = sms.faults.take(FAULT_TARGET, wildcard=False)
+        raw, fault, dropped = await take_fault(sms, request)
+        if dropped is not None:
+            return dropped
         if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
-            if fault.drop:
-                log.info("SMS send dropped by fault %d", fault.id)
-                if request.transport is not None:
-                    request.transport.close()  # no status line, no body: the client sees a hang-up
-                return web.Response()
             if fault.errcode is not None:
                 log.info("SMS send failed by fault %d (code %d)", fault.id, fault.errcode)
                 return _answer(_error(fault.errcode))
@@ -252,7 +268,10 @@ def add_sms_routes(app: web.Application, sms: SmsState) -> SmsState:
     async def on_cleanup(app: web.Application) -> None:
         await sms.close()
 
-    app.router.add_post(SEND_PATH, send)
+    app.router.add_post(SEND_PATH, finished_even_if_abandoned(sms, serve))
+    from .sms_tencent import add_tencent_routes
+
+    add_tencent_routes(app, sms)  # the same gateway as Tencent Cloud SMS speaks it (POST /)
     app.router.add_get("/_emu/sms", list_messages)
     app.router.add_delete("/_emu/sms", clear_messages)
     app.on_cleanup.append(on_cleanup)

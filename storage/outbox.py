@@ -73,6 +73,16 @@ KIND_KEYWORDS: dict[str, str] = {
 }
 BUSINESS_KEYWORDS: dict[str, str] = {WINDOW_KINDS[k]: w for k, w in KIND_KEYWORDS.items()}
 NOTICE_KEYWORD = "站内消息"
+
+# The keywords (关键词) each template the service sends fills, with the label to choose for
+# each when applying for the template in the 公众平台 (docs/wechat-setup.md). The emulator
+# registers the same templates; tests/test_template_keywords.py holds the three together.
+TEMPLATE_KEYWORDS: dict[str, dict[str, str]] = {
+    "review_result": {"thing1": "业务名称", "phrase2": "审核结果", "time3": "审核时间", "thing4": "备注"},
+    "exam_notice": {"thing1": "通知标题", "time2": "发布时间", "thing3": "说明"},
+    "score_release": {"thing1": "考次", "time2": "发布时间", "thing3": "查询方式"},
+    "business_reminder": {"thing1": "业务名称", "time2": "截止时间", "thing3": "温馨提示"},
+}
 SCORES_KEYWORD = "成绩"
 
 # A sitting whose scores were released longer ago than this is history: importing more of its

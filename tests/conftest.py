@@ -35,6 +35,8 @@ from storage.models import Base
 TEST_SECRET_KEY = "test-suite-secret-key-0123456789-abcdef"
 keys.configure(TEST_SECRET_KEY)
 passwords.use_cost(2**10)
+# Hermetic settings: commands run in-process never read a developer's var/zikao.env (the demo's).
+os.environ.setdefault("ZIKAO_CONFIG", "")
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TEST_DB_PREFIX = "zikao_test_"

@@ -10,7 +10,8 @@ from bot.config import aes_key_bytes
 from bot.crypto import DecryptError, MessageCrypto, SignatureError, check_signature, signature
 from bot.wire import parse_xml
 
-VECTOR = json.loads((Path(__file__).resolve().parents[2] / "shared/wechat/official-vector.json").read_text())
+# Tencent's own sample, vendored so that a bare clone needs nothing outside the repository.
+VECTOR = json.loads((Path(__file__).resolve().parent / "data" / "official-vector.json").read_text(encoding="utf-8"))
 KEY2 = base64.b64encode(b"another-32-byte-key-for-rotation").decode().rstrip("=")
 
 

@@ -31,13 +31,19 @@ def free_port() -> int:
 
 @pytest.fixture
 def scheduler_options():
-    """The outbox stays as the test leaves it unless a test asks for delivery."""
-    return SchedulerOptions(deliver=False)
+    """No scheduled jobs unless a test asks for them: the outbox and every other table stay as the
+    test leaves them (the reminder job, run at once by a new leader, would add rows of its own)."""
+    return SchedulerOptions(enabled=False)
 
 
 @pytest.fixture
-async def stack(db_url, aiohttp_server, scheduler_options):
+async def stack(db_url, aiohttp_server, scheduler_options, request):
     """Bot + emulator wired to each other; yields (bot test server, emulator state, WeChat server)."""
+    # The production budget, so that a loaded test machine never turns a normal answer into
+    # "正在处理"; tests of the late path lower it (@pytest.mark.reply_budget) and make their
+    # handler slower than it (slow_router).
+    marker = request.node.get_closest_marker("reply_budget")
+    reply_budget = marker.args[0] if marker else "4.5"
     bot_port, emu_port = free_port(), free_port()
     bot_url = f"http://127.0.0.1:{bot_port}/wechat"
     runner, state = await start_emulator("127.0.0.1", emu_port, bot_url=bot_url, token=TOKEN, app_id=APP_ID,
@@ -45,7 +51,7 @@ async def stack(db_url, aiohttp_server, scheduler_options):
     settings = load_settings({
         "WECHAT_TOKEN": TOKEN, "WECHAT_APP_ID": APP_ID, "WECHAT_APP_SECRET": SECRET, "WECHAT_AES_KEY": AES_KEY,
         "WECHAT_API_BASE": f"http://127.0.0.1:{emu_port}", "SMS_API_BASE": f"http://127.0.0.1:{emu_port}",
-        "DATABASE_URL": db_url, "REPLY_BUDGET_SECONDS": "0.6",
+        "DATABASE_URL": db_url, "REPLY_BUDGET_SECONDS": reply_budget,
         "TEMPLATE_REVIEW_RESULT": "TM_REVIEW_RESULT",
         # The H5 pages (绑定, 修改密码) through the emulator's web authorisation.
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{bot_port}", "WECHAT_OAUTH_BASE": f"http://127.0.0.1:{emu_port}",
@@ -100,6 +106,7 @@ def slow_router(monkeypatch):
     monkeypatch.setattr(Router, "handle", slow)
 
 
+@pytest.mark.reply_budget("0.6")  # the slow router takes 1.2 s: always past it
 async def test_slow_answer_arrives_later_as_customer_service_message(slow_router, stack):
     bot, state, wechat = stack
     state.record_user_action(OPENID, "message")
@@ -110,6 +117,7 @@ async def test_slow_answer_arrives_later_as_customer_service_message(slow_router
     assert [m["content"] for m in sent] == ["查询结果：已完成"]
 
 
+@pytest.mark.reply_budget("0.6")
 async def test_refused_late_answer_waits_in_the_outbox(slow_router, stack):
     bot, state, wechat = stack
     state.record_user_action(OPENID, "message")

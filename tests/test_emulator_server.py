@@ -31,7 +31,7 @@ from emulator.server import (
 TOKEN = "testtoken123"
 APP_ID = "wx1234567890abcdef"
 AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
-OFFICIAL_PATH = Path(__file__).resolve().parents[2] / "shared" / "wechat" / "official-vector.json"
+OFFICIAL_PATH = Path(__file__).resolve().parent / "data" / "official-vector.json"  # vendored copy
 OFFICIAL = json.loads(OFFICIAL_PATH.read_text(encoding="utf-8"))
 
 
@@ -283,7 +283,7 @@ async def test_retries_after_the_timeout_with_the_same_msgid(aiohttp_server):
     assert len(res.attempts) == 3
     assert [a.outcome for a in res.attempts] == ["timeout", "timeout", "answered"]
     assert res.statuses == [None, None, 200]
-    assert 0.6 <= elapsed < 2.0
+    assert elapsed >= 0.6  # two timeouts waited out (no upper bound: a loaded machine may be slow)
     assert res.attempts[0].latency >= 0.29
     assert len(bot.requests) == 3
     ids = {r["msg"].id for r in bot.requests}
