@@ -257,6 +257,8 @@ async def run(database_url: str, redis_url: str, *, processes: int = 3, users: i
         "PUSH_RATE_PER_SECOND": str(push_rate), "PUSH_LEASE_SECONDS": "10", "LOG_FORMAT": "json",
         "MEDIA_DIR": str(work_dir / "media"), "FAQ_CACHE_DIR": str(work_dir / "jieba"),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "DB_POOL_SIZE": "5",
+        # As deployed: production mode with a key of its own (one run, one key, shared by the processes).
+        "SECRET_KEY": secrets.token_urlsafe(32),
     })
     cluster = Cluster(env, port, work_dir, processes)
     started = time.monotonic()
