@@ -16,7 +16,8 @@ from storage.vocab import WINDOW_KINDS
 if TYPE_CHECKING:  # pragma: no cover
     from dialogs.router import Router
 
-PLATFORM = "请登录上海市高等教育自学考试考生服务平台办理。"
+PLATFORM_URL = "http://ste.shmeea.edu.cn"  # the platform's address, from its candidate manual
+PLATFORM = f"请在电脑上登录上海市高等教育自学考试考生服务平台（{PLATFORM_URL}）办理。"
 
 
 def window_line(check: WindowCheck) -> str:
