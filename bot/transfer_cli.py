@@ -1,5 +1,5 @@
 """`zikao-bot transfer-in` and `zikao-bot transfer-out`: the office follows 外省转入 records and sets
-the rules of 本市转出 (until the staff console exists).
+the rules of 本市转出 (the console's 外省转入 pages do the same through the same functions).
 
 `transfer-in status` changes a record the same way an import does (storage.transfers): the
 transition is checked and the candidate's push is written in the transaction of the change.

@@ -9,7 +9,9 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import get_session, session_middleware
 
-from console import auth, audit_views, faq_views, imports, inbox, notices, review, staff_views, windows
+from console import (
+    auth, audit_views, faq_views, imports, inbox, notices, review, staff_views, transfers_in, windows,
+)
 from console.core import CONFIG, CSRF_FIELD, STAFF, ConsoleConfig, check_csrf, db, local, login_url, signed_in
 from console.sessions import DatabaseStorage
 from storage.identifiers import mask_mobile
@@ -76,7 +78,7 @@ def create_console(config: ConsoleConfig) -> web.Application:
                        action_label=lambda a: AUDIT_ACTIONS.get(a, a))
     env.globals.update(CSRF_FIELD=CSRF_FIELD)
     app.router.add_static("/static/", HERE / "static", name="static")
-    for module in (auth, review, notices, windows, imports, inbox, faq_views, staff_views, audit_views):
+    for module in (auth, review, notices, windows, imports, inbox, faq_views, staff_views, audit_views, transfers_in):
         module.add_routes(app.router)
     return app
 

@@ -823,8 +823,9 @@ def _validate_transfer_course(v: dict[str, Any], rec: Rec, b: Batch, report: Imp
         if not score_passes(v["score"], v["grade"]):
             report.error(file, rec.line, "转入的只能是已合格的成绩（60分及以上，或 合格/通过）")
             return
-    if v.get("accepted") is False and not v.get("note"):
-        report.error(file, rec.line, "不认定的课程须在“不认定原因”列写明原因（考生会看到）")
+    problem = transfers.course_problem(v.get("accepted"), v.get("note"))
+    if problem:
+        report.error(file, rec.line, f"“不认定原因”列：{problem}")
         return
     _add(report, file, b.transfer_courses, (v["reference"], v["course_code"]), rec,
          f"转入编号 {v['reference']} 课程 {v['course_code']}")

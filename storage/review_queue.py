@@ -105,14 +105,22 @@ def _conditions(f: QueueFilter) -> list:
         conds.append(Application.submitted_at >= _day_start(f.submitted_from))
     if f.submitted_to:
         conds.append(Application.submitted_at < _day_start(f.submitted_to + dt.timedelta(days=1)))
-    who = (f.who or "").strip()
-    if who:
-        if re.fullmatch(r"\d{1,12}", who):
-            conds.append(Application.admission_number.like(f"{who}%"))
-        else:
-            escaped = who.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conds.append(Candidate.name.like(f"%{escaped}%", escape="\\"))
+    who = who_condition(f.who, Application.admission_number, Candidate.name)
+    if who is not None:
+        conds.append(who)
     return conds
+
+
+def who_condition(who: str, number_column, name_column):
+    """The staff's one search box: a 准考证号 (or its start) or the candidate's name (or part of it);
+    None when empty. Shared by the review queues and the 外省转入 list."""
+    who = (who or "").strip()
+    if not who:
+        return None
+    if re.fullmatch(r"\d{1,12}", who):
+        return number_column.like(f"{who}%")
+    escaped = who.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return name_column.like(f"%{escaped}%", escape="\\")
 
 
 def _base(columns: Sequence):

@@ -45,6 +45,7 @@ AUDIT_ACTIONS: dict[str, str] = {
     "staff_add": "新建账号", "staff_edit": "修改账号", "staff_password": "重设密码", "staff_unlock": "解锁账号",
     "totp_on": "开启两步验证", "totp_off": "关闭两步验证",
     "reason_add": "新增原因模板", "reason_edit": "修改原因模板",
+    "transfer_in_status": "外省转入状态", "transfer_in_course": "外省转入课程认定",
 }
 
 

@@ -198,7 +198,7 @@ async def test_bad_transfer_rows_are_reported_by_line_and_nothing_is_imported(db
     assert has_error(report, "transfers_in.csv", 5, "须填写现场确认地点")
     assert has_error(report, "transfers_in.csv", 6, "未通过的转入须填写原因")
     assert has_error(report, "transfers_in.csv", 7, "状态“已撤销”应为")
-    assert has_error(report, "transfer_in_courses.csv", 2, "不认定的课程须在“不认定原因”列写明原因")
+    assert has_error(report, "transfer_in_courses.csv", 2, "“不认定原因”列：不认定的课程须写明原因")
     assert has_error(report, "transfer_in_courses.csv", 3, "转入编号 ZR9 不存在")
     assert has_error(report, "transfer_in_courses.csv", 4, "只能是已合格的成绩")
     assert has_error(report, "transfer_in_courses.csv", 5, "课程代码 99999 不存在")

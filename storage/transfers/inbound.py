@@ -3,12 +3,12 @@ the transaction of each change, the day-before reminder, and 已完成 courses c
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Optional
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,8 +16,8 @@ from sqlalchemy.orm import selectinload
 
 from storage import outbox, queries
 from storage.db import Database
-from storage.models import Course, Major, ScoreRecord, utcnow
-from storage.models_transfers import TRANSFER_IN_STATUSES, TransferIn
+from storage.models import Candidate, Course, Major, ScoreRecord, utcnow
+from storage.models_transfers import TRANSFER_IN_STATUSES, TransferIn, TransferInCourse
 from storage.transfers.common import SHANGHAI, TransferError
 
 # --- 外省转入: the life of a record ------------------------------------------------------------------
@@ -67,6 +67,18 @@ def record_problems(status: str, *, reason: Optional[str], confirm_at: Optional[
     return out
 
 
+MAX_COURSE_NOTE = 255  # transfer_in_courses.note
+
+
+def course_problem(accepted: Optional[bool], note: Optional[str]) -> Optional[str]:
+    """A course marked 不认定 must say why (the candidate reads it); 认定 or not decided need nothing."""
+    if accepted is False and not (note or "").strip():
+        return "不认定的课程须写明原因（考生会看到）"
+    if len((note or "").strip()) > MAX_COURSE_NOTE:
+        return f"不认定原因最多 {MAX_COURSE_NOTE} 个字"
+    return None
+
+
 REMINDER_HOUR = 9  # Shanghai time, the day before the 现场确认
 
 
@@ -114,6 +126,10 @@ class TransferInView:
     confirm_bring: str
     status_changed_at: Optional[dt.datetime]
     courses: tuple[TransferInCourseView, ...] = ()
+    candidate_id: int = 0
+    candidate_name: str = ""
+    created_at: Optional[dt.datetime] = None
+    status_changes: int = 0
 
     @property
     def status_label(self) -> str:
@@ -136,6 +152,9 @@ async def _views(s: AsyncSession, q) -> list[TransferInView]:
                  .all()) if codes else {}
     major_names = dict((await s.execute(select(Major.code, Major.name).where(Major.code.in_(majors))))
                        .all()) if majors else {}
+    people = {r.candidate_id for r in rows}
+    candidates = dict((await s.execute(select(Candidate.id, Candidate.name).where(Candidate.id.in_(people))))
+                      .all()) if people else {}
     return [
         TransferInView(
             r.id, r.reference, r.admission_number, r.from_province, r.from_admission_number, r.major_code,
@@ -144,6 +163,7 @@ async def _views(s: AsyncSession, q) -> list[TransferInView]:
             tuple(TransferInCourseView(c.course_code, names.get(c.course_code, c.course_code), c.source_name or "",
                                        c.score, c.grade, c.passed_on, c.accepted, c.note or "")
                   for c in r.courses),
+            r.candidate_id, candidates.get(r.candidate_id, ""), r.created_at, r.status_changes or 0,
         )
         for r in rows
     ]
@@ -159,6 +179,23 @@ async def list_transfers_in(db: Database, *, status: Optional[str] = None, refer
         q = q.where(TransferIn.reference == reference)
     async with db.session() as s:
         return (await _views(s, q.limit(limit)))
+
+
+async def search_transfers_in(db: Database, *, status: str = "", who: str = "", page: int = 1,
+                              per_page: int = 50) -> tuple[list[TransferInView], int]:
+    """One page of records for the console (newest first) and how many match: by status and by
+    准考证号 (or its start) or the candidate's name (or part of it), as the review queues search."""
+    from storage.review_queue import who_condition  # review_queue -> applications -> transfers
+
+    conds = [TransferIn.status == status] if status else []
+    who_cond = who_condition(who, TransferIn.admission_number, Candidate.name)
+    if who_cond is not None:
+        conds.append(TransferIn.id.in_(select(TransferIn.id).join(Candidate, Candidate.id == TransferIn.candidate_id)
+                                       .where(who_cond)))
+    async with db.session() as s:
+        total = await s.scalar(select(func.count()).select_from(TransferIn).where(*conds)) or 0
+        q = select(TransferIn).where(*conds).offset((max(1, page) - 1) * per_page).limit(per_page)
+        return await _views(s, q), total
 
 
 # --- 外省转入: changes (import, staff command) ---------------------------------------------------------
@@ -226,6 +263,16 @@ async def credit_accepted(session: AsyncSession, transfer_ids: Sequence[int]) ->
     return written
 
 
+# The console's audit hook: called with the session of the change and the record before and after.
+Audit = Callable[[AsyncSession, dict, dict], None]
+
+
+def _audited(row: TransferIn) -> dict[str, Any]:
+    at = lambda t: t.isoformat() if t else None  # noqa: E731
+    return {"status": row.status, "reason": row.reason, "confirm_at": at(row.confirm_at),
+            "confirm_ends_at": at(row.confirm_ends_at), "place": row.confirm_place, "bring": row.confirm_bring}
+
+
 @dataclass(frozen=True)
 class StatusChange:
     transfer: TransferInView
@@ -235,10 +282,11 @@ class StatusChange:
 async def set_status(db: Database, reference: str, status: str, *, reason: Optional[str] = None,
                      confirm_at: Optional[dt.datetime] = None, confirm_ends_at: Optional[dt.datetime] = None,
                      place: Optional[str] = None, bring: Optional[str] = None,
-                     now: Optional[dt.datetime] = None) -> StatusChange:
+                     now: Optional[dt.datetime] = None, audit: Optional[Audit] = None) -> StatusChange:
     """The office moves a record (and may set its 现场确认 slot); the push goes in the same transaction.
 
-    Setting only the slot of a record already 待现场确认 pushes the new time too (a new change)."""
+    Setting only the slot of a record already 待现场确认 pushes the new time too (a new change).
+    `audit(session, before, after)` (the console's log) is called in that transaction too."""
     now = now or utcnow()
     async with db.session() as s, s.begin():
         row = (await s.execute(select(TransferIn).where(TransferIn.reference == reference).with_for_update()
@@ -249,6 +297,7 @@ async def set_status(db: Database, reference: str, status: str, *, reason: Optio
         if problem:
             raise TransferError(problem + "。")
         slot_before = (row.confirm_at, row.confirm_place)
+        before = _audited(row)
         if reason is not None:
             row.reason = reason.strip() or None
         if confirm_at is not None:
@@ -270,8 +319,38 @@ async def set_status(db: Database, reference: str, status: str, *, reason: Optio
         row.status = status
         row.updated_at = now
         pushes = await status_changed(s, row, now) if changed else 0
+        if audit is not None:
+            audit(s, before, _audited(row) | {"pushes": pushes})
         ref = row.reference
     return StatusChange((await list_transfers_in(db, reference=ref))[0], pushes)
+
+
+async def set_course(db: Database, reference: str, course_code: str, accepted: Optional[bool], note: str = "", *,
+                     now: Optional[dt.datetime] = None, audit: Optional[Audit] = None) -> TransferInView:
+    """The office marks one course of a record 认定 (True), 不认定 (False, with why) or not decided
+    (None), as a line of transfer_in_courses.csv does. On a record already 已完成 a course accepted
+    now becomes a result at once; a result already credited stays (nothing is ever removed)."""
+    now = now or utcnow()
+    problem = course_problem(accepted, note)
+    if problem:
+        raise TransferError(problem + "。")
+    async with db.session() as s, s.begin():
+        row = (await s.execute(
+            select(TransferInCourse).join(TransferIn, TransferIn.id == TransferInCourse.transfer_id)
+            .where(TransferIn.reference == reference, TransferInCourse.course_code == course_code).with_for_update()
+            .execution_options(populate_existing=True))).scalar_one_or_none()
+        if row is None:
+            raise TransferError(f"转入编号 {reference} 没有课程 {course_code}。")
+        before = {"course": course_code, "accepted": row.accepted, "note": row.note}
+        row.accepted = accepted
+        row.note = (note or "").strip() or None if accepted is False else None
+        transfer = await s.get(TransferIn, row.transfer_id)
+        transfer.updated_at = now
+        await s.flush()
+        credited = await credit_accepted(s, [row.transfer_id]) if accepted else 0
+        if audit is not None:
+            audit(s, before, {"course": course_code, "accepted": accepted, "note": row.note, "credited": credited})
+    return (await list_transfers_in(db, reference=reference))[0]
 
 
 async def confirmation_reminders(db: Database, now: Optional[dt.datetime] = None) -> dict[int, int]:
@@ -293,6 +372,6 @@ async def confirmation_reminders(db: Database, now: Optional[dt.datetime] = None
     return out
 
 
-__all__ = ["FORWARD", "REMINDER_HOUR", "StatusChange", "TransferInCourseView", "TransferInView", "confirmation_reminders",
-           "credit_accepted", "list_transfers_in", "record_problems", "reminder_due", "reminder_is_due", "set_status",
+__all__ = ["FORWARD", "MAX_COURSE_NOTE", "REMINDER_HOUR", "StatusChange", "TransferInCourseView", "TransferInView", "confirmation_reminders",
+           "course_problem", "credit_accepted", "list_transfers_in", "record_problems", "reminder_due", "reminder_is_due", "search_transfers_in", "set_course", "set_status",
            "status_changed", "status_label", "transfer_score_rows", "transfers_in_of", "transition_problem"]
