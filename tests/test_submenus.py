@@ -54,7 +54,7 @@ async def test_submenu_item_by_its_name(bound):
         [click menu:transfer]
         < 2. 本市转出
         > 本市转出
-        < 【本市转出】
+        < 【本市转出｜考生须知】
     """)
 
 
