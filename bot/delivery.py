@@ -62,8 +62,9 @@ TEMPLATE_KINDS = ("review_result", "exam_notice", "score_release", "business_rem
 CHANNEL_TEMPLATE = "template"
 CHANNEL_CUSTOM = "custom"
 # Customer-service sends that may have reached WeChat (a timeout) are resent for these kinds
-# (at-least-once) and not for the others (at-most-once); see docs/delivery.md.
-RESEND_MAYBE_DELIVERED = frozenset({"review_outcome", "reply"})
+# (at-least-once: messages addressed to this candidate alone, which a loss would hurt more than a
+# duplicate) and not for the others (at-most-once bulk pushes); see docs/delivery.md.
+RESEND_MAYBE_DELIVERED = frozenset({"review_outcome", "reply", "feedback_reply", "account", "payment_receipt"})
 UNCONFIRMED = "unconfirmed"  # delivery_status of a CS message whose send timed out, not resent
 
 WAIT_ERRCODES = frozenset({45015, 45047})  # reply window passed / CS count exceeded: wait for the user

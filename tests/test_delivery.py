@@ -403,10 +403,11 @@ async def test_customer_service_refusals_wait_for_the_user(db, client, state, cl
     assert row.status == "waiting" and row.last_error.startswith(str(errcode))
 
 
-@pytest.mark.parametrize("kind", ["review_outcome", "notice"])
+@pytest.mark.parametrize("kind", ["review_outcome", "feedback_reply", "notice"])
 async def test_customer_service_timeout_policy(db, session, api, state, clock, kind):
-    """A CS send that may have reached WeChat: review outcomes are resent (at least once),
-    bulk pushes are not (at most once) and are marked unconfirmed."""
+    """A CS send that may have reached WeChat: a candidate's own messages (review outcomes, the
+    office's answer to their 反馈建议) are resent (at least once), bulk pushes are not (at most
+    once) and are marked unconfirmed."""
     client = make_client(session, api, timeout=0.3)
     state.record_user_action("o_slow", "message")
     await add_user(db, "o_slow", interaction=utcnow())
@@ -420,7 +421,7 @@ async def test_customer_service_timeout_policy(db, session, api, state, clock, k
     row = (await rows(db))[row_id]
     assert row.status == "sent"
     delivered = [o for o in state.outbound if o["openid"] == "o_slow"]
-    if kind == "review_outcome":
+    if kind != "notice":
         assert len(delivered) == 2 and row.attempts == 2 and row.delivery_status is None  # a duplicate, never a loss
     else:
         assert len(delivered) == 1 and row.attempts == 1 and row.delivery_status == UNCONFIRMED
