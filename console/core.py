@@ -162,8 +162,9 @@ async def render(request: web.Request, template: str, context: dict[str, Any] | 
     return response
 
 
-def redirect(location: str) -> web.HTTPFound:
-    return web.HTTPFound(location)
+def redirect(location: str) -> web.Response:
+    """A 302 to `location`, returned (aiohttp deprecates returning its HTTPFound exception)."""
+    return web.Response(status=302, headers={"Location": location})
 
 
 def require_admin(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
