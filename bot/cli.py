@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 
 from aiohttp import web
 
 from bot import faq_cli, review_cli, staff_cli, transfer_cli
-from bot.config import LOCAL_CONFIG_FILE, ConfigError, Settings, apply_secret_key, load_settings, write_env_file
+from bot.config import LOCAL_CONFIG_FILE, ConfigError, Settings, command_settings, write_env_file
 
 DEMO_ENV = {
     "WECHAT_TOKEN": "zikaodemo",
@@ -38,12 +37,7 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
 
 
 def _settings(args: argparse.Namespace, overrides: dict[str, str] | None = None) -> Settings:
-    env = dict(os.environ)
-    for k, v in (overrides or {}).items():
-        env.setdefault(k, v)
-    settings = load_settings(env, getattr(args, "config", None), local_file=True)
-    apply_secret_key(settings)
-    return settings
+    return command_settings(getattr(args, "config", None), overrides)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -330,3 +330,14 @@ def apply_secret_key(s: Settings) -> None:
         raise ConfigError("SECRET_KEY: required in production (at least 32 random characters, e.g. from "
                           "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`); "
                           "ZIKAO_MODE=demo runs with the built-in demo key")
+
+
+def command_settings(config_file: str | None = None, overrides: Mapping[str, str] | None = None) -> Settings:
+    """The settings of a `zikao-bot` command: the environment over `overrides` and over the
+    settings file (--config, ZIKAO_CONFIG, else LOCAL_CONFIG_FILE), with the SECRET_KEY applied."""
+    env = dict(os.environ)
+    for k, v in (overrides or {}).items():
+        env.setdefault(k, v)
+    settings = load_settings(env, config_file, local_file=True)
+    apply_secret_key(settings)
+    return settings

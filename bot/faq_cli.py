@@ -49,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _command(args: argparse.Namespace) -> int:
-    from bot.config import load_settings
+    from bot.config import command_settings
 
-    return run(args, load_settings(None, getattr(args, "config", None)))
+    return run(args, command_settings(getattr(args, "config", None)))
 
 
 def run(args: argparse.Namespace, settings: Any) -> int:

@@ -11,7 +11,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
-from bot.config import Settings, apply_secret_key, load_settings
+from bot.config import Settings, command_settings
 
 if TYPE_CHECKING:
     from storage.applications import ApplicationData
@@ -59,10 +59,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _command(args: argparse.Namespace) -> int:
-    # Same settings as every other command: the environment wins over --config / ZIKAO_CONFIG.
-    settings = load_settings(config_file=getattr(args, "config", None))
-    apply_secret_key(settings)  # the review shows candidates' (encrypted) ID numbers and mobiles
-    return run(args, settings)
+    # Same settings as every other command (the review shows encrypted ID numbers and mobiles).
+    return run(args, command_settings(getattr(args, "config", None)))
 
 
 def photo_store(settings: Settings) -> PhotoStore:

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Awaitable, Callable, TypeVar
 
-from bot.config import load_settings
+from bot.config import command_settings
 
 T = TypeVar("T")
 PASSWORD_ENV = "ZIKAO_STAFF_PASSWORD"  # for scripts: read instead of asking (never a command-line argument)
@@ -48,7 +48,7 @@ def _password() -> str:
 def _with_db(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]]) -> T:
     from bot.review_cli import _with_db as with_migrated_db
 
-    return with_migrated_db(load_settings(config_file=getattr(args, "config", None)), fn)
+    return with_migrated_db(command_settings(getattr(args, "config", None)), fn)
 
 
 def _command(args: argparse.Namespace) -> int:

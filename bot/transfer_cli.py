@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
-from bot.config import Settings, load_settings
+from bot.config import Settings, command_settings
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 
 def _command(args: argparse.Namespace) -> int:
-    return run(args, load_settings(config_file=getattr(args, "config", None)))
+    return run(args, command_settings(getattr(args, "config", None)))
 
 
 def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:

@@ -44,5 +44,9 @@ def test_commands_after_the_demo_read_its_settings_file(fresh_checkout):
     assert (fresh_checkout / "var" / "zikao.env").is_file()
     assert local.zikao_mode == "demo" and local.wechat_api_base == settings.wechat_api_base
     assert local.database_url == settings.database_url
+    # Every command module reads it the same way (they used to load settings each on its own).
+    from bot.config import command_settings
+
+    assert command_settings().zikao_mode == "demo"
     # An explicit ZIKAO_CONFIG, even empty, wins over the local file.
     assert load_settings({"ZIKAO_CONFIG": ""}, local_file=True).zikao_mode == "production"
