@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 
 from dialogs.types import Message
 from storage import identifiers as ids
+from storage import vocab
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -280,30 +281,7 @@ class Date(Field):
         return f"{d.year}年{d.month}月{d.day}日"
 
 
-# The 34 provincial-level divisions: full names, and the short names people type.
-PROVINCES: tuple[str, ...] = (
-    "北京市", "天津市", "河北省", "山西省", "内蒙古自治区", "辽宁省", "吉林省", "黑龙江省",
-    "上海市", "江苏省", "浙江省", "安徽省", "福建省", "江西省", "山东省", "河南省", "湖北省",
-    "湖南省", "广东省", "广西壮族自治区", "海南省", "重庆市", "四川省", "贵州省", "云南省",
-    "西藏自治区", "陕西省", "甘肃省", "青海省", "宁夏回族自治区", "新疆维吾尔自治区",
-    "台湾省", "香港特别行政区", "澳门特别行政区",
-)
-
-
-def _short(name: str) -> str:
-    for suffix in ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "省", "市"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-_PROVINCE_BY_NAME: dict[str, str] = {}
-for _p in PROVINCES:
-    _PROVINCE_BY_NAME[_p] = _p
-    _PROVINCE_BY_NAME[_short(_p)] = _p
-_PROVINCE_BY_NAME.update({"内蒙": "内蒙古自治区", "新疆自治区": "新疆维吾尔自治区", "广西自治区": "广西壮族自治区",
-                          "宁夏自治区": "宁夏回族自治区", "香港特区": "香港特别行政区", "澳门特区": "澳门特别行政区",
-                          "沪": "上海市", "京": "北京市", "苏": "江苏省", "浙": "浙江省"})
+PROVINCES = vocab.PROVINCES  # the 34 provincial-level divisions (storage/vocab.py)
 
 
 @dataclass
@@ -311,8 +289,7 @@ class Province(Field):
     hint: str = "如 上海、江苏省、内蒙古。"
 
     def parse_text(self, text: str) -> str:
-        s = text.replace(" ", "")
-        found = _PROVINCE_BY_NAME.get(s)
+        found = vocab.province_of(text, one_character=True)
         if found is None:
             raise Invalid("没有找到这个省份，请写省、自治区或直辖市的名称。")
         return found

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 from typing import Optional
 
-from storage import outbox
+from storage import outbox, vocab
 
 SHANGHAI = outbox.SHANGHAI
 
@@ -22,35 +21,13 @@ class TransferError(ValueError):
 
 # --- Provinces -------------------------------------------------------------------------------------
 
-# The 31 provincial-level divisions of the mainland that run a self-study examination office.
-PROVINCES: tuple[str, ...] = (
-    "北京市", "天津市", "河北省", "山西省", "内蒙古自治区", "辽宁省", "吉林省", "黑龙江省", "上海市",
-    "江苏省", "浙江省", "安徽省", "福建省", "江西省", "山东省", "河南省", "湖北省", "湖南省", "广东省",
-    "广西壮族自治区", "海南省", "重庆市", "四川省", "贵州省", "云南省", "西藏自治区", "陕西省", "甘肃省",
-    "青海省", "宁夏回族自治区", "新疆维吾尔自治区",
-)
+PROVINCES = vocab.MAINLAND_PROVINCES  # where a transfer can come from or go to
 SHANGHAI_PROVINCE = "上海市"
-
-
-def _short(name: str) -> str:
-    for suffix in ("壮族自治区", "回族自治区", "维吾尔自治区", "自治区", "省", "市"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-_BY_NAME: dict[str, str] = {}
-for _p in PROVINCES:
-    _BY_NAME[_p] = _p
-    _BY_NAME[_short(_p)] = _p
-_BY_NAME.update({"广西自治区": "广西壮族自治区", "宁夏自治区": "宁夏回族自治区", "新疆自治区": "新疆维吾尔自治区",
-                 "内蒙": "内蒙古自治区", "黑龙江": "黑龙江省"})
 
 
 def province_of(text: str) -> Optional[str]:
     """'江苏', '江苏省', ' 广西 ' -> the full name; None when it is no province of the mainland."""
-    t = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or ""))
-    return _BY_NAME.get(t)
+    return vocab.province_of(text, mainland_only=True)
 
 
 def province_choices(*, exclude_shanghai: bool = True) -> tuple[str, ...]:
