@@ -11,6 +11,7 @@ from dialogs.components import application as A
 from dialogs.engine import Ctx
 from dialogs.types import Reply
 from storage import applications as apps
+from storage import thesis
 from storage.models_applications import ENTRY_KINDS
 from storage.outbox import KIND_KEYWORDS
 
@@ -80,7 +81,10 @@ async def applications_reply(ctx: Ctx, arg: str = "") -> Reply:
                   f"修改待审核的登记，请回复“{KIND_KEYWORDS['backfill']}”。"]
     for kind in dict.fromkeys(a.kind for a in others):
         lines.append(f"{apps.kind_name(kind)}：")
-        lines += [A.status_line(a) if a.status != "draft" else "草稿（未提交）" for a in others if a.kind == kind]
+        for a in (a for a in others if a.kind == kind):
+            lines.append(A.status_line(a) if a.status != "draft" else "草稿（未提交）")
+            if a.kind == "thesis" and a.status == "approved":  # 预审通过: the 指导教师 to contact
+                lines += [f"　{x}" for x in thesis.advisor_lines(thesis.ThesisDetails.from_dict(a.details))]
         if kind in KIND_KEYWORDS:
             lines.append(f"查看或继续办理，请回复“{KIND_KEYWORDS[kind]}”。")
     return Reply("\n".join(lines))

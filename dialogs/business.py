@@ -35,7 +35,7 @@ def _not_in_wechat(kind: str):
     return answer
 
 
-NOT_YET = ("exemption", "backfill", "thesis", "graduation", "degree", "transfer_out", "transfer_in")
+NOT_YET = ("exemption", "backfill", "graduation", "degree", "transfer_out", "transfer_in")
 
 
 def register(router: "Router") -> None:

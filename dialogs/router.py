@@ -16,7 +16,7 @@ import logging
 from dataclasses import replace
 from typing import Any, Awaitable, Callable, Optional
 
-from dialogs import account, applications, aside, backfill, business, exemption, lookups, menu, subscription, transfer_in, transfer_out, welcome
+from dialogs import account, applications, aside, backfill, business, exemption, lookups, menu, subscription, thesis, transfer_in, transfer_out, welcome
 from dialogs import engine as E
 from dialogs import fields as F
 from dialogs.consult import Answer
@@ -94,6 +94,7 @@ class Router:
         backfill.register(self)
         transfer_in.register(self)
         transfer_out.register(self)
+        thesis.register(self)
 
     # --- registration (each feature module calls these) ------------------------------------
 

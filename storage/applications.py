@@ -36,7 +36,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
-from storage import identifiers, outbox, queries, transfers
+from storage import identifiers, outbox, queries, thesis, transfers
 from storage.db import Database
 from storage.models import (
     AdmissionNumber,
@@ -682,6 +682,7 @@ async def course_states(session: AsyncSession, candidate_id: int, *,
     )
     pending = select(ApplicationItem.course_code).join(Application).where(
         Application.candidate_id == candidate_id, Application.status == "submitted",
+        Application.kind != "thesis",  # its item is the thesis course carrying the diploma, not a result
     )
     if exclude_application_id is not None:
         pending = pending.where(Application.id != exclude_application_id)
@@ -915,6 +916,10 @@ async def submission_problems(db: Database, data: ApplicationData, *, now: dt.da
 
 
 async def _problems(s: AsyncSession, data: ApplicationData, now: dt.datetime) -> list[str]:
+    if data.kind == "thesis":
+        born = identifiers.id_birth_date(await s.scalar(select(Candidate.id_number).where(
+            Candidate.id == data.candidate_id)) or "")
+        return await thesis.problems(s, data, now, born=month_of(born) if born else None)
     if data.kind == "transfer_out":
         choices = await transfers.choices_for(s, data.candidate_id, exclude_application_id=data.id, now=now)
         return transfers.transfer_out_problems([i.course_code for i in data.items],
@@ -1025,7 +1030,7 @@ async def _write_scores(s: AsyncSession, db: Database, rows: list[dict[str, Any]
 
 
 async def _decide(db: Database, application_id: int, action: str, *, by: str, reason: str | None,
-                  now: dt.datetime | None, version: int | None) -> Decision:
+                  now: dt.datetime | None, version: int | None, advisor: thesis.Advisor | None = None) -> Decision:
     now = now or utcnow()
     by = (by or "").strip()
     if not by:
@@ -1039,6 +1044,8 @@ async def _decide(db: Database, application_id: int, action: str, *, by: str, re
                                    "请重新查看后再审核。")
         before = row.status
         after = next_status(before, action)
+        if advisor is not None and row.kind != "thesis":
+            raise ApplicationError("只有论文申请的审核通过需要指导教师。")
         row.status = after
         row.decided_at = now
         row.decided_by = by
@@ -1063,6 +1070,9 @@ async def _decide(db: Database, application_id: int, action: str, *, by: str, re
             detail = transfers.approval_detail(reference, [(i.course_code, names.get(i.course_code, i.course_code))
                                                            for i in row.items])
             hint = f"转出编号{reference}"  # a template has no room for more: the number first
+        if action == "approve" and row.kind == "thesis":
+            # 预审通过 with the 指导教师 (or "待分配" until an advisor file or a staff member names one).
+            detail, hint = await thesis.approve_thesis(s, row, advisor, by=by, now=now)
         await _flush(s)
         pushes = await outbox.review_outcome(
             s, candidate_id=row.candidate_id, business=outbox.application_name(row.kind),
@@ -1074,12 +1084,14 @@ async def _decide(db: Database, application_id: int, action: str, *, by: str, re
 
 
 async def approve(db: Database, application_id: int, *, by: str, now: dt.datetime | None = None,
-                  version: int | None = None) -> Decision:
+                  version: int | None = None, advisor: thesis.Advisor | None = None) -> Decision:
     """审核通过: record who and when, write the score records and the candidate's push, together.
 
-    `version`: refuse if the application changed since the reviewer looked at it.
+    `version`: refuse if the application changed since the reviewer looked at it. `advisor`:
+    the 指导教师 of a thesis application (storage.thesis), pushed with the decision.
     """
-    return await _decide(db, application_id, "approve", by=by, reason=None, now=now, version=version)
+    return await _decide(db, application_id, "approve", by=by, reason=None, now=now, version=version,
+                         advisor=advisor)
 
 
 async def reject(db: Database, application_id: int, *, reason: str, by: str, now: dt.datetime | None = None,

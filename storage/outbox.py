@@ -333,6 +333,23 @@ async def review_outcome(session: AsyncSession, *, candidate_id: int, business: 
     return await enqueue_many(session, rows)
 
 
+async def thesis_advisor(session: AsyncSession, *, candidate_id: int, application_ref: str, change_no: int,
+                         text: str, data: dict[str, str]) -> int:
+    """Tell the candidate the 指导教师 assigned to their approved thesis application (by file or by
+    a staff member after the decision), in the transaction that records it; `change_no` numbers
+    the assignments, so a changed advisor is pushed again and a repeated one is not."""
+    body = payload(text, "review_result", data)
+    now = utcnow()
+    openids = await _openids_of_candidates(session, [candidate_id], notices=False)
+    rows = [
+        _row(openid=o, kind="review_outcome", payload=body,
+             client_msg_id=client_msg_id("advisor", application_ref, change_no, o),
+             priority=PRIORITY_OWN, due_at=now, notice_id=None, now=now)
+        for o in openids
+    ]
+    return await enqueue_many(session, rows)
+
+
 # --- Account security notices --------------------------------------------------------------------
 
 
