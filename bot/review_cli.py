@@ -49,6 +49,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     ap.add_argument("id", type=int)
     ap.add_argument("--by", required=True, help="who decides (recorded with the decision)")
     ap.add_argument("--version", type=int, help="refuse if the application changed since `show` printed this version")
+    ap.add_argument("--advisor", help="论文 only: the 指导教师 assigned (pushed to the candidate with the decision)")
+    ap.add_argument("--advisor-contact", help="论文 only: how the candidate contacts the 指导教师 (phone, e-mail ...)")
+    ad = rsub.add_parser("advisor", help="论文: name or change the 指导教师 of an approved thesis application (pushed)")
+    ad.add_argument("id", type=int)
+    ad.add_argument("--advisor", required=True, help="the 指导教师's name")
+    ad.add_argument("--advisor-contact", required=True, help="how the candidate contacts them")
+    ad.add_argument("--by", required=True, help="who records it")
     rj = rsub.add_parser("reject", help="未通过, with the reason the candidate reads")
     rj.add_argument("id", type=int)
     rj.add_argument("--reason", required=True, help="why (shown to the candidate, at most 500 characters)")
@@ -115,6 +122,7 @@ def _kind_code(text: str | None) -> str | None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one `review` subcommand; 0 done, 1 refused (state, window, version), 2 bad input."""
     from storage import applications as apps
+    from storage.thesis import AdvisorError
 
     cmd = args.review_command
     try:
@@ -125,8 +133,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         elif cmd == "show":
             print(_with_db(settings, lambda db: _show(db, photo_store(settings), args.id)))
         elif cmd == "approve":
+            advisor = _advisor(args)
             print(_with_db(settings, lambda db: _decide(db, args.id, approve=True, by=args.by, reason=None,
-                                                        version=args.version)))
+                                                        version=args.version, advisor=advisor)))
+        elif cmd == "advisor":
+            advisor = _advisor(args)
+            print(_with_db(settings, lambda db: _assign_advisor(db, args.id, advisor, by=args.by)))
         elif cmd == "reject":
             print(_with_db(settings, lambda db: _decide(db, args.id, approve=False, by=args.by, reason=args.reason,
                                                         version=args.version)))
@@ -135,10 +147,29 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except (apps.ApplicationNotFound, BadInput) as e:
         print(f"zikao-bot review {cmd}: {e.message}", file=sys.stderr)
         return 2
-    except apps.ApplicationError as e:
+    except (apps.ApplicationError, AdvisorError) as e:
         print(f"zikao-bot review {cmd}: {e.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _advisor(args: argparse.Namespace):
+    """The 指导教师 given on the command line (both or neither), or BadInput."""
+    from storage.thesis import AdvisorError, advisor_of
+
+    try:
+        return advisor_of(getattr(args, "advisor", None), getattr(args, "advisor_contact", None))
+    except AdvisorError as e:
+        raise BadInput(e.message) from None
+
+
+async def _assign_advisor(db, app_id: int, advisor, *, by: str) -> str:
+    from storage.thesis import assign_advisor
+
+    d, pushes = await assign_advisor(db, app_id, advisor, by=by)
+    lines = [f"论文申请 #{app_id}：指导教师 {d.advisor}，联系方式 {d.advisor_contact}。"]
+    lines.append(f"已通知考生（{pushes} 条推送待发送）。" if pushes else "指导教师没有变化，或考生没有绑定并关注公众号，未发推送。")
+    return "\n".join(lines)
 
 
 # --- What the staff member reads -----------------------------------------------------------------
@@ -227,6 +258,8 @@ async def _show(db, store: PhotoStore, app_id: int) -> str:
         lines.append(f"原因 {d.reason}")
     if d.kind == "transfer_out":
         lines += _transfer_out_lines(d)
+    if d.kind == "thesis":
+        lines += _thesis_lines(d)
     for n, item in enumerate(d.items, 1):
         lines.append("")
         lines.append(f"课程 {n}：{item.course_code} {courses.get(item.course_code, '')}".rstrip())
@@ -267,7 +300,8 @@ async def _show(db, store: PhotoStore, app_id: int) -> str:
             lines.append(f"  {_when(ev.at)}  {ACTION_WORDS.get(ev.action, ev.action)}  {change}  {who}{extra}")
     if d.status == "submitted":
         lines.append("")
-        lines.append(f"审核：zikao-bot review approve {d.id} --by 姓名 --version {d.version}")
+        lines.append(f"审核：zikao-bot review approve {d.id} --by 姓名 --version {d.version}"
+                     + (" --advisor 指导教师 --advisor-contact 联系方式" if d.kind == "thesis" else ""))
         lines.append(f"      zikao-bot review reject {d.id} --reason 原因 --by 姓名 --version {d.version}")
     return "\n".join(lines)
 
@@ -285,15 +319,26 @@ def _transfer_out_lines(d: ApplicationData) -> list[str]:
     return lines
 
 
+def _thesis_lines(d: ApplicationData) -> list[str]:
+    from storage.thesis import ThesisDetails
+
+    t = ThesisDetails.from_dict(d.details)
+    lines = [f"成绩列表 {'已核对' if t.scores_confirmed else '未核对'}  加考选项 {t.extra_option or '-'}"]
+    if t.advisor:
+        lines.append(f"指导教师 {t.advisor}  联系方式 {t.advisor_contact}  （{t.advisor_by}）")
+    return lines
+
+
 def _kb(size: int) -> str:
     return f"{size / 1024:.0f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.2f} MB"
 
 
-async def _decide(db, app_id: int, *, approve: bool, by: str, reason: str | None, version: int | None) -> str:
+async def _decide(db, app_id: int, *, approve: bool, by: str, reason: str | None, version: int | None,
+                  advisor=None) -> str:
     from storage import applications as apps
 
     if approve:
-        done = await apps.approve(db, app_id, by=by, version=version)
+        done = await apps.approve(db, app_id, by=by, version=version, advisor=advisor)
     else:
         done = await apps.reject(db, app_id, reason=reason or "", by=by, version=version)
     d = done.application
@@ -303,6 +348,10 @@ async def _decide(db, app_id: int, *, approve: bool, by: str, reason: str | None
     lines = [f"申请 #{d.id}（{apps.kind_name(d.kind)}{who}）{d.status_label}，审核人 {d.decided_by}，{_when(d.decided_at)}。"]
     if approve and d.kind == "transfer_out":
         lines.append(f"转出编号 {d.details.get('reference', '-')}。")
+    elif approve and d.kind == "thesis":
+        advisor = d.details.get("advisor")
+        lines.append(f"预审通过，指导教师 {advisor}。" if advisor else
+                     f"预审通过，未指定指导教师（之后用 zikao-bot review advisor {d.id} 或导入 thesis_advisors.csv 分配）。")
     elif approve:
         lines.append(f"写入成绩记录 {done.score_records} 条。")
     if done.pushes:

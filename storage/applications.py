@@ -888,6 +888,11 @@ async def _flush(s: AsyncSession) -> None:
         await s.flush()
     except StaleDataError:
         raise StaleApplication(STALE) from None
+    except IntegrityError as e:
+        if "one_open_per_major" in str(e) or "applications.major_code" in str(e):
+            # 论文, 毕业, 学位: one open application per major (uq_applications_one_open_per_major).
+            raise ApplicationError("该专业已有一份申请（草稿、待审核或审核通过），不能重复申请。") from None
+        raise
 
 
 async def save_draft(db: Database, data: ApplicationData, *, now: dt.datetime | None = None) -> ApplicationData:
@@ -1042,10 +1047,10 @@ async def _decide(db: Database, application_id: int, action: str, *, by: str, re
         if version is not None and row.version != version:
             raise StaleApplication(f"申请 #{application_id} 在你查看后有了变化（版本 {version} -> {row.version}），"
                                    "请重新查看后再审核。")
-        before = row.status
-        after = next_status(before, action)
         if advisor is not None and row.kind != "thesis":
             raise ApplicationError("只有论文申请的审核通过需要指导教师。")
+        before = row.status
+        after = next_status(before, action)
         row.status = after
         row.decided_at = now
         row.decided_by = by

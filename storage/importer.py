@@ -29,7 +29,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage import keys, outbox, queries, transfers
+from storage import keys, outbox, queries, thesis, transfers
 from storage.db import Database
 from storage.identifiers import (
     id_check_digit,
@@ -45,6 +45,7 @@ from storage.identifiers import (
     valid_major_code,
     valid_mobile,
 )
+from storage.models_applications import Application
 from storage.models_service import GRADUATION_FEE, ORDER_STATUSES, Order
 from storage.models_transfers import TRANSFER_IN_STATUSES, TransferIn, TransferInCourse
 from storage.passwords import hash_initial_password, hash_password
@@ -470,6 +471,13 @@ def _other_admission_number(s: str) -> str:
         raise Bad(f"来源准考证号“{s}”：{exc}{_scientific_hint(s)}") from None
 
 
+def _limited(s: str, what: str, limit: int) -> str:
+    value = _SPACES.sub(" ", s).strip()
+    if len(value) > limit:
+        raise Bad(f"{what}过长（{len(value)} 字，最多 {limit} 字）")
+    return value
+
+
 def _accepted(s: str) -> bool | None:
     t = _SPACES.sub("", s).lower()
     if t in ("是", "认定", "已认定", "通过", "y", "yes", "true", "1"):
@@ -648,6 +656,14 @@ SPECS: tuple[FileSpec, ...] = (
         Col("note", ("不认定原因", "备注", "说明")),
         Col("position", ("序号",), parse=lambda s: parse_int(s, 0, 9999, "序号")),
     ), informational=("course_name",), informational_aliases=("课程名称",)),
+    # 论文指导教师 assigned to approved thesis applications (storage/thesis.py), pushed to the candidate.
+    FileSpec("thesis_advisors.csv", Application.__table__, (
+        Col("application", ("申请编号", "论文申请编号"), parse=lambda s: parse_int(s, 1, 2**31 - 1, "申请编号")),
+        Col("admission_number", ("准考证号",), parse=_admission_number),
+        Col("major_code", ("专业代码",), parse=_major_code),
+        Col("advisor", ("指导教师", "指导教师姓名"), True, lambda s: _limited(s, "指导教师", thesis.ADVISOR_MAX)),
+        Col("contact", ("联系方式", "指导教师联系方式"), True, lambda s: _limited(s, "联系方式", thesis.CONTACT_MAX)),
+    ), informational=("name", "major_name"), informational_aliases=("姓名", "专业名称")),
 )
 SPEC_BY_FILE = {s.file: s for s in SPECS}
 # The report line for candidate_majors rows, which come from admission_numbers.csv.
@@ -708,6 +724,7 @@ class Batch:
     orders: dict[str, Rec] = field(default_factory=dict)
     transfers_in: dict[str, Rec] = field(default_factory=dict)
     transfer_courses: dict[tuple[str, str], Rec] = field(default_factory=dict)
+    advisors: dict[tuple[Any, ...], Rec] = field(default_factory=dict)  # thesis_advisors.csv
 
 
 def _add(report: ImportReport, file: str, into: dict, key: Any, rec: Rec, show: str) -> None:
@@ -790,6 +807,8 @@ def _validate(tables: dict[str, RawTable], report: ImportReport) -> Batch:
                 _validate_transfer_in(v, rec, b, report)
             elif file == "transfer_in_courses.csv":
                 _validate_transfer_course(v, rec, b, report)
+            elif file == "thesis_advisors.csv":
+                _validate_advisor(v, rec, b, report)
     # Plan positions default to the order of the rows within each major (and courses of a
     # transfer record to their order within it).
     seen: dict[str, int] = {}
@@ -801,6 +820,20 @@ def _validate(tables: dict[str, RawTable], report: ImportReport) -> Batch:
         seen[ref] = seen.get(ref, 0) + 1
         rec.values.setdefault("position", seen[ref])
     return b
+
+
+def _validate_advisor(v: dict[str, Any], rec: Rec, b: Batch, report: ImportReport) -> None:
+    file = "thesis_advisors.csv"
+    if "application" in v:
+        key: tuple[Any, ...] = ("application", v["application"])
+        show = f"申请编号 {v['application']}"
+    elif "admission_number" in v and "major_code" in v:
+        key = (v["admission_number"], v["major_code"])
+        show = f"准考证号 {v['admission_number']} 专业 {v['major_code']}"
+    else:
+        report.error(file, rec.line, "请填写申请编号，或准考证号和专业代码")
+        return
+    _add(report, file, b.advisors, key, rec, show)
 
 
 def _validate_transfer_in(v: dict[str, Any], rec: Rec, b: Batch, report: ImportReport) -> None:
@@ -937,6 +970,8 @@ class Known:
     candidates: dict[str, int]  # id_number -> id
     admissions: dict[str, tuple[int, str]]  # number -> (candidate_id, owner's id_number)
     transfers_in: dict[str, dict[str, Any]] = field(default_factory=dict)  # reference -> stored row
+    # thesis_advisors.csv: line -> (the approved thesis application, or None and why not)
+    advisor_targets: dict[int, tuple[Any, str]] = field(default_factory=dict)
 
 
 async def _load_known(session: AsyncSession, b: Batch) -> Known:
@@ -962,7 +997,13 @@ async def _load_known(session: AsyncSession, b: Batch) -> Known:
         candidates.update({idn: cid for idn, cid in res})
     refs = set(b.transfers_in) | {ref for ref, _ in b.transfer_courses}
     stored = {r["reference"]: r for r in await _rows_where_in(session, TransferIn.__table__, "reference", refs)}
-    return Known(majors, courses, sittings, candidates, admissions, stored)
+    known = Known(majors, courses, sittings, candidates, admissions, stored)
+    if b.advisors:
+        known.advisor_targets = await thesis.find_targets(session, [
+            thesis.AdvisorTarget(rec.line, rec.values.get("application"), rec.values.get("admission_number", ""),
+                                 rec.values.get("major_code", ""), thesis.Advisor(rec.values["advisor"], rec.values["contact"]))
+            for rec in b.advisors.values()])
+    return known
 
 
 def _check_references(b: Batch, k: Known, report: ImportReport) -> None:
@@ -1008,6 +1049,10 @@ def _check_references(b: Batch, k: Known, report: ImportReport) -> None:
         if rec.values["major_code"] not in majors:
             report.error("orders.csv", rec.line, f"专业代码 {rec.values['major_code']} 不存在（majors.csv 和数据库中都没有）")
     _check_transfer_references(b, k, report, majors, courses)
+    for rec in b.advisors.values():
+        app, why = k.advisor_targets.get(rec.line, (None, "没有找到论文申请"))
+        if app is None:
+            report.error("thesis_advisors.csv", rec.line, why)
     for (kind, _), rec in b.windows.items():
         sitting = rec.values.get("sitting")
         if sitting and sitting not in sittings:
@@ -1264,6 +1309,15 @@ async def _write(session: AsyncSession, b: Batch, k: Known, report: ImportReport
         keep=_keep_paid_in_wechat,
     )
     await _write_transfers(session, b, k, r, owners)
+    if b.advisors:
+        # Each changed 指导教师 is recorded on its approved thesis application and pushed.
+        found = [(k.advisor_targets[rec.line][0], thesis.Advisor(rec.values["advisor"], rec.values["contact"]))
+                 for rec in b.advisors.values()]
+        updated, unchanged, pushes = await thesis.apply_advisors(session, found, by="导入 thesis_advisors.csv",
+                                                                 now=m.utcnow())
+        r("thesis_advisors.csv").updated += updated
+        r("thesis_advisors.csv").unchanged += unchanged
+        log.info("thesis advisors: %d assigned or changed, %d pushes queued", updated, pushes)
     # The read caches of every process (storage/queries.py) drop what this import changed.
     if any(f.inserted or f.updated for f in report.files):
         await queries.mark_changed(session)

@@ -233,6 +233,27 @@ async def problems(s: AsyncSession, data: Any, now: dt.datetime, *, born: Option
     return thesis_problems(data, facts.get(data.major_code or ""), enrolled=enrolled, current_month=month, born=born)
 
 
+async def assign_advisor(db: Database, application_id: int, advisor: Advisor, *, by: str,
+                         now: Optional[dt.datetime] = None) -> tuple[ThesisDetails, int]:
+    """Name or change the 指导教师 of an approved thesis application (zikao-bot review advisor):
+    recorded and pushed together. Returns the details and the pushes written (0: unchanged)."""
+    from storage.models import utcnow
+
+    now = now or utcnow()
+    by = (by or "").strip()
+    if not by:
+        raise AdvisorError("请写明操作人（--by）。")
+    async with db.session() as s, s.begin():
+        row = await s.get(Application, application_id, with_for_update=True)
+        if row is None or row.kind != KIND:
+            raise AdvisorError(f"申请 #{application_id} 不是论文申请。")
+        if row.status != "approved":
+            raise AdvisorError(f"论文申请 #{application_id} 现在是“{_label(row.status)}”，预审通过后才能分配指导教师。")
+        _, _, pushes = await apply_advisors(s, [(row, advisor)], by=by, now=now)
+        details = ThesisDetails.from_dict(row.details)
+    return details, pushes
+
+
 # --- Advisors assigned by file (thesis_advisors.csv) -----------------------------------------------
 
 
@@ -315,6 +336,6 @@ async def apply_advisors(s: AsyncSession, found: Sequence[tuple[Application, Adv
 
 __all__ = [
     "Advisor", "AdvisorError", "AdvisorTarget", "MajorFacts", "ThesisDetails", "advisor_lines", "advisor_of",
-    "apply_advisors", "approval_detail", "approve_thesis", "find_targets", "major_facts", "majors_of", "problems",
+    "apply_advisors", "approval_detail", "assign_advisor", "approve_thesis", "find_targets", "major_facts", "majors_of", "problems",
     "push_advisor", "record_advisor", "thesis_problems",
 ]
