@@ -10,7 +10,7 @@ from aiohttp_session import get_session
 
 from console.core import client_ip, config, db, flash, me, page_number, redirect, render
 from storage import applications as apps
-from storage import queries, review_queue, staff
+from storage import queries, review_queue, staff, thesis
 from storage.accounts import id_number_of
 from storage.identifiers import mask_id_number
 from storage.models_applications import ENTRY_KINDS, STATUS_LABELS
@@ -138,12 +138,16 @@ async def decide(request: web.Request) -> web.Response:
         version = None
     try:
         if action == "approve":
-            done = await apps.approve(db(request), app_id, by=s.label, version=version)
+            advisor = thesis.advisor_of(str(form.get("advisor", "")), str(form.get("advisor_contact", "")))
+            done = await apps.approve(db(request), app_id, by=s.label, version=version, advisor=advisor)
         elif action == "reject":
             reason = str(form.get("reason", "")).strip() or str(form.get("template", "")).strip()
             done = await apps.reject(db(request), app_id, reason=reason, by=s.label, version=version)
         else:
             raise web.HTTPBadRequest(text="unknown action")
+    except thesis.AdvisorError as e:
+        flash(session, e.message, "error")
+        return redirect(f"/console/applications/{app_id}")
     except apps.ApplicationError as e:
         message = await review_queue.already_decided_text(db(request), app_id) or e.message
         flash(session, message, "error")

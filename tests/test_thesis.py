@@ -246,3 +246,36 @@ async def test_bad_lines_are_reported_and_nothing_is_assigned(db: Database, tmp_
     assert "advisor" not in (await apps.load_application(db, app.id)).details
     assert len(await pushes(db)) == 1  # the approval only
     shutil.rmtree(d)
+
+
+# --- the staff console ---------------------------------------------------------------------------
+
+
+async def test_the_console_approves_a_thesis_application_with_its_advisor(
+        aiohttp_client, db: Database, settings: Settings, tmp_path: Path) -> None:
+    from aiohttp import ClientSession, CookieJar
+
+    from storage import staff
+    from tests.console_fixtures import PASSWORD, Staffer, console_app
+
+    await staff.add_staff(db, username="lw", display_name="陈老师", password=PASSWORD, kinds=["thesis"])
+    app = await submitted(db, Path(settings.media_dir))
+    client = await aiohttp_client(console_app(db, settings, tmp_path))
+    async with ClientSession(base_url=str(client.make_url("/")), cookie_jar=CookieJar(unsafe=True)) as session:
+        reviewer = Staffer(session)
+        await reviewer.login("lw")
+        page = await reviewer.get(f"/console/applications/{app.id}")
+        assert 'id="advisor"' in page.body_text and "成绩列表 已核对" in page.body_text
+        r = await reviewer.post(f"/console/applications/{app.id}/decide",
+                                {"action": "approve", "version": app.version, "advisor": "张明华老师",
+                                 "advisor_contact": ""}, follow=True)
+        assert "联系方式" in r.body_text
+        assert (await apps.load_application(db, app.id)).status == "submitted"
+        await reviewer.get(f"/console/applications/{app.id}")
+        await reviewer.post(f"/console/applications/{app.id}/decide",
+                            {"action": "approve", "version": app.version, "advisor": "张明华老师",
+                             "advisor_contact": "021-62231234"})
+    d = await apps.load_application(db, app.id)
+    assert d.status == "approved" and d.details["advisor"] == "张明华老师" and d.decided_by == "陈老师(lw)"
+    [text] = await pushes(db)
+    assert "指导教师：张明华老师\n联系方式：021-62231234" in text
