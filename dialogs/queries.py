@@ -347,7 +347,28 @@ async def progress(db: Database, viewer: Viewer, major_code: str, *, now: Option
                 names[code] = c.name
     p = rules.progress(entries, results, required_credits=view.major.required_credits,
                        rules=view.major.graduation_rules, course_names=names)
-    return Reply("\n".join(progress_lines(view.major, p)))
+    lines = progress_lines(view.major, p)
+    if p.thesis_required and not p.thesis_done:
+        lines += await thesis_application_lines(db, viewer.candidate_id, major_code)
+    return Reply("\n".join(lines))
+
+
+async def thesis_application_lines(db: Database, candidate_id: int, major_code: str) -> list[str]:
+    """The 论文 application of this major, when there is one: its state and 指导教师."""
+    from storage import applications as apps
+    from storage import thesis
+
+    found = [a for a in await apps.list_applications(db, candidate_id=candidate_id, kind="thesis")
+             if a.major_code == major_code]
+    if not found:
+        return []
+    a = found[0]  # newest first
+    lines = [f"论文申请：第{a.id}号｜{a.status_label}" if a.id and a.status != "draft" else "论文申请：草稿（未提交）"]
+    if a.status == "approved":
+        lines += [f"{INDENT}{x}" for x in thesis.advisor_lines(thesis.ThesisDetails.from_dict(a.details))]
+    elif a.status == "rejected" and a.reason:
+        lines.append(f"{INDENT}未通过原因：{a.reason}")
+    return lines + [f"{INDENT}回复“{KIND_KEYWORDS['thesis']}”查看或办理。"]
 
 
 def progress_lines(major: q.MajorInfo, p: rules.Progress) -> list[str]:

@@ -121,7 +121,10 @@ FILL = """
 
 async def test_walked_to_submission_with_bad_input_at_every_step(db, router):
     await thesis_world(db)
-    await run(router_sender(router, OPENID), FILL)
+    await run(router_sender(router, OPENID), FILL + """
+        > 毕业进度
+        < 论文申请：第1号｜待审核
+    """)
     [app] = await apps.list_applications(db, kind="thesis")
     assert app.status == "submitted" and app.major_code == "120402"
     [item] = app.items
@@ -177,6 +180,11 @@ async def test_reject_then_reapply_then_approve_with_the_advisor_and_the_pushes(
         < 本科论文与专科毕设：
         < 第1号｜审核通过
         < 指导教师：张明华老师
+        > 毕业进度
+        < 毕业论文：未取得成绩
+        < 论文申请：第1号｜审核通过
+        < 指导教师：张明华老师
+        < 回复“论文”查看或办理
     """)
 
 
