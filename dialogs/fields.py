@@ -417,6 +417,11 @@ class Photo(Field):
     accepts_image: bool = True
     hint: str = "请点击输入框旁的“+”，选择“相册”或“拍摄”发送照片。"
 
+    def parse(self, msg: Message) -> Any:
+        if msg.kind not in ("image", "text", "event"):  # a video, a link, a voice message, a file
+            raise Invalid("这一步需要发送照片（JPG或PNG），不能是视频、语音、链接或文件。")
+        return super().parse(msg)
+
     def parse_text(self, text: str) -> Any:
         raise Invalid("这一步需要发送照片，不是文字。")
 

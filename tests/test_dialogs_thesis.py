@@ -275,3 +275,29 @@ async def test_the_window_closing_mid_form_keeps_the_draft(db, router):
     """)
     [app] = await apps.list_applications(db, kind="thesis")
     assert app.status == "draft" and app.details == {"scores_confirmed": True}
+
+
+async def test_a_video_or_link_at_the_photos_step_is_refused_and_nothing_is_lost(db, router):
+    from dialogs.types import Message
+
+    await thesis_world(db)
+    send = router_sender(router, OPENID)
+    await run(send, """
+        > 论文
+        > 我已知晓
+        > 1
+        > 102471201805001234
+        > 2015年7月
+        > 上海
+        > 无
+        < 请发送凭证照片
+    """)
+    for kind in ("video", "link", "unknown"):
+        reply = await router.handle(Message(openid=OPENID, kind=kind, media_id="V1"))
+        assert "这一步需要发送照片（JPG或PNG），不能是视频、语音、链接或文件。" in reply.text
+    await run(send, """
+        [photo CERT4]
+        < 已收到第1张照片
+        > 完成
+        < 2. 前置学历毕业证书：毕业证书｜编号102471201805001234｜2015年7月｜上海市｜照片1张
+    """)
