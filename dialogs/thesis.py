@@ -11,7 +11,6 @@ from there), and the review submits. Every answer is saved in the draft as it is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Optional
 
 from dialogs import fields as F
@@ -353,9 +352,21 @@ def _major_go(ctx: Ctx, value: Any) -> str:
     return _resume(ctx)
 
 
+async def _begin(ctx: Ctx) -> Optional[str]:
+    """The window check; inside it, when every application is decided and no major is left to
+    apply in, just the applications (预审结果, 指导教师) instead of a choice with nothing to do."""
+    closed = await A.begin(ctx, kind=KIND, keyword=KEYWORD, noun="申请", closed_lines=_closed_lines)
+    if closed is not None:
+        return closed
+    mine = await A.mine(ctx)
+    if mine and all(a.status == "approved" for a in mine) and not await _eligible_majors(ctx):
+        return "\n".join([f"【{TITLE}】您的申请：", *await _application_lines(ctx, mine)])
+    return None
+
+
 THESIS = Flow(
     name=KIND, title=TITLE, state=ThesisState, confirm=False, left_note=_left_note, submit=A.finish,
-    begin=partial(A.begin, kind=KIND, keyword=KEYWORD, noun="申请", closed_lines=_closed_lines),
+    begin=_begin,
     steps=[
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options,
              when=lambda ctx: ctx.state.existing, check=_start_check,

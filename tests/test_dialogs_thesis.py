@@ -175,7 +175,7 @@ async def test_reject_then_reapply_then_approve_with_the_advisor_and_the_pushes(
         < 指导教师：张明华老师
         < 联系方式：021-62231234（周二下午）
         <! 重新申请
-        > 取消
+        <! 请选择
         > 我的申请
         < 本科论文与专科毕设：
         < 第1号｜审核通过
