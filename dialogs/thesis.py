@@ -19,7 +19,6 @@ from dialogs.components import application as A
 from dialogs.components.evidence import EVIDENCE, EvidenceState, first_missing
 from dialogs.components.review import REVIEW, Line, Picked, ReviewState, options
 from dialogs.engine import END, Call, Ctx, EndFlow, Flow, Step, join
-from dialogs.fields import Invalid
 from storage import applications as apps
 from storage import queries as q
 from storage import thesis as th

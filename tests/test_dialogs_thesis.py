@@ -301,3 +301,43 @@ async def test_a_video_or_link_at_the_photos_step_is_refused_and_nothing_is_lost
         > 完成
         < 2. 前置学历毕业证书：毕业证书｜编号102471201805001234｜2015年7月｜上海市｜照片1张
     """)
+
+
+async def test_several_majors_are_numbered_and_a_zhuanke_major_skips_the_diploma(db, router):
+    cid = await thesis_world(db)
+    async with db.session() as s, s.begin():
+        s.add(m.Major(code="A020203", name="会计", level="专科", required_credits=70, graduation_rules={"thesis": True}))
+        s.add(m.Course(code="11111", name="会计毕业设计", kind="论文"))
+        await s.flush()
+        s.add(m.PlanCourse(major_code="A020203", course_code="11111", credits=0, category="必考", position=1))
+        s.add(m.CandidateMajor(candidate_id=cid, major_code="A020203", admission_number="012424100318"))
+        await q.mark_changed(s)
+    await run(router_sender(router, OPENID), """
+        > 论文
+        > 我已知晓
+        < 【本科论文与专科毕设｜专业】
+        < 1. 行政管理(专升本)（120402，专升本）
+        < 2. 会计（A020203，专科）
+        > 3
+        < 请回复1到2之间的数字
+        > 会计
+        < 【本科论文与专科毕设｜成绩列表】会计 A020203
+        < （还没有合格成绩）
+        > 1
+        < 【本科论文与专科毕设｜请核对】
+        < 1. 专业：会计（A020203，专科）
+        < 2. 成绩列表：已核对
+        <! 前置学历毕业证书
+        > 修改 1
+        < 请选择申请论文的专业
+        > 1
+        < 【本科论文与专科毕设｜成绩列表】行政管理(专升本) 120402
+        > 1
+        < 【本科论文与专科毕设｜前置学历毕业证书】
+        > 取消
+        > 论文
+        > 1
+        < 请输入凭证编号
+    """)
+    [app] = await apps.list_applications(db, kind="thesis")
+    assert app.major_code == "120402" and [i.course_code for i in app.items] == ["07998"]
