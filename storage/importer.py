@@ -689,7 +689,7 @@ SPECS += (
         Col("code", ("材料代码",), True, _material_code),
         Col("name", ("材料名称",), True),
         Col("group_name", ("材料类别", "类别", "组别")),
-        Col("fields", ("填写项", "填写内容")),
+        Col("fields", ("填写项", "填写内容"), parse=_material_fields),
         Col("photo_required", ("需要照片", "照片"), parse=parse_bool),
         Col("min_score", ("最低分", "最低成绩", "最低分数"), parse=_min_score),
         Col("note", ("说明", "备注")),
