@@ -487,8 +487,8 @@ async def _review_args(ctx: Ctx) -> ReviewState:
     st, app, d = ctx.state, A.work(ctx), _details(ctx)
     names = await _major_names(ctx)
     slots = await _slots(ctx)
-    lines = [*await _who(ctx), Line(f"专业：{names.get(app.major_code or '', app.major_code or '')}",
-                                    "major" if app.status == "draft" else ""), *_personal_lines(d)]
+    lines = [*await _who(ctx), Line(f"专业：{names.get(app.major_code or '', app.major_code or '')}", "major"),
+             *_personal_lines(d)]
     for s in slots:
         m = d.material(s.key)
         lines.append(Line(f"{s.title}：{material_line(m, s) if m else '（未提供）'}", f"mat:{s.key}"))
@@ -510,6 +510,8 @@ async def _reviewed(ctx: Ctx, picked: Picked) -> str:
     if picked.target.startswith("mat:"):
         ctx.state.redo = picked.target[4:]
         return "material_edit"
+    if picked.target == "major" and A.work(ctx).status != "draft":
+        raise Invalid("已提交过的申请不能更换专业。要申请另一专业的学位，请在办理首页选择“申请另一专业的学位”。")
     if picked.target != "major":
         ctx.state.editing = "review"
     return "mobile_change" if picked.target == "mobile_change" else picked.target

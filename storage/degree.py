@@ -141,7 +141,11 @@ class DegreeDetails:
         return next((m for m in self.materials if m.slot == slot), None)
 
     def put(self, m: Material) -> None:
-        self.materials = [x for x in self.materials if x.slot != m.slot] + [m]
+        """Keep `m` as the material of its slot (in place when the slot had one)."""
+        if self.material(m.slot) is None:
+            self.materials.append(m)
+        else:
+            self.materials = [m if x.slot == m.slot else x for x in self.materials]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
