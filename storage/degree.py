@@ -369,9 +369,54 @@ async def problems(s: AsyncSession, data: Any, today: dt.date) -> list[str]:
                            today=today, born=born)
 
 
+# --- What a reviewer reads (zikao-bot review show, the console's application page) -------------------
+
+
+@dataclass
+class MaterialView:
+    title: str  # the slot: 学位外语
+    name: str  # the material handed in: 大学英语四级（CET-4）成绩单
+    fields: list[tuple[str, str]]  # (成绩, 480), (获取时间, 2019年6月) ...
+    photo_ids: list[int]
+    min_score: str = ""  # the school's minimum, for the reviewer's eye
+
+
+@dataclass
+class DegreeView:
+    personal: list[tuple[str, str]]  # (籍贯, 江苏南通) ...; mobiles masked
+    materials: list[MaterialView]
+
+
+async def review_view(db: Database, data: Any) -> DegreeView:
+    """A degree application's form as a reviewer reads it (requirements named as imported; a
+    material whose requirement has since been withdrawn still shows, by its code)."""
+    from storage.applications import month_label
+    from storage.identifiers import mask_mobile
+
+    d = DegreeDetails.from_dict(data.details)
+    reqs: dict[str, Requirement] = {}
+    if data.major_code:
+        async with db.session() as s:
+            rows = (await s.execute(select(DegreeRequirement).where(DegreeRequirement.major_code == data.major_code)))
+            reqs = {r.code: Requirement.of(r) for r in rows.scalars()}
+    personal = []
+    for attr, label, _ in PERSONAL:
+        v = getattr(d, attr) or ""
+        personal.append((label, (mask_mobile(v) if attr in ("mobile", "emergency_mobile") and v else v) or "-"))
+    materials = []
+    for m in d.materials:
+        r = reqs.get(m.code)
+        fields = [(FIELD_NAMES[f], month_label(getattr(m, f)) if f == "month" else getattr(m, f))
+                  for f in ("score", "number", "month", "province") if getattr(m, f)]
+        title = r.group if r and r.group else (r.name if r else m.slot.partition(":")[2])
+        materials.append(MaterialView(title, r.name if r else m.code, fields, list(m.photo_ids),
+                                      f"{r.min_score.normalize():f}" if r and r.min_score is not None else ""))
+    return DegreeView(personal, materials)
+
+
 __all__ = [
     "APPROVED_DETAIL", "DegreeDetails", "FIELD_ALIASES", "FIELD_NAMES", "KIND", "Material", "MajorInfo", "NEXT_STEPS",
     "PERSONAL", "Requirement", "Slot", "candidate_majors", "degree_problems", "eligible_level", "first_missing",
     "majors_with_requirements", "material_problems", "parse_score", "personal_problems", "photo_ids_of",
-    "problems", "requirements", "score_problem", "slots", "slots_of", "work_phone_problem",
+    "problems", "requirements", "review_view", "score_problem", "slots", "slots_of", "work_phone_problem",
 ]
