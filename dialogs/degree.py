@@ -11,7 +11,6 @@ A major whose requirements are not imported cannot be applied for yet (the candi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Optional
 
 from dialogs import fields as F
@@ -119,9 +118,33 @@ async def _start_prompt(ctx: Ctx) -> str:
 
 
 async def _start_options(ctx: Ctx) -> list[F.Option]:
-    return A.start_options(await A.mine(ctx), draft_words=("继续填写草稿", "放弃草稿，重新申请"),
+    mine = await A.mine(ctx)
+    opts = A.start_options(mine, draft_words=("继续填写草稿", "放弃草稿，重新申请"),
                            new="申请另一专业的学位" if ctx.state.existing else "新的学位申请",
                            edit_label="查看或修改第{id}号（待审核）")
+    if not await _majors_left(ctx, mine):
+        opts = [o for o in opts if o[0] != "new"]
+    return opts
+
+
+async def _majors_left(ctx: Ctx, mine: list[ApplicationData]) -> list[dg.MajorInfo]:
+    """本科 majors without a degree application other than a draft (the draft is reused)."""
+    taken = {a.major_code for a in mine if a.status != "draft" and a.major_code}
+    return [m for m in await dg.candidate_majors(ctx.db, ctx.user.candidate_id)
+            if dg.eligible_level(m.level) and m.code not in taken]
+
+
+async def _begin(ctx: Ctx) -> Optional[str]:
+    """The window check; then, when every 本科 major has an application already decided 审核通过,
+    the applications instead of a choice with nothing to choose."""
+    refusal = await A.begin(ctx, kind=KIND, keyword=KEYWORD, noun="申请", closed_lines=_closed_lines)
+    if refusal:
+        return refusal
+    mine = await A.mine(ctx)
+    if mine and all(a.status == "approved" for a in mine) and not await _majors_left(ctx, mine):
+        return "\n".join([f"【{TITLE}】", "您的学位申请：", *await _application_lines(ctx, mine),
+                          "您的本科专业都已申请过学位，无需再次申请。"])
+    return None
 
 
 def _resume(ctx: Ctx, value: Any = None) -> str:
@@ -523,7 +546,7 @@ def _left_note(st: Any) -> Optional[str]:
 
 DEGREE = Flow(
     name=KIND, title=TITLE, state=DegreeState, confirm=False, left_note=_left_note, submit=A.finish,
-    begin=partial(A.begin, kind=KIND, keyword=KEYWORD, noun="申请", closed_lines=_closed_lines),
+    begin=_begin,
     steps=[
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options,
              when=lambda ctx: ctx.state.existing, check=A.start_check,

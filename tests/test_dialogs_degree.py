@@ -232,6 +232,11 @@ async def test_reject_then_reapply_then_approve_with_the_pushes(db, router):
         < 申请学位：
         < 第1号｜审核通过
     """)
+    await run(send, """
+        > 学位
+        < 您的本科专业都已申请过学位，无需再次申请
+        <! 请选择
+    """)
 
 
 async def test_a_major_without_imported_requirements_is_not_applied_for_yet(db, router):
@@ -328,3 +333,25 @@ async def test_outside_the_window_it_says_when_it_opens(db, router):
         <! 考生须知
         <! 考生服务平台
     """)
+
+
+async def test_with_several_benke_majors_the_major_is_chosen_and_one_without_requirements_is_refused(db, router):
+    cid = await world(db)
+    async with db.session() as s, s.begin():
+        s.add(m.Major(code="020301K", name="金融学(专升本)", level="专升本", required_credits=70, university="上海财经大学"))
+        await s.flush()
+        s.add(m.CandidateMajor(candidate_id=cid, major_code="020301K", admission_number=ZHAO_ADMISSION))
+    await run(router_sender(router, OPENID), """
+        > 学位
+        > 我已知晓
+        < 【申请学位｜选择专业】请选择申请学位的专业
+        < 1. 金融学(专升本)（上海财经大学）（材料要求未公布）
+        < 2. 行政管理(专升本)（华东政法大学）
+        > 1
+        < 金融学(专升本)（上海财经大学）的主考学校还没有公布学位申请需要提供的材料
+        < 请选择其他专业
+        > 行政管理
+        < 请输入您的籍贯
+    """)
+    [app] = await apps.list_applications(db, kind="degree")
+    assert (app.status, app.major_code) == ("draft", "120402")
