@@ -16,7 +16,7 @@ from storage import staff
 from storage.db import Database
 from storage.degree import APPROVED_DETAIL, DegreeDetails, Material
 from storage.photos import LocalPhotoStore, process_photo, save_photo
-from tests.console_fixtures import EXEMPTION_REVIEWER, PASSWORD, add_people, console_app
+from tests.console_fixtures import EXEMPTION_REVIEWER, PASSWORD, add_people
 from tests.test_applications import OPENID, ZHAO_ADMISSION, add_user
 from tests.test_import import EXAMPLES
 from storage.importer import import_directory
