@@ -83,7 +83,7 @@ def material_line(m: dg.Material, slot: Optional[dg.Slot]) -> str:
         parts.append(m.province)
     if req is None or req.photo:
         parts.append(f"照片{len(m.photo_ids)}张" if m.photo_ids else "未传照片")
-    return "｜".join(parts)
+    return "｜".join(parts) or "无需填写"
 
 
 async def _application_lines(ctx: Ctx, mine: list[ApplicationData]) -> list[str]:

@@ -355,3 +355,26 @@ async def test_with_several_benke_majors_the_major_is_chosen_and_one_without_req
     """)
     [app] = await apps.list_applications(db, kind="degree")
     assert (app.status, app.major_code) == ("draft", "120402")
+
+
+async def test_a_school_asking_nothing_beyond_the_form_imports_one_empty_material(db, router):
+    await world(db)
+    async with db.session() as s, s.begin():
+        await s.execute(delete(DegreeRequirement))
+        s.add(DegreeRequirement(major_code="120402", code="none", name="无需提交材料", photo_required=False,
+                                asks_score=False, asks_month=False, asks_province=False, asks_number=False,
+                                position=1, active=True))
+    await run(router_sender(router, OPENID), """
+        > 学位
+        > 我已知晓
+        > 江苏南通
+        > 13912345678
+        > 无
+        > 无
+        > 1
+        < 【申请学位｜请核对】
+        < 8. 无需提交材料：无需填写
+        <! 还需补充
+        > 确认提交
+        < 已提交，第1号学位申请现在是“待审核”
+    """)
