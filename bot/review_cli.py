@@ -260,6 +260,8 @@ async def _show(db, store: PhotoStore, app_id: int) -> str:
         lines += _transfer_out_lines(d)
     if d.kind == "thesis":
         lines += _thesis_lines(d)
+    if d.kind == "degree":
+        lines += await _degree_lines(db, store, d, photos)
     for n, item in enumerate(d.items, 1):
         lines.append("")
         lines.append(f"课程 {n}：{item.course_code} {courses.get(item.course_code, '')}".rstrip())
@@ -329,6 +331,31 @@ def _thesis_lines(d: ApplicationData) -> list[str]:
     return lines
 
 
+async def _degree_lines(db, store: PhotoStore, d: ApplicationData, photos: dict) -> list[str]:
+    from storage.degree import review_view
+
+    view = await review_view(db, d)
+    lines = ["", "个人信息", "  " + "  ".join(f"{label} {value}" for label, value in view.personal)]
+    if not view.materials:
+        lines.append("  （没有材料）")
+    for n, mv in enumerate(view.materials, 1):
+        lines.append("")
+        need = f"（最低分 {mv.min_score}）" if mv.min_score else ""
+        lines.append(f"材料 {n}：{mv.title}  {mv.name}{need}")
+        if mv.fields:
+            lines.append("  " + "  ".join(f"{k} {v}" for k, v in mv.fields))
+        if not mv.photo_ids:
+            lines.append("    （没有照片）")
+        for k, pid in enumerate(mv.photo_ids, 1):
+            p = photos.get(pid)
+            if p is None:
+                lines.append(f"    照片 {k}：#{pid} 记录缺失")
+                continue
+            missing = "" if await store.exists(p.storage_key) else "  （文件缺失）"
+            lines.append(f"    照片 {k}：{store.locate(p.storage_key)}  {_kb(p.size)}  {p.width}×{p.height}{missing}")
+    return lines
+
+
 def _kb(size: int) -> str:
     return f"{size / 1024:.0f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.2f} MB"
 
@@ -352,7 +379,7 @@ async def _decide(db, app_id: int, *, approve: bool, by: str, reason: str | None
         advisor = d.details.get("advisor")
         lines.append(f"预审通过，指导教师 {advisor}。" if advisor else
                      f"预审通过，未指定指导教师（之后用 zikao-bot review advisor {d.id} 或导入 thesis_advisors.csv 分配）。")
-    elif approve:
+    elif approve and d.kind != "degree":  # a degree decision writes no score records
         lines.append(f"写入成绩记录 {done.score_records} 条。")
     if done.pushes:
         lines.append(f"已通知考生（{done.pushes} 条推送待发送）。")

@@ -10,7 +10,7 @@ from aiohttp_session import get_session
 
 from console.core import client_ip, config, db, flash, me, page_number, redirect, render
 from storage import applications as apps
-from storage import queries, review_queue, staff, thesis
+from storage import degree, queries, review_queue, staff, thesis
 from storage.accounts import id_number_of
 from storage.identifiers import mask_id_number
 from storage.models_applications import ENTRY_KINDS, STATUS_LABELS
@@ -91,6 +91,7 @@ async def _view_context(request: web.Request, app_id: int, reveal: bool = False)
         "sheet": sheet, "entry_kinds": ENTRY_KINDS, "entry_when": ENTRY_WHEN, "month_label": apps.month_label,
         "statuses": STATUS_LABELS, "action_words": ACTION_WORDS, "score_kinds": SCORE_KINDS,
         "reasons": await staff.reason_templates(db(request), v.data.kind), "max_reason": apps.MAX_REASON,
+        "degree": await degree.review_view(db(request), v.data) if v.data.kind == "degree" else None,
     }
 
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any, Awaitable, Callable, Optional
 
 from dialogs import account, applications, aside, backfill, business, exemption, lookups, menu, subscription, thesis, transfer_in, transfer_out, welcome
+from dialogs import degree
 from dialogs import engine as E
 from dialogs import fields as F
 from dialogs.consult import Answer
@@ -95,6 +96,7 @@ class Router:
         transfer_in.register(self)
         transfer_out.register(self)
         thesis.register(self)
+        degree.register(self)
 
     # --- registration (each feature module calls these) ------------------------------------
 

@@ -36,7 +36,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
-from storage import identifiers, outbox, queries, thesis, transfers
+from storage import degree, identifiers, outbox, queries, thesis, transfers
 from storage.db import Database
 from storage.models import (
     AdmissionNumber,
@@ -61,6 +61,7 @@ from storage.models_applications import (
     EvidenceType,
     Photo,
 )
+from storage.models_degree import ApplicationPhoto
 from storage.vocab import GRADES, WINDOW_KINDS, score_passes
 
 SHANGHAI = outbox.SHANGHAI
@@ -831,7 +832,7 @@ async def _check_references(s: AsyncSession, data: ApplicationData) -> None:
         known = {t.code for t in await _evidence_types(s)}
         if types - known:
             raise ApplicationError("请从列表中选择凭证类型。")
-    photos = {p for i in data.items for e in i.evidences for p in e.photo_ids}
+    photos = {p for i in data.items for e in i.evidences for p in e.photo_ids} | set(degree.photo_ids_of(data.details))
     if photos:
         known = set((await s.execute(select(Photo.id).where(Photo.id.in_(photos)))).scalars())
         if photos - known:
@@ -867,9 +868,21 @@ async def _replace_content(s: AsyncSession, row: Application, data: ApplicationD
         row.items.append(item)
     row.major_code = data.major_code
     row.details = dict(data.details) or None
+    await _link_detail_photos(s, row, data)
     row.updated_at = now
     # Always an UPDATE of the row, so its version moves even when only children changed.
     flag_modified(row, "updated_at")
+
+
+async def _link_detail_photos(s: AsyncSession, row: Application, data: ApplicationData) -> None:
+    """The photos of the form's details (申请学位's materials) as application_photos rows."""
+    wanted = set(degree.photo_ids_of(data.details))
+    have = set((await s.execute(select(ApplicationPhoto.photo_id).where(
+        ApplicationPhoto.application_id == row.id))).scalars())
+    if have - wanted:
+        await s.execute(ApplicationPhoto.__table__.delete().where(
+            ApplicationPhoto.application_id == row.id, ApplicationPhoto.photo_id.in_(have - wanted)))
+    s.add_all(ApplicationPhoto(application_id=row.id, photo_id=p) for p in sorted(wanted - have))
 
 
 async def _row_for_candidate(s: AsyncSession, data: ApplicationData) -> Application:
@@ -929,6 +942,8 @@ async def _problems(s: AsyncSession, data: ApplicationData, now: dt.datetime) ->
         choices = await transfers.choices_for(s, data.candidate_id, exclude_application_id=data.id, now=now)
         return transfers.transfer_out_problems([i.course_code for i in data.items],
                                                transfers.TransferOutDetails.from_dict(data.details), choices)
+    if data.kind == "degree":
+        return await degree.problems(s, data, today_in_shanghai(now))
     codes = {i.course_code for i in data.items}
     names = dict((await s.execute(select(Course.code, Course.name).where(Course.code.in_(codes)))).all()) if codes else {}
     types = {t.code: t for t in await _evidence_types(s)}
@@ -1078,6 +1093,8 @@ async def _decide(db: Database, application_id: int, action: str, *, by: str, re
         if action == "approve" and row.kind == "thesis":
             # 预审通过 with the 指导教师 (or "待分配" until an advisor file or a staff member names one).
             detail, hint = await thesis.approve_thesis(s, row, advisor, by=by, now=now)
+        elif action == "approve" and row.kind == "degree":
+            detail = degree.APPROVED_DETAIL
         await _flush(s)
         pushes = await outbox.review_outcome(
             s, candidate_id=row.candidate_id, business=outbox.application_name(row.kind),

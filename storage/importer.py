@@ -29,7 +29,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage import keys, outbox, queries, thesis, transfers
+from storage import degree, keys, outbox, queries, thesis, transfers
 from storage.db import Database
 from storage.identifiers import (
     id_check_digit,
@@ -46,6 +46,7 @@ from storage.identifiers import (
     valid_mobile,
 )
 from storage.models_applications import Application
+from storage.models_degree import DegreeRequirement
 from storage.models_service import GRADUATION_FEE, ORDER_STATUSES, Order
 from storage.models_transfers import TRANSFER_IN_STATUSES, TransferIn, TransferInCourse
 from storage.passwords import hash_initial_password, hash_password
@@ -489,6 +490,39 @@ def _accepted(s: str) -> bool | None:
     raise Bad(f"是否认定“{s}”应为 是/否/待定")
 
 
+def _material_code(s: str) -> str:
+    t = _code_text(s)
+    if not re.fullmatch(r"[A-Za-z0-9_\-]{1,32}", t):
+        raise Bad(f"材料代码“{s}”应为 1-32 位字母、数字、下划线或“-”（如 cet4）")
+    return t
+
+
+def _material_fields(s: str) -> tuple[str, ...]:
+    """填写项: 成绩、获取时间、省份、编号 (any of them, in any order; 无 for none)."""
+    parts = [p for p in re.split(r"[;；、,，/|\s]+", s.strip()) if p]
+    if parts == ["无"]:
+        return ()
+    out = []
+    for p in parts:
+        key = degree.FIELD_ALIASES.get(p.lower())
+        if key is None:
+            raise Bad(f"填写项“{p}”不认识，应为 {'、'.join(degree.FIELD_NAMES.values())} 中的一项或几项（或“无”）")
+        if key not in out:
+            out.append(key)
+    return tuple(out)
+
+
+def _min_score(s: str) -> Decimal:
+    t = _SPACES.sub("", s).removesuffix("分")
+    try:
+        v = Decimal(t)
+    except InvalidOperation:
+        raise Bad(f"最低分“{s}”应为数字，如 425") from None
+    if not v.is_finite() or v != v.quantize(Decimal("0.1")) or not Decimal(0) <= v <= degree.SCORE_MAX:
+        raise Bad(f"最低分“{s}”应为 0-1000 的数字，最多一位小数")
+    return v.quantize(Decimal("0.1"))
+
+
 # --- File specifications --------------------------------------------------------------------------
 
 
@@ -665,6 +699,20 @@ SPECS: tuple[FileSpec, ...] = (
         Col("contact", ("联系方式", "指导教师联系方式"), True, lambda s: _limited(s, "联系方式", thesis.CONTACT_MAX)),
     ), informational=("name", "major_name"), informational_aliases=("姓名", "专业名称")),
 )
+SPECS += (
+    FileSpec("degree_requirements.csv", DegreeRequirement.__table__, (
+        Col("major_code", ("专业代码",), True, _major_code),
+        Col("code", ("材料代码",), True, _material_code),
+        Col("name", ("材料名称",), True),
+        Col("group_name", ("材料类别", "类别", "组别")),
+        Col("fields", ("填写项", "填写内容"), parse=_material_fields),
+        Col("photo_required", ("需要照片", "照片"), parse=parse_bool),
+        Col("min_score", ("最低分", "最低成绩", "最低分数"), parse=_min_score),
+        Col("note", ("说明", "备注")),
+        Col("position", ("序号",), parse=lambda s: parse_int(s, 0, 9999, "序号")),
+        Col("active", ("启用", "是否启用"), parse=parse_bool),
+    ), informational=("major_name",), informational_aliases=("专业名称",)),
+)
 SPEC_BY_FILE = {s.file: s for s in SPECS}
 # The report line for candidate_majors rows, which come from admission_numbers.csv.
 ENROLMENTS = "admission_numbers.csv(报考专业)"
@@ -725,6 +773,7 @@ class Batch:
     transfers_in: dict[str, Rec] = field(default_factory=dict)
     transfer_courses: dict[tuple[str, str], Rec] = field(default_factory=dict)
     advisors: dict[tuple[Any, ...], Rec] = field(default_factory=dict)  # thesis_advisors.csv
+    degree_requirements: dict[tuple[str, str], Rec] = field(default_factory=dict)
 
 
 def _add(report: ImportReport, file: str, into: dict, key: Any, rec: Rec, show: str) -> None:
@@ -809,6 +858,8 @@ def _validate(tables: dict[str, RawTable], report: ImportReport) -> Batch:
                 _validate_transfer_course(v, rec, b, report)
             elif file == "thesis_advisors.csv":
                 _validate_advisor(v, rec, b, report)
+            elif file == "degree_requirements.csv":
+                _validate_degree_requirement(v, rec, b, report)
     # Plan positions default to the order of the rows within each major (and courses of a
     # transfer record to their order within it).
     seen: dict[str, int] = {}
@@ -819,6 +870,10 @@ def _validate(tables: dict[str, RawTable], report: ImportReport) -> Batch:
     for (ref, _), rec in sorted(b.transfer_courses.items(), key=lambda kv: kv[1].line):
         seen[ref] = seen.get(ref, 0) + 1
         rec.values.setdefault("position", seen[ref])
+    seen = {}
+    for (major, _), rec in sorted(b.degree_requirements.items(), key=lambda kv: kv[1].line):
+        seen[major] = seen.get(major, 0) + 1
+        rec.values.setdefault("position", seen[major])
     return b
 
 
@@ -834,6 +889,20 @@ def _validate_advisor(v: dict[str, Any], rec: Rec, b: Batch, report: ImportRepor
         report.error(file, rec.line, "请填写申请编号，或准考证号和专业代码")
         return
     _add(report, file, b.advisors, key, rec, show)
+
+
+def _validate_degree_requirement(v: dict[str, Any], rec: Rec, b: Batch, report: ImportReport) -> None:
+    """A material a major's 主考学校 asks of degree applicants: its fields become asks_* flags."""
+    file = "degree_requirements.csv"
+    if "fields" in v:
+        asked = v.pop("fields")
+        for f in degree.FIELD_NAMES:
+            v[f"asks_{f}"] = f in asked
+    if "min_score" in v and not v.get("asks_score"):
+        report.error(file, rec.line, "填了最低分，填写项中也须有“成绩”")
+        return
+    _add(report, file, b.degree_requirements, (v["major_code"], v["code"]), rec,
+         f"专业 {v['major_code']} 材料 {v['code']}")
 
 
 def _validate_transfer_in(v: dict[str, Any], rec: Rec, b: Batch, report: ImportReport) -> None:
@@ -1053,6 +1122,9 @@ def _check_references(b: Batch, k: Known, report: ImportReport) -> None:
         app, why = k.advisor_targets.get(rec.line, (None, "没有找到论文申请"))
         if app is None:
             report.error("thesis_advisors.csv", rec.line, why)
+    for (major, _), rec in b.degree_requirements.items():
+        if major not in majors:
+            report.error("degree_requirements.csv", rec.line, f"专业代码 {major} 不存在（majors.csv 和数据库中都没有）")
     for (kind, _), rec in b.windows.items():
         sitting = rec.values.get("sitting")
         if sitting and sitting not in sittings:
@@ -1318,6 +1390,12 @@ async def _write(session: AsyncSession, b: Batch, k: Known, report: ImportReport
         r("thesis_advisors.csv").updated += updated
         r("thesis_advisors.csv").unchanged += unchanged
         log.info("thesis advisors: %d assigned or changed, %d pushes queued", updated, pushes)
+    await _upsert(
+        session, DegreeRequirement.__table__, ("major_code", "code"),
+        [rec.values for rec in b.degree_requirements.values()], r("degree_requirements.csv"),
+        defaults={"asks_score": False, "asks_month": False, "asks_province": False, "asks_number": False,
+                  "photo_required": True, "active": True, "position": 0},
+    )
     # The read caches of every process (storage/queries.py) drop what this import changed.
     if any(f.inserted or f.updated for f in report.files):
         await queries.mark_changed(session)

@@ -496,3 +496,4 @@ class KeyValue(Base):
 # Later features keep their tables in their own modules; importing them here registers them
 # on Base.metadata, so Alembic and the test fixtures see one schema.
 from storage import models_service, models_applications, models_staff, models_transfers  # noqa: E402,F401
+from storage import models_degree  # noqa: E402,F401

@@ -32,5 +32,6 @@ async def test_a_business_not_in_wechat_answers_with_its_open_window(db: Databas
         < 正在开放，截止到
         < 考生服务平台（http://ste.shmeea.edu.cn）
         > 申请学位
-        < 本次暂未安排办理时间
+        < 需要先绑定
+        <! 考生服务平台
     """)

@@ -70,6 +70,7 @@ async def test_examples_import_then_reimport_changes_nothing(db: Database) -> No
         "business_windows.csv": (2, 0, 0),
         "transfers_in.csv": (1, 0, 0),
         "transfer_in_courses.csv": (3, 0, 0),
+        "degree_requirements.csv": (3, 0, 0),
     }
     second = await import_directory(db, EXAMPLES)
     assert second.ok, second.format()

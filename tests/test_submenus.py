@@ -87,7 +87,7 @@ async def test_number_out_of_range_asks_again_and_keeps_the_list(bound):
         > 7
         < 请回复1到4的序号
         > 3
-        < 【申请学位】
+        < 申请学位现在不在办理时间内
     """)
 
 
