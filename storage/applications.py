@@ -877,8 +877,9 @@ async def _replace_content(s: AsyncSession, row: Application, data: ApplicationD
 async def _link_detail_photos(s: AsyncSession, row: Application, data: ApplicationData) -> None:
     """The photos of the form's details (申请学位's materials) as application_photos rows."""
     wanted = set(degree.photo_ids_of(data.details))
-    have = set((await s.execute(select(ApplicationPhoto.photo_id).where(
-        ApplicationPhoto.application_id == row.id))).scalars())
+    with s.no_autoflush:  # the row's changes are flushed by _flush, which maps its integrity errors
+        have = set((await s.execute(select(ApplicationPhoto.photo_id).where(
+            ApplicationPhoto.application_id == row.id))).scalars())
     if have - wanted:
         await s.execute(ApplicationPhoto.__table__.delete().where(
             ApplicationPhoto.application_id == row.id, ApplicationPhoto.photo_id.in_(have - wanted)))
