@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any, Awaitable, Callable, Optional
 
 from dialogs import account, applications, aside, backfill, business, exemption, lookups, menu, subscription, transfer_in, transfer_out, welcome
+from dialogs import graduation
 from dialogs import engine as E
 from dialogs import fields as F
 from dialogs.consult import Answer
@@ -94,6 +95,7 @@ class Router:
         backfill.register(self)
         transfer_in.register(self)
         transfer_out.register(self)
+        graduation.register(self)
 
     # --- registration (each feature module calls these) ------------------------------------
 
