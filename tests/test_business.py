@@ -1,4 +1,5 @@
-"""Businesses not yet in WeChat (论文毕设, 申请毕业, 申请学位, 转考): their window and where to go."""
+"""Businesses not yet in WeChat (论文毕设, 申请学位): their window and where to go (申请毕业 is a flow:
+tests/test_dialogs_graduation.py)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -24,13 +25,13 @@ def test_window_line_says_until_when_it_is_open_or_when_it_opens() -> None:
 async def test_a_business_not_in_wechat_answers_with_its_open_window(db: Database) -> None:
     now = dt.datetime.now(UTC)
     async with db.session() as s, s.begin():
-        s.add(m.BusinessWindow(kind="graduation", title="申请毕业", opens_at=now - dt.timedelta(days=1),
+        s.add(m.BusinessWindow(kind="degree", title="申请学位", opens_at=now - dt.timedelta(days=1),
                                closes_at=now + dt.timedelta(days=3)))
     await run(router_sender(make_router(db), "o_business_000000000000001"), """
-        > 申请毕业
-        < 【申请毕业】
+        > 申请学位
+        < 【申请学位】
         < 正在开放，截止到
         < 考生服务平台（http://ste.shmeea.edu.cn）
-        > 申请学位
+        > 论文
         < 本次暂未安排办理时间
     """)
