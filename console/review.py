@@ -11,7 +11,9 @@ from aiohttp_session import get_session
 from console.core import client_ip, config, db, flash, me, page_number, redirect, render
 from storage import applications as apps
 from storage import queries, review_queue, staff
+from storage import graduation_rules as gr
 from storage.accounts import id_number_of
+from storage.graduation import GraduationDetails
 from storage.identifiers import mask_id_number
 from storage.models_applications import ENTRY_KINDS, STATUS_LABELS
 from storage.photos import PhotoMissing
@@ -91,7 +93,19 @@ async def _view_context(request: web.Request, app_id: int, reveal: bool = False)
         "sheet": sheet, "entry_kinds": ENTRY_KINDS, "entry_when": ENTRY_WHEN, "month_label": apps.month_label,
         "statuses": STATUS_LABELS, "action_words": ACTION_WORDS, "score_kinds": SCORE_KINDS,
         "reasons": await staff.reason_templates(db(request), v.data.kind), "max_reason": apps.MAX_REASON,
+        "grad": _graduation_view(v.data),
     }
+
+
+def _graduation_view(d: apps.ApplicationData) -> dict | None:
+    """What the 申请毕业 part of the page shows (storage/graduation.py), or None for other kinds."""
+    if d.kind != "graduation":
+        return None
+    g = GraduationDetails.from_dict(d.details)
+    diploma, companion = g.prior()
+    return {"g": g, "diploma": diploma, "companion": companion, "companion_name":
+            gr.COMPANION_NAMES.get(companion.kind, "") if companion else "", "chars": gr.text_length(g.self_assessment),
+            "report": companion is not None and companion.kind == gr.VERIFICATION_REPORT}
 
 
 async def application(request: web.Request) -> web.Response:
@@ -200,6 +214,20 @@ async def photo(request: web.Request) -> web.StreamResponse:
                         headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
 
 
+async def application_photo(request: web.Request) -> web.StreamResponse:
+    """A photo named by one application (申请毕业 keeps its prior-education photos in its details)."""
+    row = await review_queue.application_photo(db(request), int(request.match_info["id"]),
+                                               int(request.match_info["pid"]), me(request).kinds)
+    if row is None:
+        raise web.HTTPNotFound(text="照片不存在")
+    try:
+        data = await config(request).photo_store.get(row.storage_key)
+    except PhotoMissing:
+        raise web.HTTPNotFound(text="照片文件缺失")
+    return web.Response(body=data, content_type=row.content_type,
+                        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/queue/{kind}", queue, name="queue")
     router.add_post("/queue/{kind}/approve", bulk_approve, name="bulk_approve")
@@ -208,3 +236,4 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/applications/{id:\\d+}/decide", decide, name="decide")
     router.add_post("/applications/{id:\\d+}/reveal", reveal, name="reveal")
     router.add_get("/photos/{id:\\d+}", photo, name="photo")
+    router.add_get("/applications/{id:\\d+}/photos/{pid:\\d+}", application_photo, name="application_photo")

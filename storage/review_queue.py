@@ -14,6 +14,7 @@ from typing import Optional
 from sqlalchemy import func, or_, select
 
 from storage import applications as apps
+from storage import graduation
 from storage.db import Database
 from storage.models import BusinessWindow, Candidate, Course, Major
 from storage.models_applications import (
@@ -259,6 +260,7 @@ async def application_view(db: Database, app_id: int) -> ApplicationView:
     events = await apps.application_events(db, app_id)
     codes = {i.course_code for i in d.items}
     photo_ids = {p for i in d.items for e in i.evidences for p in e.photo_ids}
+    photo_ids |= set(graduation.details_photo_ids(d.kind, d.details))  # 申请毕业's prior education
     async with db.session() as s:
         cand = await s.get(Candidate, d.candidate_id)
         courses = dict((await s.execute(select(Course.code, Course.name).where(Course.code.in_(codes)))).all()) \
@@ -269,6 +271,23 @@ async def application_view(db: Database, app_id: int) -> ApplicationView:
         window = await s.get(BusinessWindow, d.window_id) if d.window_id else None
     return ApplicationView(d, cand.name if cand else "-", cand.mobile if cand else None,
                            major.name if major else "", window, courses, types, photos, events)
+
+
+async def application_photo(db: Database, app_id: int, photo_id: int, kinds: Iterable[str]) -> Optional[Photo]:
+    """The photo, if it is evidence in application `app_id` (in an evidence or, for 申请毕业, in its
+    details) and the application is of one of `kinds` (what the reviewer decides)."""
+    try:
+        d = await apps.load_application(db, app_id)
+    except apps.ApplicationNotFound:
+        return None
+    if d.kind not in set(kinds):
+        return None
+    named = {p for i in d.items for e in i.evidences for p in e.photo_ids}
+    named |= set(graduation.details_photo_ids(d.kind, d.details))
+    if photo_id not in named:
+        return None
+    async with db.session() as s:
+        return await s.get(Photo, photo_id)
 
 
 async def photo_for_kinds(db: Database, photo_id: int, kinds: Iterable[str]) -> Optional[Photo]:
