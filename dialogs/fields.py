@@ -417,6 +417,11 @@ class Photo(Field):
     accepts_image: bool = True
     hint: str = "请点击输入框旁的“+”，选择“相册”或“拍摄”发送照片。"
 
+    def parse(self, msg: Message) -> Any:
+        if msg.kind not in ("image", "text", "event"):  # a file, video, link ...: not a photo
+            raise Invalid("这一步需要发送照片（JPG或PNG），文件、视频和链接都不行。请从相册选择照片发送。")
+        return super().parse(msg)
+
     def parse_text(self, text: str) -> Any:
         raise Invalid("这一步需要发送照片，不是文字。")
 
