@@ -466,3 +466,119 @@ async def test_a_pdf_a_file_or_a_video_where_a_photo_is_expected_is_refused_and_
     d = GraduationDetails.from_dict(app.details)
     assert d.diploma["number"] == "103251201205001234" and d.diploma["graduated"] == "2012-07"
     assert d.self_assessment == ASSESSMENT and d.explanations and d.diploma["photo_ids"] == []
+
+
+LI = "310104199508123322"  # 李娜, 120402 行政管理(专升本): its rules offer two 加考选项
+LI_OPENID = "o_li_graduation_000000000001"
+
+
+async def bind_li(db: Database) -> None:
+    async with db.session() as s, s.begin():
+        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.with_id_number(LI)))
+        s.add(m.WechatUser(openid=LI_OPENID, candidate_id=cid, subscribed=True, bound_at=m.utcnow(),
+                           active_admission_number="012323100842"))
+
+
+async def test_the_extra_exam_option_chosen_decides_which_explanations_are_asked(db, router):
+    await world(db)
+    await bind_li(db)
+    send = router_sender(router, LI_OPENID)
+    await run(send, """
+        > 申请毕业
+        > 我已知晓
+        > 1
+        < 【申请毕业｜合格成绩】120402 行政管理(专升本)
+        < 00015 英语(二)｜理论｜—｜14学分｜2023年9月通过｜免考
+        > 1
+        < 【申请毕业｜加考选项】请选择符合您情况的一项
+        < 1. 政治类专科毕业，已通过行政法学、行政管理学
+        < 2. 非政治类专科毕业，须加考行政法学、行政管理学：行政法学（未通过）、行政管理学（未通过）
+        > 3
+        < 请回复1到2之间的数字
+        > 2
+        < 【情况说明 第1/3项】选考课程学分还差
+    """)
+    app = await the_application(db, "120402")
+    d = GraduationDetails.from_dict(app.details)
+    assert d.extra_choice == "非政治类专科毕业，须加考行政法学、行政管理学"
+    assert [x["key"] for x in d.missing] == ["credits", "thesis", "extra:非政治类专科毕业，须加考行政法学、行政管理学"]
+    # Everything filled; then at the review the other option: its 情况说明 goes, the others stay.
+    await run(send, f"""
+        > 选考课程中国文化概论已报名下次考试。
+        > 论文已在本次论文考核中提交，请予以考虑。
+        < 【情况说明 第3/3项】非政治类专科毕业，须加考行政法学、行政管理学
+        > 加考课程已报名本次考试，成绩公布后补交。
+        < 【申请毕业｜自我鉴定】
+        > {ASSESSMENT}
+        > 103251201205001234
+        > 2015年7月
+        > 上海
+        [photo CERT1]
+        > 完成
+        > ABCD12345678
+        [photo CERT2]
+        > 完成
+        < 4. 加考选项：非政治类专科毕业，须加考行政法学、行政管理学
+        < 5. 情况说明：共3项
+        > 修改 4
+        < 【申请毕业｜加考选项】
+        > 1
+        < 4. 加考选项：政治类专科毕业，已通过行政法学、行政管理学
+        < 5. 情况说明：共2项
+        <! 还需补充
+    """)
+    d = GraduationDetails.from_dict((await the_application(db, "120402")).details)
+    assert [x["key"] for x in d.missing] == ["credits", "thesis"]
+
+
+async def test_a_pending_application_is_edited_and_resubmitted_or_left_unchanged(db, router):
+    await world(db)
+    await more_results(db)
+    send = router_sender(router, OPENID)
+    await run(send, FILL + SUBMIT)
+    await run(send, f"""
+        > 申请毕业
+        < 第1号｜待审核
+        > 查看或修改第1号（待审核）
+        < 【申请毕业｜第1号 待审核】
+        < 确认提交修改
+        > 修改 5
+        < 现在写的是（201字）
+        > {ASSESSMENT}又及：本人将继续努力学习。
+        < 5. 自我鉴定：214字
+        > 不修改，退出
+        < 这次的修改没有提交，原申请不变，仍在审核中
+    """)
+    d = GraduationDetails.from_dict((await the_application(db)).details)
+    assert d.self_assessment == ASSESSMENT
+    await run(send, f"""
+        > 申请毕业
+        > 2
+        > 修改 4.1
+        < 原来写的是：论文已在本次论文考核中提交
+        > 论文答辩已安排在十二月五日，届时可取得成绩。
+        < ① 毕业论文（设计）未取得合格成绩：论文答辩已安排在十二月五日
+        > 确认提交修改
+        < 修改已提交，第1号毕业申请现在是“待审核”
+    """)
+    d = GraduationDetails.from_dict((await the_application(db)).details)
+    assert d.explanations == {"thesis": "论文答辩已安排在十二月五日，届时可取得成绩。"}
+
+
+async def test_outside_the_window_a_rejected_application_shows_its_reason_and_when_to_reapply(db, router):
+    await world(db)
+    await more_results(db)
+    send = router_sender(router, OPENID)
+    await run(send, FILL + SUBMIT)
+    await apps.reject(db, (await the_application(db)).id, reason=REASON, by="张老师")
+    async with db.session() as s, s.begin():
+        for w in (await s.execute(select(m.BusinessWindow).where(m.BusinessWindow.kind == "graduation"))).scalars():
+            w.opens_at, w.closes_at = m.utcnow() - dt.timedelta(days=10), m.utcnow() - dt.timedelta(hours=1)
+    await run(send, f"""
+        > 申请毕业
+        < 申请毕业现在不在办理时间内
+        < 第1号｜未通过
+        < 未通过原因：{REASON}
+        < 未通过的申请可以在下次办理时间内修改后重新申请
+        <! 请选择
+    """)
