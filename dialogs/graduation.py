@@ -87,8 +87,10 @@ async def _enrolments(ctx: Ctx) -> list[q.Enrolment]:
 async def _available(ctx: Ctx, mine: Optional[list[ApplicationData]] = None) -> list[q.Enrolment]:
     """Majors this candidate may apply in now (a new application or the draft's own)."""
     mine = mine if mine is not None else await A.mine(ctx)
+    working = ctx.state.app.id if ctx.state.app is not None else None
     draft = next((a for a in mine if a.status == "draft"), None)
-    others = [a for a in mine if a.status != "draft"]
+    # The application being worked on (a draft, or one 待审核/未通过 reopened) keeps its own major.
+    others = [a for a in mine if a.status != "draft" and a.id != working]
     out = []
     for e in await _enrolments(ctx):
         decision = gr.apply_decision(others, kind=KIND, major_code=e.major_code, window_open=True)

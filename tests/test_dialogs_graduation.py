@@ -554,6 +554,12 @@ async def test_a_pending_application_is_edited_and_resubmitted_or_left_unchanged
     await run(send, f"""
         > 申请毕业
         > 2
+        > 修改 2
+        < 1. 020301K 金融学(专升本)
+        < 2. 690206 行政管理(专科)
+        > 1
+        < 2. 专业：020301K 金融学(专升本)
+        < 4. 情况说明：共1项
         > 修改 4.1
         < 原来写的是：论文已在本次论文考核中提交
         > 论文答辩已安排在十二月五日，届时可取得成绩。
