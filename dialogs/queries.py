@@ -395,7 +395,7 @@ def progress_lines(major: q.MajorInfo, p: rules.Progress) -> list[str]:
         lines.append("您已满足本专业的课程、学分" + ("和论文" if p.thesis_required else "") + "要求。")
         if p.extra_options:
             lines += ["", "请再核对加考要求："] + _extra_lines(p)
-        lines += ["", "申请毕业开放时，回复“毕业”办理。"]
+        lines += ["", "申请毕业开放时，回复“申请毕业”办理。"]
         return lines
     if p.missing_required:
         lines += ["", f"还需通过的必考课程（{len(p.missing_required)} 门）："]

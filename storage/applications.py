@@ -1066,17 +1066,14 @@ async def _decide(db: Database, application_id: int, action: str, *, by: str, re
             detail = transfers.approval_detail(reference, [(i.course_code, names.get(i.course_code, i.course_code))
                                                            for i in row.items])
             hint = f"转出编号{reference}"  # a template has no room for more: the number first
-        keyword = outbox.KIND_KEYWORDS.get(row.kind)
         if action == "approve" and row.kind == "graduation":
             # The 毕业审定费 order, in this transaction; the push says when payment opens.
             detail, hint = await graduation.on_approval(s, row, now)
-        if row.kind == "graduation":
-            keyword = graduation.KEYWORD
         await _flush(s)
         pushes = await outbox.review_outcome(
             s, candidate_id=row.candidate_id, business=outbox.application_name(row.kind),
             approved=action == "approve", decided_at=now, application_ref=f"app{row.id}",
-            decision_no=row.decisions, keyword=keyword, detail=detail, hint=hint,
+            decision_no=row.decisions, keyword=outbox.KIND_KEYWORDS.get(row.kind), detail=detail, hint=hint,
         )
         app_id = row.id
     return Decision(await load_application(db, app_id), pushes, written)

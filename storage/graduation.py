@@ -27,10 +27,10 @@ from storage import graduation_rules as gr
 from storage.models import BusinessWindow, CandidateMajor, Major
 from storage.models_applications import Application
 from storage.models_service import GRADUATION_FEE, Order
-from storage.outbox import SHANGHAI, shanghai_time
+from storage.outbox import KIND_KEYWORDS, SHANGHAI, shanghai_time
 
 KIND = "graduation"
-KEYWORD = "申请毕业"  # what the candidate replies to open the flow (dialogs/menu.py)
+KEYWORD = KIND_KEYWORDS[KIND]  # "申请毕业": what the candidate replies to open the flow
 FEE_WINDOW = "graduation_fee"
 # The 毕业审定费 when the major's graduation_rules name none (docs/import.md, docs/payments.md).
 DEFAULT_FEE = Decimal("150.00")
