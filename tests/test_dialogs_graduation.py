@@ -588,3 +588,19 @@ async def test_outside_the_window_a_rejected_application_shows_its_reason_and_wh
         < 未通过的申请可以在下次办理时间内修改后重新申请
         <! 请选择
     """)
+
+
+async def test_a_restart_in_the_middle_of_the_prior_education_goes_on_where_it_was(db, router, media, tmp_path):
+    await world(db)
+    await more_results(db)
+    head = FILL.split("    [photo PDF]")[0]
+    await run(router_sender(router, OPENID), head)
+    again = graduation_router(db, media, tmp_path / "photos")  # another process, the same database
+    await run(router_sender(again, OPENID), """
+        [photo CERT1]
+        < 已收到
+        > 完成
+        < 毕业时间为2012年（2002年及以后）
+    """)
+    d = GraduationDetails.from_dict((await the_application(db)).details)
+    assert len(d.diploma["photo_ids"]) == 1 and d.diploma["province"] == "江苏省"
