@@ -13,7 +13,6 @@ returns to the review through `_resume` once nothing else is lacking.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Optional
 
 from dialogs import fields as F
