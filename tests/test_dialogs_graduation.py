@@ -604,3 +604,35 @@ async def test_a_restart_in_the_middle_of_the_prior_education_goes_on_where_it_w
     """)
     d = GraduationDetails.from_dict((await the_application(db)).details)
     assert len(d.diploma["photo_ids"]) == 1 and d.diploma["province"] == "江苏省"
+
+
+async def test_with_every_major_approved_it_shows_the_applications_and_asks_nothing(db, router, tmp_path):
+    from storage.photos import LocalPhotoStore, process_photo, save_photo
+    from tests.evidence_fixtures import certificate
+
+    await world(db)
+    await bind_li(db)
+    async with db.session() as s:
+        cid = await s.scalar(select(m.Candidate.id).where(m.Candidate.with_id_number(LI)))
+    store = LocalPhotoStore(tmp_path / "store")
+    photos = [(await save_photo(db, store, process_photo(certificate(n)))).id for n in (1, 2)]
+    draft = await apps.open_draft(db, kind="graduation", candidate_id=cid, openid=LI_OPENID,
+                                  admission_number="012323100842")
+    draft.major_code = "120402"
+    draft.details = GraduationDetails(
+        profile_checked=True, results_confirmed=True, level="专升本", extra_choice="政治类专科毕业，已通过行政法学、行政管理学",
+        self_assessment=ASSESSMENT, missing=[{"key": "thesis", "label": "毕业论文（设计）未取得合格成绩"}],
+        explanations={"thesis": "论文已提交，答辩安排在下个月。"},
+        diploma={"number": "103251201505001234", "graduated": "2015-07", "province": "上海市", "photo_ids": [photos[0]]},
+        companion={"kind": "chsi_record", "number": "ABCD12345678", "photo_ids": [photos[1]]}).to_dict()
+    app = await apps.submit(db, draft)
+    await apps.approve(db, app.id, by="张老师")
+    await run(router_sender(router, LI_OPENID), """
+        > 申请毕业
+        < 【申请毕业】
+        < 第1号｜审核通过
+        < 专业：120402 行政管理(专升本)
+        < 毕业审定费订单：GF
+        <! 请选择
+        <! 考生须知
+    """)
