@@ -262,6 +262,8 @@ async def _show(db, store: PhotoStore, app_id: int) -> str:
         lines += _thesis_lines(d)
     if d.kind == "degree":
         lines += await _degree_lines(db, store, d, photos)
+    if d.kind == "graduation":
+        lines += await _graduation_lines(d, photos, store)
     for n, item in enumerate(d.items, 1):
         lines.append("")
         lines.append(f"课程 {n}：{item.course_code} {courses.get(item.course_code, '')}".rstrip())
@@ -356,6 +358,51 @@ async def _degree_lines(db, store: PhotoStore, d: ApplicationData, photos: dict)
     return lines
 
 
+async def _graduation_lines(d: ApplicationData, photos: dict, store: PhotoStore) -> list[str]:
+    """申请毕业: the results confirmed, 加考选项, 情况说明, 自我鉴定, prior education with photo files."""
+    from storage import applications as apps
+    from storage import graduation_rules as gr
+    from storage.graduation import GraduationDetails
+
+    g = GraduationDetails.from_dict(d.details)
+    lines = ["", f"合格成绩（{len(g.results)} 门，{sum(r.credits for r in g.results)} 学分）："]
+    for r in g.results:
+        lines.append("  " + "  ".join(x for x in (f"{r.course_code} {r.course_name}", r.course_kind, r.result or "-",
+                                                  f"{r.credits}学分", apps.month_label(r.passed) if r.passed else "",
+                                                  r.note, f"准考证号 {r.admission_number}") if x))
+    if g.extra_choice:
+        lines.append(f"加考选项 {g.extra_choice}")
+    for m in g.missing:
+        lines.append(f"情况说明（{m['label']}）：{g.explanations.get(m['key'], '-')}")
+    lines.append(f"自我鉴定（{gr.text_length(g.self_assessment)} 字）：{g.self_assessment or '-'}")
+    if g.fee_order:
+        lines.append(f"毕业审定费订单 {g.fee_order}")
+    diploma, companion = g.prior()
+    if diploma is None:
+        return lines
+    lines.append(f"前置学历 毕业证书  编号 {diploma.number}  取得时间 {apps.month_label(diploma.graduated)}  省份 {diploma.province}")
+    lines += await _photo_lines(diploma.photo_ids, photos, store)
+    if companion is not None:
+        what = "在线验证码" if companion.kind == gr.REGISTRATION_FORM else "报告编号"
+        lines.append(f"前置学历 {gr.COMPANION_NAMES[companion.kind]}  {what} {companion.number}")
+        lines += await _photo_lines(companion.photo_ids, photos, store)
+    return lines
+
+
+async def _photo_lines(ids: list[int], photos: dict, store: PhotoStore) -> list[str]:
+    if not ids:
+        return ["    （没有照片）"]
+    out = []
+    for k, pid in enumerate(ids, 1):
+        p = photos.get(pid)
+        if p is None:
+            out.append(f"    照片 {k}：#{pid} 记录缺失")
+            continue
+        missing = "" if await store.exists(p.storage_key) else "  （文件缺失）"
+        out.append(f"    照片 {k}：{store.locate(p.storage_key)}  {_kb(p.size)}  {p.width}×{p.height}{missing}")
+    return out
+
+
 def _kb(size: int) -> str:
     return f"{size / 1024:.0f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.2f} MB"
 
@@ -379,6 +426,8 @@ async def _decide(db, app_id: int, *, approve: bool, by: str, reason: str | None
         advisor = d.details.get("advisor")
         lines.append(f"预审通过，指导教师 {advisor}。" if advisor else
                      f"预审通过，未指定指导教师（之后用 zikao-bot review advisor {d.id} 或导入 thesis_advisors.csv 分配）。")
+    elif approve and d.kind == "graduation":
+        lines.append(f"毕业审定费订单 {d.details.get('fee_order', '-')} 已生成（我的订单）。")
     elif approve and d.kind != "degree":  # a degree decision writes no score records
         lines.append(f"写入成绩记录 {done.score_records} 条。")
     if done.pushes:

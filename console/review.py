@@ -11,7 +11,9 @@ from aiohttp_session import get_session
 from console.core import client_ip, config, db, flash, me, page_number, redirect, render
 from storage import applications as apps
 from storage import degree, queries, review_queue, staff, thesis
+from storage import graduation_rules as gr
 from storage.accounts import id_number_of
+from storage.graduation import GraduationDetails
 from storage.identifiers import mask_id_number
 from storage.models_applications import ENTRY_KINDS, STATUS_LABELS
 from storage.photos import PhotoMissing
@@ -92,7 +94,19 @@ async def _view_context(request: web.Request, app_id: int, reveal: bool = False)
         "statuses": STATUS_LABELS, "action_words": ACTION_WORDS, "score_kinds": SCORE_KINDS,
         "reasons": await staff.reason_templates(db(request), v.data.kind), "max_reason": apps.MAX_REASON,
         "degree": await degree.review_view(db(request), v.data) if v.data.kind == "degree" else None,
+        "grad": _graduation_view(v.data),
     }
+
+
+def _graduation_view(d: apps.ApplicationData) -> dict | None:
+    """What the 申请毕业 part of the page shows (storage/graduation.py), or None for other kinds."""
+    if d.kind != "graduation":
+        return None
+    g = GraduationDetails.from_dict(d.details)
+    diploma, companion = g.prior()
+    return {"g": g, "diploma": diploma, "companion": companion, "companion_name":
+            gr.COMPANION_NAMES.get(companion.kind, "") if companion else "", "chars": gr.text_length(g.self_assessment),
+            "report": companion is not None and companion.kind == gr.VERIFICATION_REPORT}
 
 
 async def application(request: web.Request) -> web.Response:

@@ -419,7 +419,7 @@ class Photo(Field):
 
     def parse(self, msg: Message) -> Any:
         if msg.kind not in ("image", "text", "event"):  # a video, a link, a voice message, a file
-            raise Invalid("这一步需要发送照片（JPG或PNG），不能是视频、语音、链接或文件。")
+            raise Invalid("这一步需要发送照片（JPG或PNG），不能是视频、语音、链接或文件。请从相册选择照片发送。")
         return super().parse(msg)
 
     def parse_text(self, text: str) -> Any:

@@ -24,6 +24,7 @@ from dialogs.types import Reply
 from storage import identifiers as ids
 from storage import keyvalues
 from storage import queries as q
+from storage.applications import list_applications
 from storage.db import Database
 from storage.models import utcnow
 from storage.outbox import KIND_KEYWORDS, SHANGHAI, shanghai_time
@@ -336,21 +337,39 @@ async def progress(db: Database, viewer: Viewer, major_code: str, *, now: Option
     view = await q.plan(db, viewer.candidate_id, major_code, now=now)
     if view is None:
         return Reply(NOT_ENROLLED.format(code=major_code))
+    p = (await major_progress(db, viewer.candidate_id, major_code, now=now)).progress
+    lines = progress_lines(view.major, p)
+    if p.thesis_required and not p.thesis_done:
+        lines += await thesis_application_lines(db, viewer.candidate_id, major_code)
+    applied = await graduation_lines(db, viewer.candidate_id, major_code)
+    return Reply("\n".join([*lines, *([""] + applied if applied else [])]))
+
+
+@dataclass(frozen=True)
+class MajorProgress:
+    major: q.MajorInfo
+    entries: tuple[q.PlanEntry, ...]
+    results: list[q.Result]
+    progress: rules.Progress
+
+
+async def major_progress(db: Database, candidate_id: int, major_code: str, *,
+                         now: Optional[dt.datetime] = None) -> MajorProgress:
+    """The 毕业进度 rules applied to one major (what 毕业进度 shows and 申请毕业 asks 情况说明 for).
+    Results under every 准考证号 of the candidate count."""
     found = await q.major_plan(db, major_code)
+    major = found[0] if found else q.MajorInfo(major_code, major_code, "", 0, None, None, {})
     entries = found[1] if found else ()
-    results = await q.candidate_results(db, viewer.candidate_id, now=now)
+    results = await q.candidate_results(db, candidate_id, now=now)
     names = {e.course_code: e.course_name for e in entries}
-    for opt in view.major.graduation_rules.get("extra_exam_options") or ():
+    for opt in major.graduation_rules.get("extra_exam_options") or ():
         for code in map(str, opt.get("courses") or ()):
             c = None if code in names else await q.course(db, code)
             if c is not None:
                 names[code] = c.name
-    p = rules.progress(entries, results, required_credits=view.major.required_credits,
-                       rules=view.major.graduation_rules, course_names=names)
-    lines = progress_lines(view.major, p)
-    if p.thesis_required and not p.thesis_done:
-        lines += await thesis_application_lines(db, viewer.candidate_id, major_code)
-    return Reply("\n".join(lines))
+    p = rules.progress(entries, results, required_credits=major.required_credits,
+                       rules=major.graduation_rules, course_names=names)
+    return MajorProgress(major, tuple(entries), list(results), p)
 
 
 async def thesis_application_lines(db: Database, candidate_id: int, major_code: str) -> list[str]:
@@ -371,6 +390,23 @@ async def thesis_application_lines(db: Database, candidate_id: int, major_code: 
     return lines + [f"{INDENT}回复“{KIND_KEYWORDS['thesis']}”查看或办理。"]
 
 
+async def graduation_lines(db: Database, candidate_id: int, major_code: str) -> list[str]:
+    """毕业进度's word on 申请毕业 in this major: each application's status (and 未通过's reason),
+    and the 毕业审定费 order once approved."""
+    mine = [a for a in await list_applications(db, candidate_id=candidate_id, kind="graduation")
+            if a.major_code == major_code and a.status != "draft"]
+    out = []
+    for a in mine:
+        out.append(f"毕业申请：第{a.id}号 {a.status_label}")
+        if a.status == "rejected" and a.reason:
+            out.append(f"{INDENT}未通过原因：{a.reason}")
+    if any(a.status == "approved" for a in mine):
+        for o in await q.orders(db, candidate_id):
+            if o.major_code == major_code:
+                out.append(f"毕业审定费：{o.amount:.2f} 元｜{o.status_label}（回复“我的订单”查看）")
+    return out
+
+
 def progress_lines(major: q.MajorInfo, p: rules.Progress) -> list[str]:
     lines = [f"【毕业进度】{major.name} {major.code}"]
     credit_line = f"已得学分 {p.credits}{SEP}毕业要求 {p.required_credits}"
@@ -379,7 +415,7 @@ def progress_lines(major: q.MajorInfo, p: rules.Progress) -> list[str]:
         lines.append("您已满足本专业的课程、学分" + ("和论文" if p.thesis_required else "") + "要求。")
         if p.extra_options:
             lines += ["", "请再核对加考要求："] + _extra_lines(p)
-        lines += ["", "申请毕业开放时，回复“毕业”办理。"]
+        lines += ["", "申请毕业开放时，回复“申请毕业”办理。"]
         return lines
     if p.missing_required:
         lines += ["", f"还需通过的必考课程（{len(p.missing_required)} 门）："]

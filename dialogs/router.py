@@ -16,8 +16,8 @@ import logging
 from dataclasses import replace
 from typing import Any, Awaitable, Callable, Optional
 
-from dialogs import account, applications, aside, backfill, business, exemption, lookups, menu, subscription, thesis, transfer_in, transfer_out, welcome
-from dialogs import degree
+from dialogs import account, applications, aside, backfill, exemption, lookups, menu, subscription, thesis, transfer_in, transfer_out, welcome
+from dialogs import degree, graduation
 from dialogs import engine as E
 from dialogs import fields as F
 from dialogs.consult import Answer
@@ -88,7 +88,6 @@ class Router:
         for key in menu.SUBMENUS:
             self.add_query(key, _submenu(key), needs_binding=False)
         self.add_query("query:profile", lambda ctx, arg: account.profile_reply(ctx))
-        business.register(self)
         lookups.register(self)
         exemption.register(self)
         applications.register(self)
@@ -97,6 +96,7 @@ class Router:
         transfer_out.register(self)
         thesis.register(self)
         degree.register(self)
+        graduation.register(self)
 
     # --- registration (each feature module calls these) ------------------------------------
 

@@ -114,7 +114,6 @@ async def answer(ctx: Ctx, arg: str) -> Reply:
 
 
 def register(router: "Router") -> None:
-    """“转入”, “外省转入” and the menu's 外省转入（查看进度） answer with the records (replacing the
-    interim answer of dialogs/business.py)."""
+    """“转入”, “外省转入” and the menu's 外省转入（查看进度） answer with the records."""
     assert KIND_KEYWORDS["transfer_in"] == "转入"
     router.add_query("flow:transfer_in", answer, needs_binding=True)

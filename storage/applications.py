@@ -36,7 +36,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
-from storage import degree, identifiers, outbox, queries, thesis, transfers
+from storage import degree, graduation, identifiers, outbox, queries, thesis, transfers
 from storage.db import Database
 from storage.models import (
     AdmissionNumber,
@@ -832,7 +832,8 @@ async def _check_references(s: AsyncSession, data: ApplicationData) -> None:
         known = {t.code for t in await _evidence_types(s)}
         if types - known:
             raise ApplicationError("请从列表中选择凭证类型。")
-    photos = {p for i in data.items for e in i.evidences for p in e.photo_ids} | set(degree.photo_ids_of(data.details))
+    photos = {p for i in data.items for e in i.evidences for p in e.photo_ids}
+    photos |= set(details_photo_ids(data.kind, data.details))
     if photos:
         known = set((await s.execute(select(Photo.id).where(Photo.id.in_(photos)))).scalars())
         if photos - known:
@@ -874,9 +875,21 @@ async def _replace_content(s: AsyncSession, row: Application, data: ApplicationD
     flag_modified(row, "updated_at")
 
 
+def details_photo_ids(kind: str, details: Mapping[str, Any] | None) -> list[int]:
+    """The photos an application's form (`details`) holds rather than a course's evidence:
+    申请学位's materials, 申请毕业's prior education. The one place that knows which kinds have them."""
+    if not details:
+        return []
+    if kind == "degree":
+        return degree.photo_ids_of(details)
+    if kind == "graduation":
+        return graduation.details_photo_ids(kind, details)
+    return []
+
+
 async def _link_detail_photos(s: AsyncSession, row: Application, data: ApplicationData) -> None:
-    """The photos of the form's details (申请学位's materials) as application_photos rows."""
-    wanted = set(degree.photo_ids_of(data.details))
+    """The photos of the form's details as application_photos rows (the console serves photos by them)."""
+    wanted = set(details_photo_ids(data.kind, data.details))
     with s.no_autoflush:  # the row's changes are flushed by _flush, which maps its integrity errors
         have = set((await s.execute(select(ApplicationPhoto.photo_id).where(
             ApplicationPhoto.application_id == row.id))).scalars())
@@ -945,6 +958,8 @@ async def _problems(s: AsyncSession, data: ApplicationData, now: dt.datetime) ->
                                                transfers.TransferOutDetails.from_dict(data.details), choices)
     if data.kind == "degree":
         return await degree.problems(s, data, today_in_shanghai(now))
+    if data.kind == "graduation":
+        return await graduation.submission_problems(s, data, now)
     codes = {i.course_code for i in data.items}
     names = dict((await s.execute(select(Course.code, Course.name).where(Course.code.in_(codes)))).all()) if codes else {}
     types = {t.code: t for t in await _evidence_types(s)}
@@ -1096,6 +1111,9 @@ async def _decide(db: Database, application_id: int, action: str, *, by: str, re
             detail, hint = await thesis.approve_thesis(s, row, advisor, by=by, now=now)
         elif action == "approve" and row.kind == "degree":
             detail = degree.APPROVED_DETAIL
+        elif action == "approve" and row.kind == "graduation":
+            # The 毕业审定费 order, in this transaction; the push says when payment opens.
+            detail, hint = await graduation.on_approval(s, row, now)
         await _flush(s)
         pushes = await outbox.review_outcome(
             s, candidate_id=row.candidate_id, business=outbox.application_name(row.kind),

@@ -12,7 +12,7 @@ From the platform manual (五、毕业业务) and FLOWS.md items 19-21:
 - one open application per business and major; 重新申请 only after 未通过 and inside the window;
   审核通过 is final (the fee follows: storage/payments.py pays an order once).
 
-No database here; the conversations (not built yet) and their tests call these.
+No database here; storage/graduation.py, dialogs/graduation.py and their tests call these.
 """
 from __future__ import annotations
 
@@ -96,11 +96,36 @@ def prior_education_problems(level: str, diploma: Optional[PriorDiploma], compan
         return problems
     if wanted == REGISTRATION_FORM and not _ONLINE_CODE.fullmatch(companion.number.strip()):
         problems.append("请填写备案表上的12位在线验证码。")
-    if wanted == VERIFICATION_REPORT and not _REPORT_NUMBER.fullmatch(companion.number.strip()):
-        problems.append("请填写认证报告编号。")
+    if wanted == VERIFICATION_REPORT and (not _REPORT_NUMBER.fullmatch(companion.number.strip())
+                                          or looks_like_online_code(companion.number)):
+        problems.append("请填写认证报告编号（2002年以前毕业的学历没有电子注册备案表）。")
     if not companion.photo_ids:
         problems.append(f"请上传{COMPANION_NAMES[wanted]}照片。")
     return problems
+
+
+def looks_like_online_code(text: str) -> bool:
+    """The shape of a 备案表's 在线验证码: 12 letters and digits, letters among them."""
+    t = text.strip()
+    return bool(_ONLINE_CODE.fullmatch(t)) and any(c.isalpha() for c in t)
+
+
+def companion_number_problem(graduated: str, number: str) -> Optional[str]:
+    """The 在线验证码 / 报告编号 typed for a diploma obtained in `graduated` ('YYYY-MM'), as the
+    candidate types it: a sentence saying what is wrong, or None. A diploma from before 2002 has
+    no 备案表: its 在线验证码 is refused with the reason."""
+    t = number.strip().replace(" ", "")
+    year = graduated[:4]
+    if companion_for(graduated) == REGISTRATION_FORM:
+        if not _ONLINE_CODE.fullmatch(t):
+            return f"在线验证码是备案表上的12位字母或数字，您输入的是{len(t)}位。"
+        return None
+    if looks_like_online_code(t):
+        return (f"这是电子注册备案表的在线验证码。{year}年毕业（2002年以前）的学历没有电子注册备案表，"
+                "须提供中国高等教育学历认证报告，请输入认证报告编号。")
+    if not _REPORT_NUMBER.fullmatch(t):
+        return "认证报告编号是6到32位字母或数字，请对照报告填写。"
+    return None
 
 
 # --- 自我鉴定 -------------------------------------------------------------------------------------

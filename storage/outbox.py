@@ -65,7 +65,7 @@ KIND_KEYWORDS: dict[str, str] = {
     "exemption": "免考",
     "backfill": "成绩补登",
     "thesis": "论文",
-    "graduation": "毕业",
+    "graduation": "申请毕业",  # "毕业" alone is the 毕业与学位 submenu (dialogs/menu.py)
     "degree": "学位",
     "transfer_out": "转出",
     "transfer_in": "转入",

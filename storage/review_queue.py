@@ -14,7 +14,7 @@ from typing import Optional
 from sqlalchemy import func, or_, select
 
 from storage import applications as apps
-from storage import degree
+from storage.applications import details_photo_ids
 from storage.db import Database
 from storage.models import BusinessWindow, Candidate, Course, Major
 from storage.models_degree import ApplicationPhoto
@@ -260,7 +260,8 @@ async def application_view(db: Database, app_id: int) -> ApplicationView:
     types = {t.code: t.name for t in await apps.evidence_types(db, include_inactive=True)}
     events = await apps.application_events(db, app_id)
     codes = {i.course_code for i in d.items}
-    photo_ids = {p for i in d.items for e in i.evidences for p in e.photo_ids} | set(degree.photo_ids_of(d.details))
+    photo_ids = {p for i in d.items for e in i.evidences for p in e.photo_ids}
+    photo_ids |= set(details_photo_ids(d.kind, d.details))  # 申请学位's materials, 申请毕业's prior education
     async with db.session() as s:
         cand = await s.get(Candidate, d.candidate_id)
         courses = dict((await s.execute(select(Course.code, Course.name).where(Course.code.in_(codes)))).all()) \
@@ -286,7 +287,7 @@ async def photo_for_kinds(db: Database, photo_id: int, kinds: Iterable[str]) -> 
             .join(Application, Application.id == ApplicationItem.application_id)
             .where(EvidencePhoto.photo_id == photo_id, Application.kind.in_(kinds)).limit(1)
         )
-        if found is None:  # a photo of the form's details (申请学位's materials)
+        if found is None:  # a photo of the form's details (申请学位's materials, 申请毕业's prior education)
             found = await s.scalar(
                 select(ApplicationPhoto.photo_id).join(Application, Application.id == ApplicationPhoto.application_id)
                 .where(ApplicationPhoto.photo_id == photo_id, Application.kind.in_(kinds)).limit(1))

@@ -75,7 +75,7 @@ async def test_every_console_url_without_a_session_redirects_to_login(browser, w
         path = info.get("path") or info.get("formatter")
         if path is None or "directory" in info:
             continue
-        path = "/console" + path.format(kind="exemption", id="1")
+        path = "/console" + path.format(kind="exemption", id="1", pid="1")
         for route in resource:
             if route.method == "HEAD":
                 continue

@@ -168,8 +168,8 @@ async def test_query_in_the_middle_answers_and_offers_to_continue(router):
     await run(router_sender(router, OPENID), """
         > 测试申请
         > 标题
-        [click flow:graduation]
-        < 申请毕业
+        [click menu:graduation]
+        < 【毕业与学位】
         < 您的「测试申请」还没办完，回复“继续”接着办理
         > 继续
         < 请输入获取时间

@@ -394,5 +394,5 @@ async def test_a_window_closing_within_a_day_reminds_only_those_with_a_draft(db:
     [row] = await rows(db)
     assert_pushable(row)
     assert row.openid == "o_draft"
-    assert row.payload["text"] == "您的毕业申请还没有提交，办理将于2027年03月02日 22:00截止。\n回复“毕业”继续填写并提交。"
-    assert row.payload["template"]["data"]["thing3"] == "申请未提交，回复“毕业”继续"
+    assert row.payload["text"] == "您的毕业申请还没有提交，办理将于2027年03月02日 22:00截止。\n回复“申请毕业”继续填写并提交。"
+    assert row.payload["template"]["data"]["thing3"] == "申请未提交，回复“申请毕业”继续"

@@ -398,10 +398,10 @@ async def test_windows_open_now_with_closing_time_and_keyword_and_when_closed_on
 async def test_every_open_business_names_the_keyword_of_its_flow(db, data) -> None:
     assert {k: dq.keyword_for(k) for k in ("exemption", "backfill", "thesis", "graduation", "degree", "transfer_out",
                                            "transfer_in")} == {
-        "exemption": "免考", "backfill": "成绩补登", "thesis": "论文", "graduation": "毕业", "degree": "学位",
+        "exemption": "免考", "backfill": "成绩补登", "thesis": "论文", "graduation": "申请毕业", "degree": "学位",
         "transfer_out": "转出", "transfer_in": "转入"}
     text = (await dq.windows(db, dt.datetime.fromisoformat(_at(21) + ":00+08:00"))).text
-    assert "· 测试申请毕业\n　截止 2025年05月31日 16:00\n　回复“毕业”办理" in text
+    assert "· 测试申请毕业\n　截止 2025年05月31日 16:00\n　回复“申请毕业”办理" in text
     assert "【近期可办理的业务】\n目前没有正在办理的业务。" in (await dq.windows(db, NOW + dt.timedelta(days=11))).text
 
 

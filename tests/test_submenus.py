@@ -39,7 +39,8 @@ async def test_submenu_number_opens_its_item(bound):
         > 毕业学位
         < 4. 毕业审定费
         > 2
-        < 【申请毕业】
+        < 申请毕业
+        <! 微信中暂时还不能办理
         [click menu:messages]
         < 1. 站内消息
         > 1

@@ -128,22 +128,6 @@
     return img;
   }
 
-  // WeChat shows the links in a text message as links (a payment page, for one).
-  function textBubble(text) {
-    var b = el('div', 'bubble');
-    var parts = String(text || '').split(/(https?:\/\/[^\s，。“”]+)/);
-    parts.forEach(function (part, i) {
-      if (i % 2 === 1) {
-        var a = el('a', null, part);
-        a.href = part; a.target = '_blank'; a.rel = 'noopener';
-        b.appendChild(a);
-      } else if (part) {
-        b.appendChild(document.createTextNode(part));
-      }
-    });
-    return b;
-  }
-
   function templateCard(entry) {
     var card = el('div', 'card template');
     var head = el('div', 'card-head');
@@ -187,12 +171,26 @@
     return t.value;
   }
 
+  // Bare addresses in a text message are links too (a payment page, for one), opened the same way.
+  function plainWithLinks(bubble, text) {
+    String(text || '').split(/(https?:\/\/[^\s，。“”<>]+)/).forEach(function (part, i) {
+      if (i % 2 === 1) {
+        var a = el('a', 'link', part);
+        a.href = part;
+        a.addEventListener('click', function (ev) { ev.preventDefault(); openWebView(this.href); });
+        bubble.appendChild(a);
+      } else if (part) {
+        bubble.appendChild(document.createTextNode(part));
+      }
+    });
+  }
+
   function textBubble(text) {
     var bubble = el('div', 'bubble');
     var s = text || '', last = 0, m;
     LINK.lastIndex = 0;
     while ((m = LINK.exec(s)) !== null) {
-      bubble.appendChild(document.createTextNode(s.slice(last, m.index)));
+      plainWithLinks(bubble, s.slice(last, m.index));
       var href = unescapeHtml(m[2]);
       var a = el('a', 'link', unescapeHtml(m[3]));
       if (/^https?:\/\//.test(href)) {
@@ -202,7 +200,7 @@
       bubble.appendChild(a);
       last = LINK.lastIndex;
     }
-    bubble.appendChild(document.createTextNode(s.slice(last)));
+    plainWithLinks(bubble, s.slice(last));
     return bubble;
   }
 
