@@ -17,7 +17,7 @@ from dialogs import fields as F
 from dialogs.components import application as A
 from dialogs.components.contact import MOBILE_UPDATE
 from dialogs.components.photos import PHOTOS, PhotosState
-from dialogs.components.review import REVIEW, Line, Picked, ReviewState, options
+from dialogs.components.review import REVIEW, Line, Picked, ReviewState
 from dialogs.engine import END, Call, Component, Ctx, EndFlow, Flow, Loop, Step, join
 from dialogs.fields import Invalid
 from dialogs.queries import mask_admission
@@ -203,7 +203,7 @@ async def _notice_check(ctx: Ctx, value: str) -> str:
         await _refuse(ctx, "申请学士学位只适用于本科（专升本）专业，您报考的专业中没有本科专业。")
     free = await _free_majors(ctx)
     if not free:
-        await _refuse(ctx, f"您的本科专业都已申请过学位。回复“我的申请”查看审核状态。")
+        await _refuse(ctx, "您的本科专业都已申请过学位。回复“我的申请”查看审核状态。")
     ready = await dg.majors_with_requirements(ctx.db, [m.code for m in free])
     if not any(m.code in ready for m in free):
         await _refuse(ctx, "、".join(_school(m) for m in free) + NOT_PUBLISHED)
@@ -515,13 +515,7 @@ async def _review_args(ctx: Ctx) -> ReviewState:
     for s in slots:
         m = d.material(s.key)
         lines.append(Line(f"{s.title}：{material_line(m, s) if m else '（未提供）'}", f"mat:{s.key}"))
-    tail = []
-    problems = await apps.submission_problems(ctx.db, app, now=ctx.now)
-    if problems:
-        tail.append("还需补充：\n" + "\n".join(f"· {p}" for p in problems))
-    if app.status == "submitted":
-        tail.append("修改后需要再次提交；不提交的话，原申请不变，仍在审核中。")
-    return ReviewState(head=[st.take_lead(), *A.head(st, TITLE)], lines=lines, tail=tail, options=options(app.status))
+    return await A.review_state(ctx, st, TITLE, lines)
 
 
 async def _reviewed(ctx: Ctx, picked: Picked) -> str:

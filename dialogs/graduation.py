@@ -22,7 +22,7 @@ from dialogs.components.contact import CONTACT_UPDATE
 from dialogs.components.explanation import EXPLANATION, Explanation, Prose
 from dialogs.components.prior_education import PRIOR_EDUCATION, PriorState
 from dialogs.components.prior_education import first_missing as prior_missing
-from dialogs.components.review import REVIEW, Line, Picked, ReviewState, options
+from dialogs.components.review import REVIEW, Line, Picked, ReviewState
 from dialogs.engine import END, Call, Ctx, EndFlow, Flow, Loop, Step, join
 from dialogs.fields import Invalid
 from dialogs.queries import major_progress
@@ -456,13 +456,7 @@ async def _review_args(ctx: Ctx) -> ReviewState:
             subs.append(Line(f"{gr.COMPANION_NAMES[companion.kind]}：{what}{companion.number}"
                              f"｜照片{len(companion.photo_ids)}张", "prior"))
         lines.append(Line("前置学历" + ("" if subs else "：（未填）"), "prior", subs))
-    tail = []
-    problems = await apps.submission_problems(ctx.db, app, now=ctx.now)
-    if problems:
-        tail.append("还需补充：\n" + "\n".join(f"· {p}" for p in problems))
-    if app.status == "submitted":
-        tail.append("修改后需要再次提交；不提交的话，原申请不变，仍在审核中。")
-    return ReviewState(head=[st.take_lead(), *A.head(st, TITLE)], lines=lines, tail=tail, options=options(app.status))
+    return await A.review_state(ctx, st, TITLE, lines)
 
 
 async def _reviewed(ctx: Ctx, picked: Picked) -> str:

@@ -17,7 +17,7 @@ from dialogs import fields as F
 from dialogs.applications import score_label
 from dialogs.components import application as A
 from dialogs.components.evidence import EVIDENCE, EvidenceState, first_missing
-from dialogs.components.review import REVIEW, Line, Picked, ReviewState, options
+from dialogs.components.review import REVIEW, Line, Picked, ReviewState
 from dialogs.engine import END, Call, Ctx, EndFlow, Flow, Step, join
 from storage import applications as apps
 from storage import queries as q
@@ -327,13 +327,7 @@ async def _review_args(ctx: Ctx) -> ReviewState:
     if _needs_diploma(ctx):
         ev = _diploma(app)
         lines.append(Line("前置学历毕业证书：" + (A.evidence_line(ev, st) if ev else "（未上传）"), "diploma"))
-    tail = []
-    problems = await apps.submission_problems(ctx.db, app, now=ctx.now)
-    if problems:
-        tail.append("还需补充：\n" + "\n".join(f"· {p}" for p in problems))
-    if app.status == "submitted":
-        tail.append("修改后需要再次提交；不提交的话，原申请不变，仍在审核中。")
-    return ReviewState(head=[st.take_lead(), *A.head(st, TITLE)], lines=lines, tail=tail, options=options(app.status))
+    return await A.review_state(ctx, st, TITLE, lines)
 
 
 async def _reviewed(ctx: Ctx, picked: Picked) -> str:

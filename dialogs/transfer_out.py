@@ -18,7 +18,7 @@ from dialogs import fields as F
 from dialogs import fields_transfer as FT
 from dialogs.applications import score_label
 from dialogs.components import application as A
-from dialogs.components.review import REVIEW, Line, Picked, ReviewState, options
+from dialogs.components.review import REVIEW, Line, Picked, ReviewState
 from dialogs.engine import END, Call, Ctx, EndFlow, Flow, Step, join
 from dialogs.fields import Invalid
 from storage import applications as apps
@@ -273,13 +273,7 @@ async def _review_args(ctx: Ctx) -> ReviewState:
     subs = [Line(f"{i.course_code} {st.name(i.course_code)}"
                  + (f"｜{apps.month_label(i.passed_month)}通过" if i.passed_month else "")) for i in app.items]
     lines.append(Line(f"转出成绩：共{len(app.items)}门", "results", subs))
-    tail = []
-    problems = await apps.submission_problems(ctx.db, app, now=ctx.now)
-    if problems:
-        tail.append("还需补充：\n" + "\n".join(f"· {p}" for p in problems))
-    if app.status == "submitted":
-        tail.append("修改后需要再次提交；不提交的话，原申请不变，仍在审核中。")
-    return ReviewState(head=[st.take_lead(), *A.head(st, TITLE)], lines=lines, tail=tail, options=options(app.status))
+    return await A.review_state(ctx, st, TITLE, lines)
 
 
 async def _reviewed(ctx: Ctx, picked: Picked) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from storage import applications as apps
 from storage.applications import details_photo_ids

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from dialogs import fields as F
+from dialogs.components.review import Line, ReviewState, options
 from dialogs.engine import Ctx, EndFlow, join
 from dialogs.fields import Invalid
 from storage import applications as apps
@@ -259,6 +260,20 @@ def head(st: AppState, title: str) -> list[str]:
     if app.status == "rejected" and app.reason:
         lines.append(f"未通过原因：{app.reason}")
     return lines
+
+
+async def review_state(ctx: Ctx, st: AppState, title: str, lines: list[Line]) -> ReviewState:
+    """The application review of a flow: its lines, then what still stops submission (the same
+    check `submit` makes) and, while 待审核, that an edit must be submitted again."""
+    app = st.app
+    assert app is not None
+    tail = []
+    problems = await apps.submission_problems(ctx.db, app, now=ctx.now)
+    if problems:
+        tail.append("还需补充：\n" + "\n".join(f"· {p}" for p in problems))
+    if app.status == "submitted":
+        tail.append("修改后需要再次提交；不提交的话，原申请不变，仍在审核中。")
+    return ReviewState(head=[st.take_lead(), *head(st, title)], lines=lines, tail=tail, options=options(app.status))
 
 
 def names_of(items: Iterable[str], st: AppState) -> str:
