@@ -314,10 +314,9 @@ def test_eval_set_accuracy_stays_above_the_measured_floor(index):
     assert all(o.match.kind != ANSWER for o in report.out_of_domain)
 
 
-def test_heldout_figures_stay_above_the_measured_floor(index):
-    # The independent held-out set (docs/faq.md "Evaluation"), graded by the facts the reply says.
-    # Floors below the figures measured at the end of issue 17 (right 54.7 %, wrong 3.7 %, out of
-    # scope answered 6.1 %), with a margin for knowledge-base edits; they are not the issue's targets.
+def test_seen_set_figures_stay_above_the_measured_floor(index):
+    # The former held-out set, now a development set (docs/faq.md "Evaluation"), graded by the facts
+    # the reply says. Floors below the figures measured, with a margin for knowledge-base edits.
     report = evaluate_facts(index, load_fact_cases())
     assert len(report.in_scope) >= 200 and len(report.out_of_scope) >= 30
     assert report.rate("right") >= 0.50, report.format_misses()
@@ -325,12 +324,19 @@ def test_heldout_figures_stay_above_the_measured_floor(index):
     assert report.rate("oos-overconfident") <= 0.10, report.format_misses()
 
 
-def test_heldout_script_prints_the_four_figures(cache_dir, capsys):
-    assert faq_eval.main(["--set", "heldout", "--cache-dir", cache_dir]) == 0
+def test_fact_set_script_prints_the_four_figures(cache_dir, capsys, tmp_path):
+    assert faq_eval.main(["--set", "seen", "--cache-dir", cache_dir]) == 0
     out = capsys.readouterr().out
     for label in ("right", "not sure", "wrong confident", "out of scope answered confidently", "by business"):
         assert label in out
-    assert faq_eval.main(["--set", "heldout", "--tune", "--cache-dir", cache_dir]) == 2
+    assert faq_eval.main(["--set", "seen", "--tune", "--cache-dir", cache_dir]) == 2
+    # Any file of the same format (the sealed held-out set the lead installs) is graded the same way.
+    sealed = tmp_path / "sealed.yaml"
+    sealed.write_text("questions:\n- q: 怎么修改密码\n  business: 账户\n  expect:\n  - [修改密码]\n"
+                      "- q: 报名费多少钱\n  out_of_scope: true\n", encoding="utf-8")
+    assert faq_eval.main(["--set", str(sealed), "--cache-dir", cache_dir]) == 0
+    out = capsys.readouterr().out
+    assert "sealed.yaml: 2 questions (1 in scope, 1 out of scope)" in out
 
 
 def test_tuning_never_ends_worse_than_the_defaults_on_its_cases(index, monkeypatch):
