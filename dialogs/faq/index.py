@@ -432,6 +432,9 @@ _ENTITY = re.compile(
     r")(?![a-z0-9])"
 )
 _WORD = re.compile(r"\w")
+# "取消这个微信的绑定", "解除微信绑定": the words that undo 绑定 stand apart from it; read them as 解绑
+# (a bag of words would otherwise take the question for one about binding).
+_UNDO_BINDING = re.compile(r"(?:取消|解除)(.{0,8}?)(?:的)?绑定")
 
 _jieba_lock = threading.Lock()
 _base_dicts: dict[str, tuple[dict, int]] = {}
@@ -496,7 +499,7 @@ class Analyzer:
 
     def prepare(self, text: str) -> str:
         """Normalised, with homophone typos of domain words corrected: what the rest works on."""
-        return self.typos.fold(normalize(text))
+        return _UNDO_BINDING.sub(r"解绑\1", self.typos.fold(normalize(text)))
 
     def analyze(self, text: str, *, prepared: bool = False) -> tuple[list[str], Optional[Course]]:
         text = text if prepared else self.prepare(text)
