@@ -448,3 +448,55 @@ def test_unknown_business_aspect_and_placeholder_are_refused(tmp_path, cache_dir
 ])
 def test_questions_are_told_from_requests(text, question):
     assert is_question(text) is question
+
+
+# ---------------------------------------------------------------- wave 3 of issue 17
+
+@pytest.mark.parametrize("text", ["我想取消这个微信的绑定", "解除微信绑定", "取消绑定"])
+def test_words_that_undo_binding_read_as_unbinding(index, text):
+    # 取消/解除 stand apart from 绑定: as a bag of words the question looked like one about binding.
+    assert "解绑" in index.analyzer.tokens(text)
+    m = index.match(text)
+    assert m.ranked[0].entry.id == "unbind"
+
+
+def test_logging_out_of_the_platform_is_not_unbinding(index):
+    # 退出登录 on the web platform is a button; unbinding the WeChat account is something else.
+    m = index.match("考籍平台上怎么退出登录")
+    assert "解绑" not in m.tokens
+    assert m.ranked[0].entry.id == "platform-logout"
+
+
+def test_checking_scores_is_not_a_recheck(index):
+    # 查分 is how candidates say "look up my score"; 复核 (a referral) is 复查 / 成绩复核.
+    assert index.analyzer.tokens("查分") == ["查询", "成绩"]
+    assert "复核" in index.analyzer.tokens("成绩复查")
+
+
+@pytest.mark.parametrize("text, entry_id", [
+    ("申请学位的入口在哪里", "degree-where"),
+    ("论文在哪个菜单申请", "thesis-where"),
+    ("本市转出的入口在哪", "transfer-out-where"),
+])
+def test_where_questions_name_the_platform_menu(index, text, entry_id):
+    m = index.match(text)
+    assert (m.kind, m.entry.id if m.entry else None) == (ANSWER, entry_id)
+    assert "【" in m.entry.answer
+
+
+def test_lead_rule_answers_a_clear_winner_of_the_named_business(index):
+    from dataclasses import replace
+    from dialogs.faq.index import Scored, Thresholds, grade
+    e, other = index.get("exemption-edit"), index.get("exemption-status")
+    base = index.match("免考审核没通过咋办")
+    th = Thresholds()
+    # best of the named business, half covered, runner-up well behind: answer
+    lead = replace(base, businesses=frozenset({"免考"}), aspects=frozenset(),
+                   ranked=(Scored(e, 10.0, 0.55, 0.5), Scored(other, 5.0, 0.5, 0.4)))
+    assert grade(lead, th, index.topics).kind == ANSWER
+    # the runner-up close behind: suggest both
+    close = replace(lead, ranked=(Scored(e, 10.0, 0.55, 0.5), Scored(other, 7.0, 0.5, 0.4)))
+    assert grade(close, th, index.topics).kind == SUGGEST
+    # no business named: the rule does not apply
+    unnamed = replace(lead, businesses=frozenset())
+    assert grade(unnamed, th, index.topics).kind == SUGGEST
