@@ -141,8 +141,9 @@ class Thresholds:
     slot_fit: float = 0.8  # ... and fits the question nearly as well (a runner-up about 毕业证 does not
     #                         block "免考要什么材料")
     # Lead rule: the question names a business and the best entry is of it (or fits every business,
-    # 通用: photo rules, review time), it covers half the question, fits it somewhat, and leads the
-    # runner-up clearly (chosen on dev + seen: more right answers at the same wrong rate).
+    # 通用, and tells the aspect asked: photo rules for "补登要传什么照片"), it covers half the question,
+    # fits it somewhat, and leads the runner-up clearly (chosen on dev + seen: more right answers at
+    # the same wrong rate).
     lead_coverage: float = 0.5
     lead_ratio: float = 0.6
     lead_fit: float = 0.3
@@ -778,7 +779,8 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
     named = (not single_word_topic and first.entry.business in m.businesses and first.coverage >= th.business_coverage
              and runner_up <= th.business_ratio * first.score)
     lead = (not single_word_topic and bool(m.businesses)
-            and (first.entry.business in m.businesses or first.entry.business == GENERAL)
+            and (first.entry.business in m.businesses
+                 or (first.entry.business == GENERAL and first.entry.aspect in m.aspects))
             and first.coverage >= th.lead_coverage and first.fit >= th.lead_fit
             and runner_up <= th.lead_ratio * first.score)
     if exact or clear or slot or named or lead:
