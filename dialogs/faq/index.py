@@ -35,7 +35,7 @@ ACTIONS = frozenset({
     "query:windows", "query:messages", "query:news", "query:orders", "query:samples", "query:contacts",
 })
 
-ENTRY_FIELDS = {"id", "topic", "business", "aspect", "refer", "questions", "answer", "action", "source"}
+ENTRY_FIELDS = {"id", "topic", "business", "also", "aspect", "refer", "questions", "answer", "action", "source"}
 REQUIRED_FIELDS = ("id", "questions", "answer", "source")
 ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,63}")
 MAX_ANSWER_CHARS = 300  # a phone screen: a few short lines
@@ -67,10 +67,17 @@ class Entry:
     source: str
     topic: str = ""
     action: Optional[str] = None
-    line: int = 0
+    line: int = 0  # where the entry starts in its file, for messages to staff
     business: str = GENERAL  # topics.yaml: what the entry is about (免考, 补登, 毕业 ...)
     aspect: Optional[str] = None  # topics.yaml: what it tells (材料, 时间, 条件, 流程 ...)
-    refer: bool = False  # a topic the manuals do not settle (复核, 毕业证发放 ...): the answer refers on  # where the entry starts in its file, for messages to staff
+    refer: bool = False  # a topic the manuals do not settle (复核, 毕业证发放 ...): the answer refers on
+    # Other businesses a question about this entry may name: 补登 of an old 免考 is asked as "以前办的免考
+    # 平台上没显示" (names 免考 only); such a question is ranked against this entry too.
+    also: tuple[str, ...] = ()
+
+    def of(self, businesses: frozenset[str]) -> bool:
+        """True when the entry belongs to one of the businesses a question names."""
+        return self.business in businesses or any(b in businesses for b in self.also)
 
     @property
     def title(self) -> str:
@@ -308,6 +315,10 @@ def parse_entries(path: Path) -> list[Entry]:
         for k in ("source", "topic", "business", "aspect"):
             if raw.get(k) is not None and not isinstance(raw.get(k), str):
                 problems.append(f"{k} must be text")
+        also = raw.get("also") or []
+        if not isinstance(also, list) or not all(isinstance(b, str) and b.strip() for b in also):
+            problems.append("also: expected a list of businesses")
+            also = []
         if problems:
             errors.extend(f"{label}: {p}" for p in problems)
             continue
@@ -315,7 +326,7 @@ def parse_entries(path: Path) -> list[Entry]:
             id=eid, questions=tuple(questions), answer=answer, source=raw["source"].strip(),
             topic=(raw.get("topic") or "").strip(), action=action, line=line,
             business=(raw.get("business") or GENERAL).strip(), aspect=(raw.get("aspect") or "").strip() or None,
-            refer=bool(raw.get("refer")),
+            refer=bool(raw.get("refer")), also=tuple(b.strip() for b in also),
         ))
     if errors:
         raise FaqError(errors)
@@ -572,9 +583,10 @@ class FaqIndex:
         for i, e in enumerate(entries):
             union: Counter = Counter()
             where = f"{files.kb if files else 'kb'}:{e.line}: entry {e.id!r}"
-            if e.business not in self.topics.businesses:
-                errors.append(f"{where}: unknown business {e.business!r} "
-                              f"(topics.yaml has: {', '.join(self.topics.businesses)})")
+            for b in (e.business, *e.also):
+                if b not in self.topics.businesses:
+                    errors.append(f"{where}: unknown business {b!r} "
+                                  f"(topics.yaml has: {', '.join(self.topics.businesses)})")
             if e.aspect is not None and self.topics.aspects and e.aspect not in self.topics.aspects:
                 errors.append(f"{where}: unknown aspect {e.aspect!r} (topics.yaml has: {', '.join(self.topics.aspects)})")
             for q in e.questions:
@@ -711,7 +723,7 @@ class FaqIndex:
                         best[i] += uw * idf * self._bm25(c, self._union_len[i], self._avg_union)
         if businesses:
             best = {i: s for i, s in best.items()
-                    if self.entries[i].business in businesses or self.entries[i].business == GENERAL}
+                    if self.entries[i].of(businesses) or self.entries[i].business == GENERAL}
         if aspects:
             boost = 1 + self.params.aspect_boost
             best = {i: s * boost if self.entries[i].aspect in aspects else s for i, s in best.items()}
@@ -771,15 +783,15 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
         and runner_up <= th.answer_ratio * first.score
     # The question names the entry's business and asks the aspect it tells ("免考要什么材料" ->
     # exemption, 材料), and no close runner-up tells the same business and an asked aspect.
-    slot = (not single_word_topic and first.entry.business in m.businesses and first.entry.aspect in m.aspects
+    slot = (not single_word_topic and first.entry.of(m.businesses) and first.entry.aspect in m.aspects
             and first.coverage >= th.slot_coverage
             and not any(s.entry.business == first.entry.business and s.entry.aspect in m.aspects
                         and s.score >= th.slot_ratio * first.score and s.fit >= th.slot_fit * first.fit
                         for s in ranked[1:]))
-    named = (not single_word_topic and first.entry.business in m.businesses and first.coverage >= th.business_coverage
+    named = (not single_word_topic and first.entry.of(m.businesses) and first.coverage >= th.business_coverage
              and runner_up <= th.business_ratio * first.score)
     lead = (not single_word_topic and bool(m.businesses)
-            and (first.entry.business in m.businesses
+            and (first.entry.of(m.businesses)
                  or (first.entry.business == GENERAL and first.entry.aspect in m.aspects))
             and first.coverage >= th.lead_coverage and first.fit >= th.lead_fit
             and runner_up <= th.lead_ratio * first.score)
