@@ -500,3 +500,26 @@ def test_lead_rule_answers_a_clear_winner_of_the_named_business(index):
     # no business named: the rule does not apply
     unnamed = replace(lead, businesses=frozenset())
     assert grade(unnamed, th, index.topics).kind == SUGGEST
+
+
+def test_the_hotline_number_reads_as_technical_support(index):
+    for text in ("4000960990是哪里的电话", "400-0960-990打不通"):
+        assert "技术咨询" in index.analyzer.tokens(text)
+        m = index.match(text)
+        assert (m.kind, m.entry.id) == (ANSWER, "contacts")
+
+
+def test_an_entry_answers_questions_naming_its_other_business(index):
+    # 补登 of an old 免考 is asked naming 免考 only; the entry lists 免考 under `also`.
+    m = index.match("2016年办的免考平台上不显示")
+    assert m.businesses == frozenset({"免考"})
+    assert m.ranked[0].entry.id == "backfill-old-exemption"
+    assert m.ranked[0].entry.of(frozenset({"免考"})) and not index.get("exemption-apply").of(frozenset({"补登"}))
+
+
+def test_also_names_known_businesses_only(tmp_path, cache_dir):
+    kb = tmp_path / "kb.yaml"
+    kb.write_text("version: 1\nentries:\n"
+                  "  - id: a-one\n    business: 免考\n    also: [火星]\n    questions: [免考要钱吗, 免考收费吗]\n"
+                  "    answer: 不要\n    source: test\n", encoding="utf-8")
+    assert "unknown business '火星'" in "\n".join(errors_of(kb, cache_dir))

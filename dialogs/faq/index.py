@@ -49,6 +49,7 @@ REFER = "refer"
 
 # Placeholder tokens for things that vary from question to question but mean the same.
 COURSE, ADMISSION_NO, ID_NO, MAJOR, YEAR = "@course", "@admission_no", "@id_no", "@major", "@year"
+HOTLINE_TOKEN = "技术咨询"  # the canonical word (synonyms.yaml) the hotline's number stands for
 
 
 class FaqError(Exception):
@@ -441,7 +442,8 @@ def normalize(text: str) -> str:
 
 _ENTITY = re.compile(
     r"(?<![a-z0-9])(?:"
-    r"(?P<id>\d{17}[\dx])"
+    r"(?P<hotline>400[- ]?0960[- ]?990)"
+    r"|(?P<id>\d{17}[\dx])"
     r"|(?P<adm>\d{12})"
     r"|(?P<major>\d{6}[kt]?)"
     r"|(?P<code>\d{5})"
@@ -537,6 +539,8 @@ class Analyzer:
                 return f"{marker}{COURSE}{marker}"
             if kind == "num":
                 return " "  # a bare number ("59分", "3个") says nothing about the topic
+            if kind == "hotline":  # the manuals' 技术咨询 number: a question about it is about 技术咨询
+                return f"{marker}{HOTLINE_TOKEN}{marker}"
             token = {"id": ID_NO, "adm": ADMISSION_NO, "major": MAJOR, "year": YEAR}[kind]
             return f"{marker}{token}{marker}"
 
