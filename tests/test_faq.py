@@ -490,12 +490,12 @@ def test_lead_rule_answers_a_clear_winner_of_the_named_business(index):
     e, other = index.get("exemption-edit"), index.get("exemption-status")
     base = index.match("免考审核没通过咋办")
     th = Thresholds()
-    # best of the named business, half covered, runner-up well behind: answer
+    # best of the named business, coverage below the business rule's, runner-up well behind: answer
     lead = replace(base, businesses=frozenset({"免考"}), aspects=frozenset(),
-                   ranked=(Scored(e, 10.0, 0.55, 0.5), Scored(other, 5.0, 0.5, 0.4)))
+                   ranked=(Scored(e, 10.0, 0.45, 0.5), Scored(other, 5.0, 0.4, 0.4)))
     assert grade(lead, th, index.topics).kind == ANSWER
     # the runner-up close behind: suggest both
-    close = replace(lead, ranked=(Scored(e, 10.0, 0.55, 0.5), Scored(other, 7.0, 0.5, 0.4)))
+    close = replace(lead, ranked=(Scored(e, 10.0, 0.45, 0.5), Scored(other, 7.0, 0.4, 0.4)))
     assert grade(close, th, index.topics).kind == SUGGEST
     # no business named: the rule does not apply
     unnamed = replace(lead, businesses=frozenset())
