@@ -487,19 +487,23 @@ def test_where_questions_name_the_platform_menu(index, text, entry_id):
 def test_lead_rule_answers_a_clear_winner_of_the_named_business(index):
     from dataclasses import replace
     from dialogs.faq.index import Scored, Thresholds, grade
-    e, other = index.get("exemption-edit"), index.get("exemption-status")
+    e, other, photos = index.get("exemption-edit"), index.get("exemption-status"), index.get("photo-rules")
     base = index.match("免考审核没通过咋办")
     th = Thresholds()
-    # best of the named business, coverage below the business rule's, runner-up well behind: answer
+    # best of the named business, half covered, runner-up well behind: answer
     lead = replace(base, businesses=frozenset({"免考"}), aspects=frozenset(),
-                   ranked=(Scored(e, 10.0, 0.45, 0.5), Scored(other, 5.0, 0.4, 0.4)))
+                   ranked=(Scored(e, 10.0, 0.5, 0.5), Scored(other, 5.0, 0.4, 0.4)))
     assert grade(lead, th, index.topics).kind == ANSWER
     # the runner-up close behind: suggest both
-    close = replace(lead, ranked=(Scored(e, 10.0, 0.45, 0.5), Scored(other, 7.0, 0.4, 0.4)))
+    close = replace(lead, ranked=(Scored(e, 10.0, 0.5, 0.5), Scored(other, 7.5, 0.4, 0.4)))
     assert grade(close, th, index.topics).kind == SUGGEST
     # no business named: the rule does not apply
     unnamed = replace(lead, businesses=frozenset())
     assert grade(unnamed, th, index.topics).kind == SUGGEST
+    # an entry of 通用 (photo rules) leads a 免考 question only when it tells the aspect asked (材料)
+    general = replace(lead, ranked=(Scored(photos, 10.0, 0.5, 0.5), Scored(other, 5.0, 0.4, 0.4)))
+    assert grade(general, th, index.topics).kind == SUGGEST
+    assert grade(replace(general, aspects=frozenset({"材料"})), th, index.topics).kind == ANSWER
 
 
 def test_the_hotline_number_reads_as_technical_support(index):
@@ -523,3 +527,12 @@ def test_also_names_known_businesses_only(tmp_path, cache_dir):
                   "  - id: a-one\n    business: 免考\n    also: [火星]\n    questions: [免考要钱吗, 免考收费吗]\n"
                   "    answer: 不要\n    source: test\n", encoding="utf-8")
     assert "unknown business '火星'" in "\n".join(errors_of(kb, cache_dir))
+
+
+def test_a_foreign_language_course_is_told_apart_from_other_courses(index):
+    tokens, course = index.analyzer.analyze("四级能免英语二吗")
+    assert course.code == "00015" and "@course" in tokens and "@foreign_course" in tokens
+    tokens, course = index.analyzer.analyze("马原能免考吗")
+    assert "@course" in tokens and "@foreign_course" not in tokens
+    m = index.match("马原能免考吗")
+    assert m.ranked[0].entry.id == "exemption-who"
