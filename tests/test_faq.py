@@ -536,3 +536,22 @@ def test_a_foreign_language_course_is_told_apart_from_other_courses(index):
     assert "@course" in tokens and "@foreign_course" not in tokens
     m = index.match("马原能免考吗")
     assert m.ranked[0].entry.id == "exemption-who"
+
+
+@pytest.mark.parametrize("text, entry_id", [
+    ("教材在哪买", "plan-textbook-buy"),
+    ("学位英语考试几月份", "degree-language-exam"),
+    ("学位证什么时候发", "degree-certificate"),
+])
+def test_topics_next_to_an_entry_but_outside_the_manuals_are_referred(index, text, entry_id):
+    # A neighbouring entry (教材考纲, 学位外语 materials, 学位 window) answered these with confidence.
+    m = index.match(text)
+    assert (m.kind, m.entry.id) == (REFER, entry_id)
+    assert "反馈建议" in format_refer(m.entry)
+
+
+def test_a_question_naming_only_an_out_of_scope_business_gets_the_general_referral(index):
+    # "报名照片要求" fits the photo rules' words, but 报名 is outside the manuals: refer, never the rules.
+    m = index.match("报名照片要求")
+    assert m.kind == REFER and m.entry is None
+    assert "不在本服务的办理范围" in format_refer(m.entry)

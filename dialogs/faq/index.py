@@ -808,8 +808,13 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
             and first.coverage >= th.lead_coverage and first.fit >= th.lead_fit
             and runner_up <= th.lead_ratio * first.score)
     if exact or clear or slot or named or lead:
-        kind = REFER if first.entry.refer or refers(first.entry.business) else ANSWER
-        return replace(base, kind=kind, entry=first.entry)
+        # "报名照片要求": a question naming only an out-of-scope business is referred on, even when an
+        # entry for every business (photo rules) fits its words.
+        if first.entry.refer or refers(first.entry.business):
+            return replace(base, kind=REFER, entry=first.entry)
+        if named_only_out_of_scope:
+            return replace(base, kind=REFER, entry=None)  # the general referral
+        return replace(base, kind=ANSWER, entry=first.entry)
     if named_only_out_of_scope:
         return replace(base, kind=REFER, entry=first.entry if refers(first.entry.business) else None)
     picks = tuple(s.entry for s in ranked[:3] if s.score >= th.suggest_floor * first.score)
