@@ -555,3 +555,16 @@ def test_a_question_naming_only_an_out_of_scope_business_gets_the_general_referr
     m = index.match("报名照片要求")
     assert m.kind == REFER and m.entry is None
     assert "不在本服务的办理范围" in format_refer(m.entry)
+
+
+def test_an_evidence_word_names_graduation_only_when_nothing_else_is_named(index):
+    # 毕业证书 is evidence in "用毕业证免考", the business itself in "毕业证书编号填什么".
+    assert index.match("用本科毕业证免考").businesses == frozenset({"免考"})
+    assert index.match("电子注册备案表是什么").businesses == frozenset({"毕业"})
+    m = index.match("用本科毕业证免考")
+    assert m.ranked[0].entry.id == "exemption-diploma"
+
+
+def test_an_entry_let_in_by_also_ranks_below_the_named_business_own_entries(index):
+    m = index.match("免考可以撤回吗")
+    assert m.ranked[0].entry.business == "免考"

@@ -170,6 +170,7 @@ class Params:
     unknown_power: float = 2.0  # ... times its rarity in general Chinese (jieba's counts) to this power
     hmm: bool = False  # jieba's HMM guesses new words; off: typos split into known single characters
     aspect_boost: float = 0.35  # an entry telling the aspect asked about scores this much higher
+    also_weight: float = 0.85  # an entry ranked for a business listed in its `also` only
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -736,6 +737,11 @@ class FaqIndex:
         if businesses:
             best = {i: s for i, s in best.items()
                     if self.entries[i].of(businesses) or self.entries[i].business == GENERAL}
+            # An entry let in by `also` only (补登 of an old 免考 for a 免考 question) ranks a little
+            # below the named business's own entries: "免考可以撤回吗" is about 免考 itself.
+            also = self.params.also_weight
+            best = {i: s * also if self.entries[i].business not in businesses and self.entries[i].business != GENERAL
+                    else s for i, s in best.items()}
         if aspects:
             boost = 1 + self.params.aspect_boost
             best = {i: s * boost if self.entries[i].aspect in aspects else s for i, s in best.items()}

@@ -21,6 +21,9 @@ class Business:
     name: str
     words: frozenset[str]  # canonical tokens (after synonyms) that name it
     refer: bool = False  # outside the manuals: its entries refer the candidate on
+    # Words that name it only when no other business is named: 毕业证书 is about 毕业 in "毕业证书编号填什么"
+    # but evidence in "用毕业证免考" (a 免考 question).
+    weak: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,10 @@ class Topics:
     def businesses_of(self, tokens: Iterable[str]) -> frozenset[str]:
         """Every business a question's tokens name (a question may name two: "用毕业证免考")."""
         toks = set(tokens)
-        return frozenset(b.name for b in self.businesses.values() if b.words & toks and b.name != GENERAL)
+        strong = frozenset(b.name for b in self.businesses.values() if b.words & toks and b.name != GENERAL)
+        if strong:
+            return strong
+        return frozenset(b.name for b in self.businesses.values() if b.weak & toks and b.name != GENERAL)
 
     def aspects_of(self, normalized_text: str) -> frozenset[str]:
         return frozenset(name for name, rx in self.aspects.items() if rx.search(normalized_text))
@@ -52,11 +58,15 @@ def parse_topics(path: Path, read_yaml, strip_lines, normalize, error_cls) -> To
         if not isinstance(spec, dict) or not isinstance(spec.get("words"), list):
             errors.append(f"{path}: business {name!r}: expected 'words: [...]'")
             continue
-        unknown = set(spec) - {"words", "refer"}
+        unknown = set(spec) - {"words", "weak_words", "refer"}
         if unknown:
             errors.append(f"{path}: business {name!r}: unknown field(s) {', '.join(sorted(unknown))}")
+        weak = spec.get("weak_words") or []
+        if not isinstance(weak, list):
+            errors.append(f"{path}: business {name!r}: 'weak_words' must be a list")
+            weak = []
         businesses[str(name)] = Business(str(name), frozenset(normalize(str(w)) for w in spec["words"]),
-                                         bool(spec.get("refer", False)))
+                                         bool(spec.get("refer", False)), frozenset(normalize(str(w)) for w in weak))
     if GENERAL not in businesses:
         errors.append(f"{path}: the business {GENERAL!r} (entries that fit every business) is missing")
     aspects: dict[str, re.Pattern[str]] = {}
