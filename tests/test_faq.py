@@ -568,3 +568,17 @@ def test_an_evidence_word_names_graduation_only_when_nothing_else_is_named(index
 def test_an_entry_let_in_by_also_ranks_below_the_named_business_own_entries(index):
     m = index.match("免考可以撤回吗")
     assert m.ranked[0].entry.business == "免考"
+
+
+def test_fit_rule_answers_a_question_that_reads_like_one_phrasing(index):
+    from dataclasses import replace
+    from dialogs.faq.index import Scored, Thresholds, grade
+    photos, materials = index.get("photo-rules"), index.get("backfill-materials")
+    base = replace(index.match("凭证照片有什么要求"), businesses=frozenset(), aspects=frozenset())
+    th = Thresholds()
+    # close scores, but only one phrasing reads like the question: answer
+    near = replace(base, ranked=(Scored(photos, 10.0, 0.9, 0.85), Scored(materials, 9.5, 0.9, 0.5)))
+    assert grade(near, th, index.topics).kind == ANSWER
+    # two phrasings read alike: suggest
+    both = replace(base, ranked=(Scored(photos, 10.0, 0.9, 0.85), Scored(materials, 9.5, 0.9, 0.75)))
+    assert grade(both, th, index.topics).kind == SUGGEST

@@ -156,6 +156,12 @@ class Thresholds:
     lead_coverage: float = 0.5
     lead_ratio: float = 0.6
     lead_fit: float = 0.3
+    # Fit rule: the question reads much like one phrasing (idf-weighted Dice ≥ fit_min), the entry
+    # covers most of it, and no other entry has a phrasing nearly as close (fit at least fit_gap
+    # lower): "凭证照片有什么要求" is the photo rules even when 补登's materials score close.
+    fit_min: float = 0.7
+    fit_coverage: float = 0.6
+    fit_gap: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -813,7 +819,10 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
                  or (first.entry.business == GENERAL and first.entry.aspect in m.aspects))
             and first.coverage >= th.lead_coverage and first.fit >= th.lead_fit
             and runner_up <= th.lead_ratio * first.score)
-    if exact or clear or slot or named or lead:
+    close_fit = max((s.fit for s in ranked[1:]), default=0.0)
+    fits = (not single_word_topic and first.fit >= th.fit_min and first.coverage >= th.fit_coverage
+            and close_fit <= first.fit - th.fit_gap)
+    if exact or clear or slot or named or lead or fits:
         # "报名照片要求": a question naming only an out-of-scope business is referred on, even when an
         # entry for every business (photo rules) fits its words.
         if first.entry.refer or refers(first.entry.business):
