@@ -141,13 +141,13 @@ class Thresholds:
     suggest_floor: float = 0.15
     # Slot rule: the question names the business and the aspect of the best entry, and no close
     # runner-up has the same business and an aspect asked about: answer from this coverage on.
-    slot_coverage: float = 0.5
+    slot_coverage: float = 0.4
     slot_ratio: float = 0.6
     # Business rule: the question names the best entry's business, coverage >= business_coverage and
     # the runner-up <= business_ratio * best (0.5: chosen on dev, eval and seen together, wave 3).
     business_coverage: float = 0.5
     business_ratio: float = 0.7
-    slot_fit: float = 0.8  # ... and fits the question nearly as well (a runner-up about 毕业证 does not
+    slot_fit: float = 0.9  # ... and fits the question nearly as well (a runner-up about 毕业证 does not
     #                         block "免考要什么材料")
     # Lead rule: the question names a business and the best entry is of it (or fits every business,
     # 通用, and tells the aspect asked: photo rules for "补登要传什么照片"), it covers half the question,
