@@ -582,3 +582,15 @@ def test_fit_rule_answers_a_question_that_reads_like_one_phrasing(index):
     # two phrasings read alike: suggest
     both = replace(base, ranked=(Scored(photos, 10.0, 0.9, 0.85), Scored(materials, 9.5, 0.9, 0.75)))
     assert grade(both, th, index.topics).kind == SUGGEST
+
+
+def test_words_the_knowledge_base_never_uses_keep_the_fit_rule_out(index):
+    # "怎么退考" reads like the phrasing "我考得怎么样" (考 + 怎么), but 退 is in no entry.
+    m = index.match("怎么退考")
+    assert "退" in m.unknown and m.kind != ANSWER
+
+
+def test_failing_a_course_is_referred_not_answered_as_a_wrong_score(index):
+    for text in ("成绩不及格怎么办", "挂了一门怎么办"):
+        m = index.match(text)
+        assert (m.kind, m.entry.id) == (REFER, "score-failed"), text

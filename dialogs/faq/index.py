@@ -114,6 +114,7 @@ class Match:
     tokens: tuple[str, ...] = ()
     businesses: frozenset[str] = frozenset()  # businesses the question names
     aspects: frozenset[str] = frozenset()  # aspects it asks about
+    unknown: tuple[str, ...] = ()  # its words the knowledge base never uses ("退" in "怎么退考")
 
     @property
     def action(self) -> Optional[str]:
@@ -157,8 +158,9 @@ class Thresholds:
     lead_ratio: float = 0.6
     lead_fit: float = 0.3
     # Fit rule: the question reads much like one phrasing (idf-weighted Dice ≥ fit_min), the entry
-    # covers most of it, and no other entry has a phrasing nearly as close (fit at least fit_gap
-    # lower): "凭证照片有什么要求" is the photo rules even when 补登's materials score close.
+    # covers most of it, no other entry has a phrasing nearly as close (fit at least fit_gap lower),
+    # and it has no word the knowledge base never uses: "凭证照片有什么要求" is the photo rules even when
+    # 补登's materials score close, but "怎么退考" is not "我考得怎么样".
     fit_min: float = 0.7
     fit_coverage: float = 0.6
     fit_gap: float = 0.2
@@ -764,8 +766,9 @@ class FaqIndex:
         businesses = self.topics.businesses_of(tokens)
         aspects = self.topics.aspects_of(prepared)
         ranked = self.rank(tokens, businesses=businesses, aspects=aspects)
+        unknown = tuple(t for t in dict.fromkeys(tokens) if t not in self.idf)
         return grade(Match(kind=NONE, text=text, course=course, ranked=tuple(ranked), tokens=tuple(tokens),
-                           businesses=businesses, aspects=aspects),
+                           businesses=businesses, aspects=aspects, unknown=unknown),
                      self.params.thresholds, self.topics)
 
     def warm(self) -> None:
@@ -820,7 +823,7 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
             and first.coverage >= th.lead_coverage and first.fit >= th.lead_fit
             and runner_up <= th.lead_ratio * first.score)
     close_fit = max((s.fit for s in ranked[1:]), default=0.0)
-    fits = (not single_word_topic and first.fit >= th.fit_min and first.coverage >= th.fit_coverage
+    fits = (not single_word_topic and not m.unknown and first.fit >= th.fit_min and first.coverage >= th.fit_coverage
             and close_fit <= first.fit - th.fit_gap)
     if exact or clear or slot or named or lead or fits:
         # "报名照片要求": a question naming only an out-of-scope business is referred on, even when an
