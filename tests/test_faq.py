@@ -594,3 +594,11 @@ def test_failing_a_course_is_referred_not_answered_as_a_wrong_score(index):
     for text in ("成绩不及格怎么办", "挂了一门怎么办"):
         m = index.match(text)
         assert (m.kind, m.entry.id) == (REFER, "score-failed"), text
+
+
+@pytest.mark.parametrize("text, tokens", [
+    ("转出没通过原因在哪看", ["转出", "未通过"]),  # not 转 / 出没 / 通过
+    ("补登时课程选不了", ["成绩补登", "时"]),  # not 补 / 登时
+])
+def test_domain_words_win_over_general_words_that_overlap_them(index, text, tokens):
+    assert index.analyzer.tokens(text)[:2] == tokens
