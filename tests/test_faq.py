@@ -602,3 +602,11 @@ def test_failing_a_course_is_referred_not_answered_as_a_wrong_score(index):
 ])
 def test_domain_words_win_over_general_words_that_overlap_them(index, text, tokens):
     assert index.analyzer.tokens(text)[:2] == tokens
+
+
+@pytest.mark.parametrize("typed, meant", [
+    ("mian考没过能再交一次吗", "免考没过能再交一次吗"), ("bu登成绩", "补登成绩"), ("免kao要什么材料", "免考要什么材料"),
+    ("cet4能免英语二吗", "cet4能免英语二吗"), ("免考上传pdf行不行", "免考上传pdf行不行"),
+])
+def test_a_character_typed_as_pinyin_is_read_as_the_domain_word(index, typed, meant):
+    assert index.analyzer.prepare(typed) == meant

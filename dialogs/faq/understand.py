@@ -112,6 +112,10 @@ def is_question(text: str) -> bool:
 # --- homophone typos ---------------------------------------------------------------------------
 
 _HAN = re.compile(r"[\u4e00-\u9fff]")
+_LATIN = re.compile(r"[a-z]")
+# A pinyin syllable (letters only, as typed) right before or after Chinese characters.
+_LATIN_HAN = re.compile(r"(?<![a-z0-9])([a-z]{1,6})([\u4e00-\u9fff]{1,3})")
+_HAN_LATIN = re.compile(r"([\u4e00-\u9fff]{1,3})([a-z]{1,6})(?![a-z0-9])")
 
 
 class TypoFolder:
@@ -136,9 +140,33 @@ class TypoFolder:
         n = len(piece)
         return any(piece[i:j] in self.words for i in range(n) for j in range(i + 2, n + 1) if j - i < n)
 
+    def _fold_pinyin(self, text: str) -> str:
+        """"mian考" -> 免考, "bu登" -> 补登: one character of a domain word typed as its pinyin, the rest
+        as characters (the input method was switched half-way)."""
+        def before(m: re.Match) -> str:  # "mian" + "考..."
+            latin, han = m.group(1), m.group(2)
+            for n in range(min(3, len(han)), 0, -1):
+                word = self.by_sound.get((latin, *lazy_pinyin(han[:n], style=Style.NORMAL)))
+                if word is not None and word[1:] == han[:n]:
+                    return word + han[n:]
+            return m.group(0)
+
+        def after(m: re.Match) -> str:  # "...免" + "kao"
+            han, latin = m.group(1), m.group(2)
+            for n in range(min(3, len(han)), 0, -1):
+                word = self.by_sound.get((*lazy_pinyin(han[-n:], style=Style.NORMAL), latin))
+                if word is not None and word[:-1] == han[-n:]:
+                    return han[:-n] + word
+            return m.group(0)
+
+        text = _LATIN_HAN.sub(before, text)
+        return _HAN_LATIN.sub(after, text)
+
     def fold(self, text: str) -> str:
         if not self.by_sound or not _HAN.search(text):
             return text
+        if _LATIN.search(text):
+            text = self._fold_pinyin(text)
         sounds = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: ["?"] * len(s))
         if len(sounds) != len(text):  # defensive: keep the text as it is if readings do not line up
             return text
