@@ -76,6 +76,7 @@ class Entry:
     # Other businesses a question about this entry may name: 补登 of an old 免考 is asked as "以前办的免考
     # 平台上没显示" (names 免考 only); such a question is ranked against this entry too.
     also: tuple[str, ...] = ()
+    template: str = ""  # the answer as written in the file, {placeholders} unfilled (for editing)
 
     def of(self, businesses: frozenset[str]) -> bool:
         """True when the entry belongs to one of the businesses a question names."""
@@ -307,6 +308,7 @@ def parse_entries(path: Path) -> list[Entry]:
                     elif len(q) > MAX_QUESTION_CHARS:
                         problems.append(f"questions: {q[:20]!r}... is longer than {MAX_QUESTION_CHARS} characters")
         answer = raw.get("answer")
+        template = answer.strip() if isinstance(answer, str) else ""
         if answer not in (None, ""):
             if not isinstance(answer, str):
                 problems.append("answer must be text")
@@ -337,7 +339,7 @@ def parse_entries(path: Path) -> list[Entry]:
             id=eid, questions=tuple(questions), answer=answer, source=raw["source"].strip(),
             topic=(raw.get("topic") or "").strip(), action=action, line=line,
             business=(raw.get("business") or GENERAL).strip(), aspect=(raw.get("aspect") or "").strip() or None,
-            refer=bool(raw.get("refer")), also=tuple(b.strip() for b in also),
+            refer=bool(raw.get("refer")), also=tuple(b.strip() for b in also), template=template,
         ))
     if errors:
         raise FaqError(errors)
