@@ -149,7 +149,7 @@ class Thresholds:
     # the runner-up <= business_ratio * best (0.5: chosen on dev, eval and seen together, wave 3).
     business_coverage: float = 0.5
     business_ratio: float = 0.7
-    slot_fit: float = 0.9  # ... and fits the question nearly as well (a runner-up about 毕业证 does not
+    slot_fit: float = 0.8  # ... and fits the question nearly as well (a runner-up about 毕业证 does not
     #                         block "免考要什么材料")
     # Lead rule: the question names a business and the best entry is of it (or fits every business,
     # 通用, and tells the aspect asked: photo rules for "补登要传什么照片"), it covers half the question,
