@@ -610,3 +610,14 @@ def test_domain_words_win_over_general_words_that_overlap_them(index, text, toke
 ])
 def test_a_character_typed_as_pinyin_is_read_as_the_domain_word(index, typed, meant):
     assert index.analyzer.prepare(typed) == meant
+
+
+@pytest.mark.parametrize("business, named", [
+    ("免考", "免考"), ("补登", "成绩补登"), ("论文", "论文"), ("毕业", "申请毕业"), ("学位", "申请学位"),
+    ("转出", "本市转出"), ("转入", "外省转入"),
+])
+def test_every_business_answers_what_where_when_how_and_the_result_from_its_own_entries(index, business, named):
+    for template in ("{}要准备什么材料", "{}什么时候可以办", "{}怎么办理", "{}在哪里申请", "{}审核结果在哪看"):
+        m = index.match(template.format(named))
+        assert m.kind == ANSWER, (template, m.kind, m.suggestion_ids)
+        assert m.entry.business in (business, "通用"), (template, m.entry.id)
