@@ -131,7 +131,8 @@ class Thresholds:
     """Confidence classes, tuned on the dev split (bench/faq_eval.py --tune), never on the eval set.
 
     answer:  the question equals one phrasing (fit 1), or coverage >= answer_coverage, fit >= answer_fit
-             and runner-up score <= answer_ratio * best score (never for a lone word that is not a phrasing)
+             and runner-up score <= answer_ratio * best score (never for a lone word that is not a phrasing),
+             or one of the slot, business, lead and fit rules below (docs/faq.md "How matching works")
     suggest: coverage >= suggest_coverage (the best three whose score is >= suggest_floor * best)
     none:    anything else
     """
@@ -828,11 +829,11 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
     fits = (not single_word_topic and not m.unknown and first.fit >= th.fit_min and first.coverage >= th.fit_coverage
             and close_fit <= first.fit - th.fit_gap)
     if exact or clear or slot or named or lead or fits:
-        # "报名照片要求": a question naming only an out-of-scope business is referred on, even when an
-        # entry for every business (photo rules) fits its words.
         if first.entry.refer or refers(first.entry.business):
             return replace(base, kind=REFER, entry=first.entry)
         if named_only_out_of_scope:
+            # "报名照片要求": a question naming only an out-of-scope business is referred on, even when
+            # an entry for every business (photo rules) fits its words.
             return replace(base, kind=REFER, entry=None)  # the general referral
         return replace(base, kind=ANSWER, entry=first.entry)
     if named_only_out_of_scope:
