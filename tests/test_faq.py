@@ -621,3 +621,10 @@ def test_every_business_answers_what_where_when_how_and_the_result_from_its_own_
         m = index.match(template.format(named))
         assert m.kind == ANSWER, (template, m.kind, m.suggestion_ids)
         assert m.entry.business in (business, "通用"), (template, m.entry.id)
+
+
+def test_question_shape_aspects_give_way_to_a_specific_one(index):
+    topics, prep = index.topics, index.analyzer.prepare
+    assert topics.aspects_of(prep("提交的免考申请怎么修改")) == frozenset({"修改"})
+    assert topics.aspects_of(prep("考籍平台网址是什么")) == frozenset({"在哪里"})
+    assert topics.aspects_of(prep("申请学位流程是啥")) == frozenset({"流程", "是什么"})

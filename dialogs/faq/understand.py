@@ -14,6 +14,9 @@ from typing import Iterable, Optional
 from pypinyin import Style, lazy_pinyin
 
 GENERAL = "通用"  # entries of this business fit a question about any business
+# Aspects named by the shape of a question (怎么/如何 -> 流程, 是什么/啥意思 -> 是什么); they give way to any
+# more specific aspect the question asks.
+SHAPE_ASPECTS = frozenset({"流程", "是什么"})
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,12 @@ class Topics:
         return frozenset(b.name for b in self.businesses.values() if b.weak & toks and b.name != GENERAL)
 
     def aspects_of(self, normalized_text: str) -> frozenset[str]:
-        return frozenset(name for name, rx in self.aspects.items() if rx.search(normalized_text))
+        found = frozenset(name for name, rx in self.aspects.items() if rx.search(normalized_text))
+        # "怎么修改", "怎么交费", "网址是什么": 怎么 / 是什么 only shape the question when a more specific
+        # aspect is asked ("流程是啥" keeps both).
+        if found - SHAPE_ASPECTS:
+            found -= SHAPE_ASPECTS
+        return found
 
     def refers(self, business: Optional[str]) -> bool:
         b = self.businesses.get(business or "")
