@@ -628,3 +628,13 @@ def test_question_shape_aspects_give_way_to_a_specific_one(index):
     assert topics.aspects_of(prep("提交的免考申请怎么修改")) == frozenset({"修改"})
     assert topics.aspects_of(prep("考籍平台网址是什么")) == frozenset({"在哪里"})
     assert topics.aspects_of(prep("申请学位流程是啥")) == frozenset({"流程", "是什么"})
+
+
+def test_the_sealed_set_is_read_from_heldout_yaml_and_its_absence_is_said(cache_dir, capsys, monkeypatch, tmp_path):
+    from bot import faq_eval as report
+    monkeypatch.setitem(report.FACT_SETS, "heldout", tmp_path / "heldout.yaml")
+    assert faq_eval.main(["--set", "heldout", "--cache-dir", cache_dir]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "heldout.yaml").write_text("questions:\n- q: 怎么修改密码\n  expect:\n  - [修改密码]\n", encoding="utf-8")
+    assert faq_eval.main(["--set", "heldout", "--cache-dir", cache_dir]) == 0
+    assert "heldout: 1 questions (1 in scope, 0 out of scope)" in capsys.readouterr().out
