@@ -1,7 +1,8 @@
 """Accuracy and speed of the consultation matcher on a labelled question set.
 
-    .venv/bin/python -m bench.faq_eval                 # the held-out eval set (entry ids)
-    .venv/bin/python -m bench.faq_eval --set heldout   # the held-out set graded by facts (issue 17)
+    .venv/bin/python -m bench.faq_eval                 # the first eval set (entry ids)
+    .venv/bin/python -m bench.faq_eval --set seen      # the former held-out set, graded by facts (development now)
+    .venv/bin/python -m bench.faq_eval --set heldout   # the sealed held-out set graded by facts, once installed
     .venv/bin/python -m bench.faq_eval --set dev --misses
     .venv/bin/python -m bench.faq_eval --set dev --tune   # grid search on the dev split only
 

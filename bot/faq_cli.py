@@ -89,6 +89,8 @@ def run(args: argparse.Namespace, settings: Any) -> int:
                                                                         if m.course else ""))
         print(f"business: {'、'.join(sorted(m.businesses)) or '-'}  aspect: {'、'.join(sorted(m.aspects)) or '-'}  "
               f"{'question (answered, action offered after)' if is_question(args.text) else 'request (action runs)'}")
+        if m.unknown:  # words no entry uses: a phrasing or a synonym may be missing
+            print(f"words no entry uses: {' / '.join(m.unknown)}")
         for s in m.ranked[:3]:
             print(f"  {s.entry.id:28} score {s.score:6.2f}  coverage {s.coverage:.2f}  fit {s.fit:.2f}  "
                   f"[{s.entry.business}/{s.entry.aspect or '-'}]")

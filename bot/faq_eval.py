@@ -1,8 +1,9 @@
 """`zikao-bot faq eval`: accuracy and speed of the consultation matcher on a labelled question set.
 
 Prints top-1 and top-3 accuracy, the right / not sure / wrong confident rates and time per question;
-for the fact-graded held-out set (--set heldout): right / not sure / wrong / out-of-scope answered
-confidently.
+for the fact-graded sets (--set seen, the former held-out set now used for development, and
+--set heldout, the sealed set installed as dialogs/faq/eval/heldout.yaml): right / not sure / wrong /
+out-of-scope answered confidently.
 The same report runs as a benchmark: `python -m bench.faq_eval` (bench/faq_eval.py).
 """
 from __future__ import annotations
@@ -12,13 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-from dialogs.faq.evaluate import HELDOUT, SETS, evaluate, evaluate_facts, load_cases, load_fact_cases, tune
+from dialogs.faq.evaluate import (
+    FACT_SETS, HELDOUT, SETS, evaluate, evaluate_facts, is_fact_set, load_cases, load_fact_cases, tune,
+)
 from dialogs.faq.index import FaqError, FaqFiles, FaqIndex
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", default="eval",
-                   help="eval (default, held out), heldout (graded by facts), dev, or a path to a labelled YAML file")
+                   help="eval (default, entry ids), dev (tuning), seen/dev3 (graded by facts, development), "
+                        "heldout (graded by facts, sealed), or a path to a labelled YAML file")
     p.add_argument("--kb", help="knowledge base file (default: the packaged dialogs/faq/kb.yaml)")
     p.add_argument("--cache-dir", help="where jieba keeps its dictionary cache (default: a temp dir)")
     p.add_argument("--misses", action="store_true", help="list every question not answered right")
@@ -27,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.set == "heldout":
+    if args.set in FACT_SETS or (args.set not in SETS and is_fact_set(Path(args.set))):
         return run_facts(args)
     paths = SETS.get(args.set, (Path(args.set),))
     name = args.set if args.set in SETS else Path(args.set).name
@@ -60,17 +64,24 @@ def run(args: argparse.Namespace) -> int:
 
 def run_facts(args: argparse.Namespace) -> int:
     if args.tune:
-        print("faq eval: --tune runs on the dev set only (--set dev); the held-out set stays held out", file=sys.stderr)
+        print("faq eval: --tune runs on the dev set only (--set dev); fact-graded sets are not tuned on", file=sys.stderr)
         return 2
+    path = FACT_SETS.get(args.set, Path(args.set))
+    name = args.set if args.set in FACT_SETS else path.name
+    if not path.exists():
+        hint = (" (the sealed held-out set is installed there by the lead; use --set seen for the development copy)"
+                if path == HELDOUT else "")
+        print(f"faq eval: {path} does not exist{hint}", file=sys.stderr)
+        return 1
     try:
         index = FaqIndex.load(FaqFiles.with_kb(args.kb), cache_dir=args.cache_dir)
-        cases = load_fact_cases(HELDOUT)
+        cases = load_fact_cases(path)
     except FaqError as e:
         print("faq eval: invalid files:\n" + "\n".join(f"  {m}" for m in e.errors), file=sys.stderr)
         return 1
     print(f"knowledge base: {len(index)} entries")
     report = evaluate_facts(index, cases)
-    print(report.format("heldout: "))
+    print(report.format(f"{name}: "))
     if args.misses:
         print(report.format_misses())
     return 0

@@ -21,6 +21,7 @@ from aiohttp_session import get_session
 from console.core import client_ip, config, db, flash, me, redirect, render, require_admin
 from dialogs.faq import ACTIONS, FaqError, FaqFiles, FaqIndex
 from dialogs.faq.index import parse_entries
+from dialogs.faq.understand import GENERAL
 from storage import staff
 
 
@@ -38,6 +39,15 @@ def entry_yaml(entry: dict[str, Any], indent: int = 0) -> list[str]:
     lines = [f"{pad}- id: {_scalar(entry['id'])}"]
     if entry.get("topic"):
         lines.append(f"{pad}  topic: {_scalar(entry['topic'])}")
+    # What the matcher needs besides the text (dialogs/faq: business, also, aspect, refer) is kept as it was.
+    if entry.get("business") and entry["business"] != GENERAL:
+        lines.append(f"{pad}  business: {_scalar(entry['business'])}")
+    if entry.get("also"):
+        lines.append(f"{pad}  also: [{', '.join(_scalar(b) for b in entry['also'])}]")
+    if entry.get("aspect"):
+        lines.append(f"{pad}  aspect: {_scalar(entry['aspect'])}")
+    if entry.get("refer"):
+        lines.append(f"{pad}  refer: true")
     lines.append(f"{pad}  questions:")
     lines += [f"{pad}    - {_scalar(q)}" for q in entry["questions"]]
     answer = entry["answer"]
@@ -95,8 +105,10 @@ def _write(kb: Path, text: str) -> None:
 
 
 def _as_dict(e) -> dict[str, Any]:
-    return {"id": e.id, "topic": e.topic, "questions": list(e.questions), "answer": e.answer, "action": e.action or "",
-            "source": e.source}
+    # The answer as written ({placeholders} unfilled), so that an edit keeps the rules quoted from code.
+    return {"id": e.id, "topic": e.topic, "business": e.business, "also": list(e.also), "aspect": e.aspect or "",
+            "refer": e.refer, "questions": list(e.questions), "answer": e.template or e.answer,
+            "action": e.action or "", "source": e.source}
 
 
 @require_admin
@@ -133,6 +145,8 @@ async def faq_save(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="没有这个问答")
     form = await request.post()
     new = {"id": entry_id, "topic": str(form.get("topic", "")).strip(),
+           # not on the form: kept from the entry as it is in the file
+           "business": entry.business, "also": list(entry.also), "aspect": entry.aspect or "", "refer": entry.refer,
            "questions": [q.strip() for q in str(form.get("questions", "")).splitlines() if q.strip()],
            "answer": str(form.get("answer", "")).replace("\r\n", "\n").strip(),
            "action": str(form.get("action", "")).strip(), "source": str(form.get("source", "")).strip()}

@@ -478,6 +478,10 @@ async def test_faq_edit_is_validated_before_it_is_published(browser, world, db: 
     assert ok.status == 302
     after = kb.read_text(encoding="utf-8")
     assert "回复“绑定”，按提示输入证件号码和密码。" in after and after.startswith(before[:200])  # comments kept
+    # What the form does not show (business, aspect) stays as it was: the matcher depends on it.
+    from dialogs.faq.index import parse_entries
+    saved = next(e for e in parse_entries(kb) if e.id == "bind-how")
+    assert (saved.business, saved.aspect) == ("账户", "流程")
     [entry] = await audit_rows(db, "faq_edit")
     assert entry.before["answer"] != entry.after["answer"]
     stale = await admin.post("/console/faq/bind-how", form | {"do": "publish"})

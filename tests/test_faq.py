@@ -314,23 +314,29 @@ def test_eval_set_accuracy_stays_above_the_measured_floor(index):
     assert all(o.match.kind != ANSWER for o in report.out_of_domain)
 
 
-def test_heldout_figures_stay_above_the_measured_floor(index):
-    # The independent held-out set (docs/faq.md "Evaluation"), graded by the facts the reply says.
-    # Floors below the figures measured at the end of issue 17 (right 54.7 %, wrong 3.7 %, out of
-    # scope answered 6.1 %), with a margin for knowledge-base edits; they are not the issue's targets.
+def test_seen_set_figures_stay_above_the_measured_floor(index):
+    # The former held-out set, now a development set (docs/faq.md "Evaluation"), graded by the facts
+    # the reply says. Floors below the figures measured, with a margin for knowledge-base edits.
     report = evaluate_facts(index, load_fact_cases())
     assert len(report.in_scope) >= 200 and len(report.out_of_scope) >= 30
-    assert report.rate("right") >= 0.50, report.format_misses()
-    assert report.rate("wrong") <= 0.05, report.format_misses()
+    assert report.rate("right") >= 0.65, report.format_misses()
+    assert report.rate("wrong") <= 0.03, report.format_misses()
     assert report.rate("oos-overconfident") <= 0.10, report.format_misses()
 
 
-def test_heldout_script_prints_the_four_figures(cache_dir, capsys):
-    assert faq_eval.main(["--set", "heldout", "--cache-dir", cache_dir]) == 0
+def test_fact_set_script_prints_the_four_figures(cache_dir, capsys, tmp_path):
+    assert faq_eval.main(["--set", "seen", "--cache-dir", cache_dir]) == 0
     out = capsys.readouterr().out
     for label in ("right", "not sure", "wrong confident", "out of scope answered confidently", "by business"):
         assert label in out
-    assert faq_eval.main(["--set", "heldout", "--tune", "--cache-dir", cache_dir]) == 2
+    assert faq_eval.main(["--set", "seen", "--tune", "--cache-dir", cache_dir]) == 2
+    # Any file of the same format (the sealed held-out set the lead installs) is graded the same way.
+    sealed = tmp_path / "sealed.yaml"
+    sealed.write_text("questions:\n- q: 怎么修改密码\n  business: 账户\n  expect:\n  - [修改密码]\n"
+                      "- q: 报名费多少钱\n  out_of_scope: true\n", encoding="utf-8")
+    assert faq_eval.main(["--set", str(sealed), "--cache-dir", cache_dir]) == 0
+    out = capsys.readouterr().out
+    assert "sealed.yaml: 2 questions (1 in scope, 1 out of scope)" in out
 
 
 def test_tuning_never_ends_worse_than_the_defaults_on_its_cases(index, monkeypatch):
@@ -442,3 +448,193 @@ def test_unknown_business_aspect_and_placeholder_are_refused(tmp_path, cache_dir
 ])
 def test_questions_are_told_from_requests(text, question):
     assert is_question(text) is question
+
+
+# ---------------------------------------------------------------- wave 3 of issue 17
+
+@pytest.mark.parametrize("text", ["我想取消这个微信的绑定", "解除微信绑定", "取消绑定"])
+def test_words_that_undo_binding_read_as_unbinding(index, text):
+    # 取消/解除 stand apart from 绑定: as a bag of words the question looked like one about binding.
+    assert "解绑" in index.analyzer.tokens(text)
+    m = index.match(text)
+    assert m.ranked[0].entry.id == "unbind"
+
+
+def test_logging_out_of_the_platform_is_not_unbinding(index):
+    # 退出登录 on the web platform is a button; unbinding the WeChat account is something else.
+    m = index.match("考籍平台上怎么退出登录")
+    assert "解绑" not in m.tokens
+    assert m.ranked[0].entry.id == "platform-logout"
+
+
+def test_checking_scores_is_not_a_recheck(index):
+    # 查分 is how candidates say "look up my score"; 复核 (a referral) is 复查 / 成绩复核.
+    assert index.analyzer.tokens("查分") == ["查询", "成绩"]
+    assert "复核" in index.analyzer.tokens("成绩复查")
+
+
+@pytest.mark.parametrize("text, entry_id", [
+    ("申请学位的入口在哪里", "degree-where"),
+    ("论文在哪个菜单申请", "thesis-where"),
+    ("本市转出的入口在哪", "transfer-out-where"),
+])
+def test_where_questions_name_the_platform_menu(index, text, entry_id):
+    m = index.match(text)
+    assert (m.kind, m.entry.id if m.entry else None) == (ANSWER, entry_id)
+    assert "【" in m.entry.answer
+
+
+def test_lead_rule_answers_a_clear_winner_of_the_named_business(index):
+    from dataclasses import replace
+    from dialogs.faq.index import Scored, Thresholds, grade
+    e, other, photos = index.get("exemption-edit"), index.get("exemption-status"), index.get("photo-rules")
+    base = index.match("免考审核没通过咋办")
+    th = Thresholds()
+    # best of the named business, half covered, runner-up well behind: answer
+    lead = replace(base, businesses=frozenset({"免考"}), aspects=frozenset(),
+                   ranked=(Scored(e, 10.0, 0.5, 0.5), Scored(other, 5.0, 0.4, 0.4)))
+    assert grade(lead, th, index.topics).kind == ANSWER
+    # the runner-up close behind: suggest both
+    close = replace(lead, ranked=(Scored(e, 10.0, 0.5, 0.5), Scored(other, 7.5, 0.4, 0.4)))
+    assert grade(close, th, index.topics).kind == SUGGEST
+    # no business named: the rule does not apply
+    unnamed = replace(lead, businesses=frozenset())
+    assert grade(unnamed, th, index.topics).kind == SUGGEST
+    # an entry of 通用 (photo rules) leads a 免考 question only when it tells the aspect asked (材料)
+    general = replace(lead, ranked=(Scored(photos, 10.0, 0.5, 0.5), Scored(other, 5.0, 0.4, 0.4)))
+    assert grade(general, th, index.topics).kind == SUGGEST
+    assert grade(replace(general, aspects=frozenset({"材料"})), th, index.topics).kind == ANSWER
+
+
+def test_the_hotline_number_reads_as_technical_support(index):
+    for text in ("4000960990是哪里的电话", "400-0960-990打不通"):
+        assert "技术咨询" in index.analyzer.tokens(text)
+        m = index.match(text)
+        assert (m.kind, m.entry.id) == (ANSWER, "contacts")
+
+
+def test_an_entry_answers_questions_naming_its_other_business(index):
+    # 补登 of an old 免考 is asked naming 免考 only; the entry lists 免考 under `also`.
+    m = index.match("2016年办的免考平台上不显示")
+    assert m.businesses == frozenset({"免考"})
+    assert m.ranked[0].entry.id == "backfill-old-exemption"
+    assert m.ranked[0].entry.of(frozenset({"免考"})) and not index.get("exemption-apply").of(frozenset({"补登"}))
+
+
+def test_also_names_known_businesses_only(tmp_path, cache_dir):
+    kb = tmp_path / "kb.yaml"
+    kb.write_text("version: 1\nentries:\n"
+                  "  - id: a-one\n    business: 免考\n    also: [火星]\n    questions: [免考要钱吗, 免考收费吗]\n"
+                  "    answer: 不要\n    source: test\n", encoding="utf-8")
+    assert "unknown business '火星'" in "\n".join(errors_of(kb, cache_dir))
+
+
+def test_a_foreign_language_course_is_told_apart_from_other_courses(index):
+    tokens, course = index.analyzer.analyze("四级能免英语二吗")
+    assert course.code == "00015" and "@course" in tokens and "@foreign_course" in tokens
+    tokens, course = index.analyzer.analyze("马原能免考吗")
+    assert "@course" in tokens and "@foreign_course" not in tokens
+    m = index.match("马原能免考吗")
+    assert m.ranked[0].entry.id == "exemption-who"
+
+
+@pytest.mark.parametrize("text, entry_id", [
+    ("教材在哪买", "plan-textbook-buy"),
+    ("学位英语考试几月份", "degree-language-exam"),
+    ("学位证什么时候发", "degree-certificate"),
+])
+def test_topics_next_to_an_entry_but_outside_the_manuals_are_referred(index, text, entry_id):
+    # A neighbouring entry (教材考纲, 学位外语 materials, 学位 window) answered these with confidence.
+    m = index.match(text)
+    assert (m.kind, m.entry.id) == (REFER, entry_id)
+    assert "反馈建议" in format_refer(m.entry)
+
+
+def test_a_question_naming_only_an_out_of_scope_business_gets_the_general_referral(index):
+    # "报名照片要求" fits the photo rules' words, but 报名 is outside the manuals: refer, never the rules.
+    m = index.match("报名照片要求")
+    assert m.kind == REFER and m.entry is None
+    assert "不在本服务的办理范围" in format_refer(m.entry)
+
+
+def test_an_evidence_word_names_graduation_only_when_nothing_else_is_named(index):
+    # 毕业证书 is evidence in "用毕业证免考", the business itself in "毕业证书编号填什么".
+    assert index.match("用本科毕业证免考").businesses == frozenset({"免考"})
+    assert index.match("电子注册备案表是什么").businesses == frozenset({"毕业"})
+    m = index.match("用本科毕业证免考")
+    assert m.ranked[0].entry.id == "exemption-diploma"
+
+
+def test_an_entry_let_in_by_also_ranks_below_the_named_business_own_entries(index):
+    m = index.match("免考可以撤回吗")
+    assert m.ranked[0].entry.business == "免考"
+
+
+def test_fit_rule_answers_a_question_that_reads_like_one_phrasing(index):
+    from dataclasses import replace
+    from dialogs.faq.index import Scored, Thresholds, grade
+    photos, materials = index.get("photo-rules"), index.get("backfill-materials")
+    base = replace(index.match("凭证照片有什么要求"), businesses=frozenset(), aspects=frozenset())
+    th = Thresholds()
+    # close scores, but only one phrasing reads like the question: answer
+    near = replace(base, ranked=(Scored(photos, 10.0, 0.9, 0.85), Scored(materials, 9.5, 0.9, 0.5)))
+    assert grade(near, th, index.topics).kind == ANSWER
+    # two phrasings read alike: suggest
+    both = replace(base, ranked=(Scored(photos, 10.0, 0.9, 0.85), Scored(materials, 9.5, 0.9, 0.75)))
+    assert grade(both, th, index.topics).kind == SUGGEST
+
+
+def test_words_the_knowledge_base_never_uses_keep_the_fit_rule_out(index):
+    # "怎么退考" reads like the phrasing "我考得怎么样" (考 + 怎么), but 退 is in no entry.
+    m = index.match("怎么退考")
+    assert "退" in m.unknown and m.kind != ANSWER
+
+
+def test_failing_a_course_is_referred_not_answered_as_a_wrong_score(index):
+    for text in ("成绩不及格怎么办", "挂了一门怎么办"):
+        m = index.match(text)
+        assert (m.kind, m.entry.id) == (REFER, "score-failed"), text
+
+
+@pytest.mark.parametrize("text, tokens", [
+    ("转出没通过原因在哪看", ["转出", "未通过"]),  # not 转 / 出没 / 通过
+    ("补登时课程选不了", ["成绩补登", "时"]),  # not 补 / 登时
+])
+def test_domain_words_win_over_general_words_that_overlap_them(index, text, tokens):
+    assert index.analyzer.tokens(text)[:2] == tokens
+
+
+@pytest.mark.parametrize("typed, meant", [
+    ("mian考没过能再交一次吗", "免考没过能再交一次吗"), ("bu登成绩", "补登成绩"), ("免kao要什么材料", "免考要什么材料"),
+    ("cet4能免英语二吗", "cet4能免英语二吗"), ("免考上传pdf行不行", "免考上传pdf行不行"),
+])
+def test_a_character_typed_as_pinyin_is_read_as_the_domain_word(index, typed, meant):
+    assert index.analyzer.prepare(typed) == meant
+
+
+@pytest.mark.parametrize("business, named", [
+    ("免考", "免考"), ("补登", "成绩补登"), ("论文", "论文"), ("毕业", "申请毕业"), ("学位", "申请学位"),
+    ("转出", "本市转出"), ("转入", "外省转入"),
+])
+def test_every_business_answers_what_where_when_how_and_the_result_from_its_own_entries(index, business, named):
+    for template in ("{}要准备什么材料", "{}什么时候可以办", "{}怎么办理", "{}在哪里申请", "{}审核结果在哪看"):
+        m = index.match(template.format(named))
+        assert m.kind == ANSWER, (template, m.kind, m.suggestion_ids)
+        assert m.entry.business in (business, "通用"), (template, m.entry.id)
+
+
+def test_question_shape_aspects_give_way_to_a_specific_one(index):
+    topics, prep = index.topics, index.analyzer.prepare
+    assert topics.aspects_of(prep("提交的免考申请怎么修改")) == frozenset({"修改"})
+    assert topics.aspects_of(prep("考籍平台网址是什么")) == frozenset({"在哪里"})
+    assert topics.aspects_of(prep("申请学位流程是啥")) == frozenset({"流程", "是什么"})
+
+
+def test_the_sealed_set_is_read_from_heldout_yaml_and_its_absence_is_said(cache_dir, capsys, monkeypatch, tmp_path):
+    from bot import faq_eval as report
+    monkeypatch.setitem(report.FACT_SETS, "heldout", tmp_path / "heldout.yaml")
+    assert faq_eval.main(["--set", "heldout", "--cache-dir", cache_dir]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "heldout.yaml").write_text("questions:\n- q: 怎么修改密码\n  expect:\n  - [修改密码]\n", encoding="utf-8")
+    assert faq_eval.main(["--set", "heldout", "--cache-dir", cache_dir]) == 0
+    assert "heldout: 1 questions (1 in scope, 0 out of scope)" in capsys.readouterr().out

@@ -84,6 +84,17 @@ def test_an_faq_entry_is_replaced_alone_and_reads_back_the_same() -> None:
         replace_entry(text, "third", new)
 
 
+def test_an_faq_entry_is_edited_as_written_placeholders_and_matching_fields_kept() -> None:
+    from console.faq_views import _as_dict
+    from dialogs.faq.index import DEFAULT_KB, parse_entries
+    contacts = next(e for e in parse_entries(DEFAULT_KB) if e.id == "contacts")
+    d = _as_dict(contacts)
+    assert "{phone}" in d["answer"] and "400-0960-990" in contacts.answer  # the rule stays quoted from code
+    old = next(e for e in parse_entries(DEFAULT_KB) if e.id == "backfill-old-exemption")
+    lines = entry_yaml(_as_dict(old))
+    assert "  business: 补登" in lines and "  also: [免考]" in lines and "  aspect: 条件" in lines
+
+
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="zikao-bot")
     p.add_argument("--config")

@@ -35,7 +35,7 @@ ACTIONS = frozenset({
     "query:windows", "query:messages", "query:news", "query:orders", "query:samples", "query:contacts",
 })
 
-ENTRY_FIELDS = {"id", "topic", "business", "aspect", "refer", "questions", "answer", "action", "source"}
+ENTRY_FIELDS = {"id", "topic", "business", "also", "aspect", "refer", "questions", "answer", "action", "source"}
 REQUIRED_FIELDS = ("id", "questions", "answer", "source")
 ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,63}")
 MAX_ANSWER_CHARS = 300  # a phone screen: a few short lines
@@ -49,6 +49,8 @@ REFER = "refer"
 
 # Placeholder tokens for things that vary from question to question but mean the same.
 COURSE, ADMISSION_NO, ID_NO, MAJOR, YEAR = "@course", "@admission_no", "@id_no", "@major", "@year"
+FOREIGN_COURSE = "@foreign_course"  # added beside @course for a foreign-language course
+HOTLINE_TOKEN = "技术咨询"  # the canonical word (synonyms.yaml) the hotline's number stands for
 
 
 class FaqError(Exception):
@@ -67,10 +69,18 @@ class Entry:
     source: str
     topic: str = ""
     action: Optional[str] = None
-    line: int = 0
+    line: int = 0  # where the entry starts in its file, for messages to staff
     business: str = GENERAL  # topics.yaml: what the entry is about (免考, 补登, 毕业 ...)
     aspect: Optional[str] = None  # topics.yaml: what it tells (材料, 时间, 条件, 流程 ...)
-    refer: bool = False  # a topic the manuals do not settle (复核, 毕业证发放 ...): the answer refers on  # where the entry starts in its file, for messages to staff
+    refer: bool = False  # a topic the manuals do not settle (复核, 毕业证发放 ...): the answer refers on
+    # Other businesses a question about this entry may name: 补登 of an old 免考 is asked as "以前办的免考
+    # 平台上没显示" (names 免考 only); such a question is ranked against this entry too.
+    also: tuple[str, ...] = ()
+    template: str = ""  # the answer as written in the file, {placeholders} unfilled (for editing)
+
+    def of(self, businesses: frozenset[str]) -> bool:
+        """True when the entry belongs to one of the businesses a question names."""
+        return self.business in businesses or any(b in businesses for b in self.also)
 
     @property
     def title(self) -> str:
@@ -105,6 +115,7 @@ class Match:
     tokens: tuple[str, ...] = ()
     businesses: frozenset[str] = frozenset()  # businesses the question names
     aspects: frozenset[str] = frozenset()  # aspects it asks about
+    unknown: tuple[str, ...] = ()  # its words the knowledge base never uses ("退" in "怎么退考")
 
     @property
     def action(self) -> Optional[str]:
@@ -120,7 +131,8 @@ class Thresholds:
     """Confidence classes, tuned on the dev split (bench/faq_eval.py --tune), never on the eval set.
 
     answer:  the question equals one phrasing (fit 1), or coverage >= answer_coverage, fit >= answer_fit
-             and runner-up score <= answer_ratio * best score (never for a lone word that is not a phrasing)
+             and runner-up score <= answer_ratio * best score (never for a lone word that is not a phrasing),
+             or one of the slot, business, lead and fit rules below (docs/faq.md "How matching works")
     suggest: coverage >= suggest_coverage (the best three whose score is >= suggest_floor * best)
     none:    anything else
     """
@@ -132,14 +144,28 @@ class Thresholds:
     suggest_floor: float = 0.15
     # Slot rule: the question names the business and the aspect of the best entry, and no close
     # runner-up has the same business and an aspect asked about: answer from this coverage on.
-    slot_coverage: float = 0.5
+    slot_coverage: float = 0.4
     slot_ratio: float = 0.6
     # Business rule: the question names the best entry's business, coverage >= business_coverage and
-    # the runner-up <= business_ratio * best (dev: 22 of 26 such answers were the labelled entry).
-    business_coverage: float = 0.6
+    # the runner-up <= business_ratio * best (0.5: chosen on dev, eval and seen together, wave 3).
+    business_coverage: float = 0.5
     business_ratio: float = 0.7
     slot_fit: float = 0.8  # ... and fits the question nearly as well (a runner-up about 毕业证 does not
     #                         block "免考要什么材料")
+    # Lead rule: the question names a business and the best entry is of it (or fits every business,
+    # 通用, and tells the aspect asked: photo rules for "补登要传什么照片"), it covers half the question,
+    # fits it somewhat, and leads the runner-up clearly (chosen on dev + seen: more right answers at
+    # the same wrong rate).
+    lead_coverage: float = 0.5
+    lead_ratio: float = 0.6
+    lead_fit: float = 0.3
+    # Fit rule: the question reads much like one phrasing (idf-weighted Dice ≥ fit_min), the entry
+    # covers most of it, no other entry has a phrasing nearly as close (fit at least fit_gap lower),
+    # and it has no word the knowledge base never uses: "凭证照片有什么要求" is the photo rules even when
+    # 补登's materials score close, but "怎么退考" is not "我考得怎么样".
+    fit_min: float = 0.7
+    fit_coverage: float = 0.6
+    fit_gap: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -154,6 +180,7 @@ class Params:
     unknown_power: float = 2.0  # ... times its rarity in general Chinese (jieba's counts) to this power
     hmm: bool = False  # jieba's HMM guesses new words; off: typos split into known single characters
     aspect_boost: float = 0.35  # an entry telling the aspect asked about scores this much higher
+    also_weight: float = 0.85  # an entry ranked for a business listed in its `also` only
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -282,6 +309,7 @@ def parse_entries(path: Path) -> list[Entry]:
                     elif len(q) > MAX_QUESTION_CHARS:
                         problems.append(f"questions: {q[:20]!r}... is longer than {MAX_QUESTION_CHARS} characters")
         answer = raw.get("answer")
+        template = answer.strip() if isinstance(answer, str) else ""
         if answer not in (None, ""):
             if not isinstance(answer, str):
                 problems.append("answer must be text")
@@ -301,6 +329,10 @@ def parse_entries(path: Path) -> list[Entry]:
         for k in ("source", "topic", "business", "aspect"):
             if raw.get(k) is not None and not isinstance(raw.get(k), str):
                 problems.append(f"{k} must be text")
+        also = raw.get("also") or []
+        if not isinstance(also, list) or not all(isinstance(b, str) and b.strip() for b in also):
+            problems.append("also: expected a list of businesses")
+            also = []
         if problems:
             errors.extend(f"{label}: {p}" for p in problems)
             continue
@@ -308,7 +340,7 @@ def parse_entries(path: Path) -> list[Entry]:
             id=eid, questions=tuple(questions), answer=answer, source=raw["source"].strip(),
             topic=(raw.get("topic") or "").strip(), action=action, line=line,
             business=(raw.get("business") or GENERAL).strip(), aspect=(raw.get("aspect") or "").strip() or None,
-            refer=bool(raw.get("refer")),
+            refer=bool(raw.get("refer")), also=tuple(b.strip() for b in also), template=template,
         ))
     if errors:
         raise FaqError(errors)
@@ -423,7 +455,8 @@ def normalize(text: str) -> str:
 
 _ENTITY = re.compile(
     r"(?<![a-z0-9])(?:"
-    r"(?P<id>\d{17}[\dx])"
+    r"(?P<hotline>400[- ]?0960[- ]?990)"
+    r"|(?P<id>\d{17}[\dx])"
     r"|(?P<adm>\d{12})"
     r"|(?P<major>\d{6}[kt]?)"
     r"|(?P<code>\d{5})"
@@ -432,6 +465,9 @@ _ENTITY = re.compile(
     r")(?![a-z0-9])"
 )
 _WORD = re.compile(r"\w")
+# "取消这个微信的绑定", "解除微信绑定": the words that undo 绑定 stand apart from it; read them as 解绑
+# (a bag of words would otherwise take the question for one about binding).
+_UNDO_BINDING = re.compile(r"(?:取消|解除)(.{0,8}?)(?:的)?绑定")
 
 _jieba_lock = threading.Lock()
 _base_dicts: dict[str, tuple[dict, int]] = {}
@@ -496,26 +532,35 @@ class Analyzer:
 
     def prepare(self, text: str) -> str:
         """Normalised, with homophone typos of domain words corrected: what the rest works on."""
-        return self.typos.fold(normalize(text))
+        return _UNDO_BINDING.sub(r"解绑\1", self.typos.fold(normalize(text)))
 
     def analyze(self, text: str, *, prepared: bool = False) -> tuple[list[str], Optional[Course]]:
         text = text if prepared else self.prepare(text)
         course: Optional[Course] = None
         marker = "\x00"
 
+        def course_token(c: Course) -> str:
+            # A foreign-language course (英语(二) ...) is what CET/PETS exemptions are about: it is
+            # told apart from other courses, so "线性代数能免吗" does not read like "英语二能免吗".
+            return f"{marker}{COURSE}{marker}{marker}{FOREIGN_COURSE}{marker}" if "英语" in c.name else f"{marker}{COURSE}{marker}"
+
         def sub_course(m: re.Match) -> str:
             nonlocal course
-            course = course or self.course_of[m.group(0)]
-            return f"{marker}{COURSE}{marker}"
+            found = self.course_of[m.group(0)]
+            course = course or found
+            return course_token(found)
 
         def sub_entity(m: re.Match) -> str:
             nonlocal course
             kind = m.lastgroup
             if kind == "code":
-                course = course or self.course_of.get(m.group(0)) or Course(m.group(0), "")
-                return f"{marker}{COURSE}{marker}"
+                found = self.course_of.get(m.group(0)) or Course(m.group(0), "")
+                course = course or found
+                return course_token(found)
             if kind == "num":
                 return " "  # a bare number ("59分", "3个") says nothing about the topic
+            if kind == "hotline":  # the manuals' 技术咨询 number: a question about it is about 技术咨询
+                return f"{marker}{HOTLINE_TOKEN}{marker}"
             token = {"id": ID_NO, "adm": ADMISSION_NO, "major": MAJOR, "year": YEAR}[kind]
             return f"{marker}{token}{marker}"
 
@@ -562,9 +607,10 @@ class FaqIndex:
         for i, e in enumerate(entries):
             union: Counter = Counter()
             where = f"{files.kb if files else 'kb'}:{e.line}: entry {e.id!r}"
-            if e.business not in self.topics.businesses:
-                errors.append(f"{where}: unknown business {e.business!r} "
-                              f"(topics.yaml has: {', '.join(self.topics.businesses)})")
+            for b in (e.business, *e.also):
+                if b not in self.topics.businesses:
+                    errors.append(f"{where}: unknown business {b!r} "
+                                  f"(topics.yaml has: {', '.join(self.topics.businesses)})")
             if e.aspect is not None and self.topics.aspects and e.aspect not in self.topics.aspects:
                 errors.append(f"{where}: unknown aspect {e.aspect!r} (topics.yaml has: {', '.join(self.topics.aspects)})")
             for q in e.questions:
@@ -701,7 +747,12 @@ class FaqIndex:
                         best[i] += uw * idf * self._bm25(c, self._union_len[i], self._avg_union)
         if businesses:
             best = {i: s for i, s in best.items()
-                    if self.entries[i].business in businesses or self.entries[i].business == GENERAL}
+                    if self.entries[i].of(businesses) or self.entries[i].business == GENERAL}
+            # An entry let in by `also` only (补登 of an old 免考 for a 免考 question) ranks a little
+            # below the named business's own entries: "免考可以撤回吗" is about 免考 itself.
+            also = self.params.also_weight
+            best = {i: s * also if self.entries[i].business not in businesses and self.entries[i].business != GENERAL
+                    else s for i, s in best.items()}
         if aspects:
             boost = 1 + self.params.aspect_boost
             best = {i: s * boost if self.entries[i].aspect in aspects else s for i, s in best.items()}
@@ -718,8 +769,9 @@ class FaqIndex:
         businesses = self.topics.businesses_of(tokens)
         aspects = self.topics.aspects_of(prepared)
         ranked = self.rank(tokens, businesses=businesses, aspects=aspects)
+        unknown = tuple(t for t in dict.fromkeys(tokens) if t not in self.idf)
         return grade(Match(kind=NONE, text=text, course=course, ranked=tuple(ranked), tokens=tuple(tokens),
-                           businesses=businesses, aspects=aspects),
+                           businesses=businesses, aspects=aspects, unknown=unknown),
                      self.params.thresholds, self.topics)
 
     def warm(self) -> None:
@@ -761,16 +813,29 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
         and runner_up <= th.answer_ratio * first.score
     # The question names the entry's business and asks the aspect it tells ("免考要什么材料" ->
     # exemption, 材料), and no close runner-up tells the same business and an asked aspect.
-    slot = (not single_word_topic and first.entry.business in m.businesses and first.entry.aspect in m.aspects
+    slot = (not single_word_topic and first.entry.of(m.businesses) and first.entry.aspect in m.aspects
             and first.coverage >= th.slot_coverage
             and not any(s.entry.business == first.entry.business and s.entry.aspect in m.aspects
                         and s.score >= th.slot_ratio * first.score and s.fit >= th.slot_fit * first.fit
                         for s in ranked[1:]))
-    named = (not single_word_topic and first.entry.business in m.businesses and first.coverage >= th.business_coverage
+    named = (not single_word_topic and first.entry.of(m.businesses) and first.coverage >= th.business_coverage
              and runner_up <= th.business_ratio * first.score)
-    if exact or clear or slot or named:
-        kind = REFER if first.entry.refer or refers(first.entry.business) else ANSWER
-        return replace(base, kind=kind, entry=first.entry)
+    lead = (not single_word_topic and bool(m.businesses)
+            and (first.entry.of(m.businesses)
+                 or (first.entry.business == GENERAL and first.entry.aspect in m.aspects))
+            and first.coverage >= th.lead_coverage and first.fit >= th.lead_fit
+            and runner_up <= th.lead_ratio * first.score)
+    close_fit = max((s.fit for s in ranked[1:]), default=0.0)
+    fits = (not single_word_topic and not m.unknown and first.fit >= th.fit_min and first.coverage >= th.fit_coverage
+            and close_fit <= first.fit - th.fit_gap)
+    if exact or clear or slot or named or lead or fits:
+        if first.entry.refer or refers(first.entry.business):
+            return replace(base, kind=REFER, entry=first.entry)
+        if named_only_out_of_scope:
+            # "报名照片要求": a question naming only an out-of-scope business is referred on, even when
+            # an entry for every business (photo rules) fits its words.
+            return replace(base, kind=REFER, entry=None)  # the general referral
+        return replace(base, kind=ANSWER, entry=first.entry)
     if named_only_out_of_scope:
         return replace(base, kind=REFER, entry=first.entry if refers(first.entry.business) else None)
     picks = tuple(s.entry for s in ranked[:3] if s.score >= th.suggest_floor * first.score)

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from dialogs.faq.facts import CONTACT_PHONE
 from dialogs.faq.index import Entry
-
-CONTACT_PHONE = "400-0960-990"
 
 SUGGEST_HEAD = "你是不是想问："
 SUGGEST_TAIL = "回复数字查看"

@@ -14,6 +14,9 @@ from typing import Iterable, Optional
 from pypinyin import Style, lazy_pinyin
 
 GENERAL = "通用"  # entries of this business fit a question about any business
+# Aspects named by the shape of a question (怎么/如何 -> 流程, 是什么/啥意思 -> 是什么); they give way to any
+# more specific aspect the question asks.
+SHAPE_ASPECTS = frozenset({"流程", "是什么"})
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,9 @@ class Business:
     name: str
     words: frozenset[str]  # canonical tokens (after synonyms) that name it
     refer: bool = False  # outside the manuals: its entries refer the candidate on
+    # Words that name it only when no other business is named: 毕业证书 is about 毕业 in "毕业证书编号填什么"
+    # but evidence in "用毕业证免考" (a 免考 question).
+    weak: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -31,10 +37,18 @@ class Topics:
     def businesses_of(self, tokens: Iterable[str]) -> frozenset[str]:
         """Every business a question's tokens name (a question may name two: "用毕业证免考")."""
         toks = set(tokens)
-        return frozenset(b.name for b in self.businesses.values() if b.words & toks and b.name != GENERAL)
+        strong = frozenset(b.name for b in self.businesses.values() if b.words & toks and b.name != GENERAL)
+        if strong:
+            return strong
+        return frozenset(b.name for b in self.businesses.values() if b.weak & toks and b.name != GENERAL)
 
     def aspects_of(self, normalized_text: str) -> frozenset[str]:
-        return frozenset(name for name, rx in self.aspects.items() if rx.search(normalized_text))
+        found = frozenset(name for name, rx in self.aspects.items() if rx.search(normalized_text))
+        # "怎么修改", "怎么交费", "网址是什么": 怎么 / 是什么 only shape the question when a more specific
+        # aspect is asked ("流程是啥" keeps both).
+        if found - SHAPE_ASPECTS:
+            found -= SHAPE_ASPECTS
+        return found
 
     def refers(self, business: Optional[str]) -> bool:
         b = self.businesses.get(business or "")
@@ -52,11 +66,15 @@ def parse_topics(path: Path, read_yaml, strip_lines, normalize, error_cls) -> To
         if not isinstance(spec, dict) or not isinstance(spec.get("words"), list):
             errors.append(f"{path}: business {name!r}: expected 'words: [...]'")
             continue
-        unknown = set(spec) - {"words", "refer"}
+        unknown = set(spec) - {"words", "weak_words", "refer"}
         if unknown:
             errors.append(f"{path}: business {name!r}: unknown field(s) {', '.join(sorted(unknown))}")
+        weak = spec.get("weak_words") or []
+        if not isinstance(weak, list):
+            errors.append(f"{path}: business {name!r}: 'weak_words' must be a list")
+            weak = []
         businesses[str(name)] = Business(str(name), frozenset(normalize(str(w)) for w in spec["words"]),
-                                         bool(spec.get("refer", False)))
+                                         bool(spec.get("refer", False)), frozenset(normalize(str(w)) for w in weak))
     if GENERAL not in businesses:
         errors.append(f"{path}: the business {GENERAL!r} (entries that fit every business) is missing")
     aspects: dict[str, re.Pattern[str]] = {}
@@ -102,6 +120,10 @@ def is_question(text: str) -> bool:
 # --- homophone typos ---------------------------------------------------------------------------
 
 _HAN = re.compile(r"[\u4e00-\u9fff]")
+_LATIN = re.compile(r"[a-z]")
+# A pinyin syllable (letters only, as typed) right before or after Chinese characters.
+_LATIN_HAN = re.compile(r"(?<![a-z0-9])([a-z]{1,6})([\u4e00-\u9fff]{1,3})")
+_HAN_LATIN = re.compile(r"([\u4e00-\u9fff]{1,3})([a-z]{1,6})(?![a-z0-9])")
 
 
 class TypoFolder:
@@ -126,9 +148,33 @@ class TypoFolder:
         n = len(piece)
         return any(piece[i:j] in self.words for i in range(n) for j in range(i + 2, n + 1) if j - i < n)
 
+    def _fold_pinyin(self, text: str) -> str:
+        """"mian考" -> 免考, "bu登" -> 补登: one character of a domain word typed as its pinyin, the rest
+        as characters (the input method was switched half-way)."""
+        def before(m: re.Match) -> str:  # "mian" + "考..."
+            latin, han = m.group(1), m.group(2)
+            for n in range(min(3, len(han)), 0, -1):
+                word = self.by_sound.get((latin, *lazy_pinyin(han[:n], style=Style.NORMAL)))
+                if word is not None and word[1:] == han[:n]:
+                    return word + han[n:]
+            return m.group(0)
+
+        def after(m: re.Match) -> str:  # "...免" + "kao"
+            han, latin = m.group(1), m.group(2)
+            for n in range(min(3, len(han)), 0, -1):
+                word = self.by_sound.get((*lazy_pinyin(han[-n:], style=Style.NORMAL), latin))
+                if word is not None and word[:-1] == han[-n:]:
+                    return han[:-n] + word
+            return m.group(0)
+
+        text = _LATIN_HAN.sub(before, text)
+        return _HAN_LATIN.sub(after, text)
+
     def fold(self, text: str) -> str:
         if not self.by_sound or not _HAN.search(text):
             return text
+        if _LATIN.search(text):
+            text = self._fold_pinyin(text)
         sounds = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: ["?"] * len(s))
         if len(sounds) != len(text):  # defensive: keep the text as it is if readings do not line up
             return text
