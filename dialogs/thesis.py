@@ -300,7 +300,8 @@ def _diploma_args(ctx: Ctx) -> EvidenceState:
     ev = _diploma(A.work(ctx)) or EvidenceData(th.DIPLOMA)
     complete = first_missing(ev) is None
     lead = st.take_lead()
-    return EvidenceState(ev=ev, header=join(lead, f"【{TITLE}｜前置学历毕业证书】").strip(), types=st.types,
+    types = [t for t in st.types if t.code == th.DIPLOMA]  # its type is fixed: not offered in 修改
+    return EvidenceState(ev=ev, header=join(lead, f"【{TITLE}｜前置学历毕业证书】").strip(), types=types,
                          born=st.born, edit=complete, listed=False)
 
 

@@ -55,6 +55,16 @@ def _go(ctx: Ctx, value: Any) -> Optional[str]:
     return END if ctx.state.only else None
 
 
+async def _which_options(ctx: Ctx) -> list[F.Option]:
+    """The fields that can be changed: 凭证类型 only when there is another type to choose (the
+    前置学历毕业证书 of a 论文 application is always a 毕业证书), 备注 and 照片 when asked."""
+    st: EvidenceState = ctx.state
+    skip = {"type"} if len(await _type_options(ctx)) < 2 else set()
+    skip |= set() if st.with_note else {"note"}
+    skip |= set() if st.photos else {"photos"}
+    return [(k, label) for k, label in FIELDS if k not in skip]
+
+
 async def _which_check(ctx: Ctx, step: str) -> str:
     ctx.state.only = step
     return step
@@ -116,7 +126,8 @@ async def _photos_progress(ctx: Ctx, photos: PhotosState) -> None:
 
 
 EVIDENCE = Component("evidence", "凭证", state=EvidenceState, enter=_enter, steps=[
-    Step("which", "修改项", F.Choice(options=FIELDS), "要修改哪一项？", check=_which_check, go=lambda ctx, v: v),
+    Step("which", "修改项", F.Choice(), "要修改哪一项？", options=_which_options, check=_which_check,
+         go=lambda ctx, v: v),
     Step("type", "凭证类型", F.Choice(), _prompt("请选择凭证类型：", "type"), options=_type_options, check=_set("type"),
          listed=lambda ctx: ctx.state.listed, retry=_prompt("请选择凭证类型（回复序号）：", "type"), go=_go),
     Step("number", "编号", F.Field(hint="证书、成绩单或报告上的编号。"), _prompt("请输入凭证编号（证书或成绩单上的编号）：", "number"),

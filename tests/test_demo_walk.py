@@ -1,0 +1,95 @@
+"""论文 and 学位 tried as a new user would in `zikao-bot demo --windows-now`: the demo data with every
+application window open, demo candidates bound on the page, the router with the FAQ; the
+happy paths to a decision and the pushes, and the mistakes people make on a phone."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from bot.app import media_download
+from dialogs.consult import Consultant
+from dialogs.faq import FaqService
+from storage import applications as apps
+from storage import models as m
+from storage.db import Database
+from storage.demo import DEMO_CANDIDATES, load_demo
+from storage.photos import LocalPhotoStore
+from tests.dialog_fixtures import Inbox, bind_on_page, make_router
+from tests.evidence_fixtures import standard_media
+from tests.transcript import router_sender, run
+
+
+@pytest.fixture(scope="module")
+def faq(tmp_path_factory) -> FaqService:
+    service = FaqService(cache_dir=tmp_path_factory.mktemp("jieba"))
+    service.warm()
+    return service
+
+
+@pytest.fixture
+def inbox() -> Inbox:
+    return Inbox()
+
+
+@pytest.fixture
+async def router(db, faq, inbox, tmp_path):
+    await load_demo(db, windows_now=True)
+    async with db.session() as s, s.begin():
+        await s.execute(update(m.Candidate).values(mobile_verified_at=m.utcnow()))
+    r = make_router(db, inbox, faq=Consultant(faq))
+    r.services.download_media = media_download(standard_media().download)
+    r.services.photo_store = LocalPhotoStore(tmp_path / "photos")
+    return r
+
+
+async def bound(db: Database, name: str, inbox: Inbox) -> str:
+    """The demo candidate `name` bound on the page; their openid."""
+    id_number = DEMO_CANDIDATES[name]
+    openid = f"o_demo_walk_{id_number}"
+    out = await bind_on_page(db, openid, inbox, id_number=id_number, password=id_number[-6:])
+    assert out.state.stage == "done", out
+    return openid
+
+
+async def pushed(db: Database, openid: str) -> list[str]:
+    async with db.session() as s:
+        rows = (await s.execute(select(m.Outbox).where(m.Outbox.openid == openid).order_by(m.Outbox.id))).scalars()
+        return [r.payload.get("text", "") for r in rows]
+
+
+# 张伟's 论文 for 020301K, to the review: one major, no 加考选项, the diploma.
+ZHANG_THESIS = """
+    > 论文
+    < 【本科论文与专科毕设｜考生须知】
+    > 我已知晓
+    < 金融学(专升本)
+    < 尚未通过：00150 金融理论与实务
+    > 1
+    < 【本科论文与专科毕设｜前置学历毕业证书】
+    < 请输入凭证编号
+    > 102471201805001234
+    > 2018年6月
+    > 江苏
+    > 无
+    [photo CERT1]
+    > 完成
+    < 【本科论文与专科毕设｜请核对】
+    < 2. 前置学历毕业证书：毕业证书｜编号102471201805001234｜2018年6月｜江苏省｜照片1张
+"""
+
+
+async def test_the_thesis_diploma_keeps_its_type_when_changed_from_the_review(db, router, inbox):
+    send = router_sender(router, await bound(db, "张伟", inbox))
+    await run(send, ZHANG_THESIS + """
+        > 修改 2
+        < 要修改哪一项？
+        < 1. 编号
+        <! 凭证类型
+        > 1
+        < 现在填写的是：102471201805001234
+        > 102471201805005678
+        < 2. 前置学历毕业证书：毕业证书｜编号102471201805005678｜2018年6月｜江苏省｜照片1张
+        <! 还需补充
+        > 确认提交
+        < 已提交，第1号论文申请现在是“待审核”
+    """)
