@@ -88,6 +88,7 @@ class Ctx:
     answers: dict[str, Any] = field(default_factory=dict)
     scratch: dict[str, Any] = field(default_factory=dict)
     state: Any = None  # the running dialog's working data (its `state` dataclass)
+    flow: str = ""  # the name of the running flow ("thesis"), if any
 
 
 Text = Union[str, Callable[[Ctx], Union[str, Awaitable[str]]]]
@@ -279,6 +280,7 @@ class Engine:
     def _ctx(self, base: Ctx, conv: Conversation) -> Ctx:
         d = self._data(conv)
         base.answers, base.scratch = d["answers"], d["scratch"]
+        base.flow = conv.flow or ""
         dialog = self._active(conv)
         base.state = self._load(dialog, d.get("state"))
         return base

@@ -93,3 +93,35 @@ async def test_the_thesis_diploma_keeps_its_type_when_changed_from_the_review(db
         > 确认提交
         < 已提交，第1号论文申请现在是“待审核”
     """)
+
+
+async def test_a_question_mid_form_is_answered_about_the_business_being_done(db, router, inbox):
+    send = router_sender(router, await bound(db, "李娜", inbox))
+    await run(send, """
+        > 论文
+        > 要交什么材料
+        < 前置学历毕业证书
+        <! PETS
+        <! 回复“论文”开始办理
+        < 接着办理「本科论文与专科毕设」
+        > 我已知晓
+        > 1
+        < 【本科论文与专科毕设｜加考选项】
+        > 2
+        < 请输入凭证编号
+        > 需要什么材料？
+        < 前置学历毕业证书
+        <! PETS
+        < 请输入凭证编号
+        > 免考要什么材料
+        < PETS
+        < 请输入凭证编号
+        > 取消
+        > 学位
+        > 我已知晓
+        < 请输入您的籍贯
+        > 要交什么材料
+        < 学位外语
+        <! PETS
+        < 请输入您的籍贯
+    """)
