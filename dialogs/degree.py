@@ -276,6 +276,13 @@ async def _work_phone_check(ctx: Ctx, value: Optional[str]) -> Optional[str]:
     return await _field_check("work_phone")(ctx, value)
 
 
+def _work_phone_prompt(ctx: Ctx) -> str:
+    """The 单位电话, with the 工作单位 it belongs to (taken from the profile, not asked before it)."""
+    employer = _details(ctx).employer
+    return join(ctx.state.take_lead(), "\n".join(x for x in (
+        f"工作单位：{employer}" if employer else "", "请输入单位电话（选填，如 021-12345678；没有请回复“无”）：") if x))
+
+
 def _after_employer(ctx: Ctx, value: Any) -> str:
     return _resume(ctx) if ctx.state.editing else "work_phone"
 
@@ -510,8 +517,10 @@ async def _review_args(ctx: Ctx) -> ReviewState:
     st, app, d = ctx.state, A.work(ctx), _details(ctx)
     names = await _major_names(ctx)
     slots = await _slots(ctx)
-    lines = [*await _who(ctx), Line(f"专业：{names.get(app.major_code or '', app.major_code or '')}", "major"),
-             *_personal_lines(d)]
+    # The major is changed only where there is another to choose (and only in a draft).
+    choice = app.status == "draft" and len(await _free_majors(ctx)) > 1
+    lines = [*await _who(ctx), Line(f"专业：{names.get(app.major_code or '', app.major_code or '')}",
+                                    "major" if choice else ""), *_personal_lines(d)]
     for s in slots:
         m = d.material(s.key)
         lines.append(Line(f"{s.title}：{material_line(m, s) if m else '（未提供）'}", f"mat:{s.key}"))
@@ -566,8 +575,8 @@ DEGREE = Flow(
              _ask("请输入紧急联系人的手机号码，以便学位审核有问题时能联系到您："), check=_emergency_check, go=_resume),
         Step("employer", "工作单位", F.Text(optional=True, max_len=dg.EMPLOYER_MAX),
              _ask("请输入工作单位（选填，没有请回复“无”）："), check=_field_check("employer"), go=_after_employer),
-        Step("work_phone", "单位电话", F.Text(optional=True, max_len=20),
-             _ask("请输入单位电话（选填，如 021-12345678；没有请回复“无”）："), check=_work_phone_check, go=_resume),
+        Step("work_phone", "单位电话", F.Text(optional=True, max_len=20), _work_phone_prompt,
+             check=_work_phone_check, go=_resume),
         Call("personal", REVIEW, args=_personal_args, go=_personal_done),
         Call("mobile_change", MOBILE_UPDATE, go=_mobile_changed),
         Loop("materials", over=_slots_left, body=MATERIAL, args=_material_args, each=_keep_material,

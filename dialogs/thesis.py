@@ -55,6 +55,12 @@ async def _set(ctx: Ctx, **values: Any) -> None:
     await A.persist(ctx)
 
 
+def major_name(m: list[str]) -> str:
+    """"金融学(专升本)（020301K）"; the level only when the name does not say it already."""
+    level = "" if m[2] in m[1] else f"，{m[2]}"
+    return f"{m[1]}（{m[0]}{level}）"
+
+
 def _major(ctx: Ctx) -> Optional[list[str]]:
     code = A.work(ctx).major_code
     return next((m for m in ctx.state.majors if m[0] == code), None)
@@ -227,7 +233,7 @@ async def _choose_major(ctx: Ctx, code: str) -> None:
 async def _major_options(ctx: Ctx) -> list[F.Option]:
     if not ctx.state.majors:
         ctx.state.majors = await _eligible_majors(ctx)
-    return [(m[0], f"{m[1]}（{m[0]}，{m[2]}）") for m in ctx.state.majors]
+    return [(m[0], major_name(m)) for m in ctx.state.majors]
 
 
 async def _major_check(ctx: Ctx, code: str) -> str:
@@ -241,7 +247,7 @@ async def _major_check(ctx: Ctx, code: str) -> str:
 def _row_line(n: int, r: q.PlanRow) -> str:
     result = score_label(r.score, r.grade) or r.status
     when = f"{r.passed_on:%Y年%m月}" if r.passed_on else "-"
-    note = r.status if r.status not in ("已通过",) else ""
+    note = r.status if r.status not in ("已通过", result) else ""  # 免考 once, not as result and note
     return f"{n}. {r.course_code} {r.course_name}｜{r.course_kind}｜{result}｜{r.credits}学分｜{when}" + (
         f"｜{note}" if note else "")
 
@@ -262,29 +268,31 @@ async def _scores_prompt(ctx: Ctx) -> str:
 
 async def _scores_check(ctx: Ctx, value: str) -> str:
     if value == "wrong":
-        raise EndFlow("成绩有误的，请先回复“成绩补登”登记，或拨打技术咨询电话 400-0960-990 核对；"
-                      f"更正后再回复“{KEYWORD}”继续。{_left_note(ctx.state) or ''}".strip())
+        raise EndFlow("成绩有误的，请先回复“成绩补登”登记，或拨打技术咨询电话 400-0960-990 核对。\n"
+                      f"已填写的内容都保存了，成绩更正后回复“{KEYWORD}”接着办理。{A.closes_text(ctx.state)}")
     await _set(ctx, scores_confirmed=True)
     return value
 
 
 async def _extra_prompt(ctx: Ctx) -> str:
-    facts = await _facts(ctx)
-    lines = [ctx.state.take_lead(), f"【{TITLE}｜加考选项】本专业对部分前置学历有加考要求，请选择符合您情况的一项："]
-    if facts is not None:
-        names = await apps.course_names(ctx.db, {str(c) for o in facts.rules.get("extra_exam_options") or ()
-                                                 for c in o.get("courses") or ()})
-        passed = {r.course_code for r in await q.candidate_results(ctx.db, ctx.user.candidate_id, now=ctx.now)
-                  if r.passed}
-        for n, o in enumerate(facts.rules.get("extra_exam_options") or (), 1):
-            codes = [str(c) for c in o.get("courses") or ()]
-            need = "、".join(f"{names.get(c, c)}（{'已通过' if c in passed else '未通过'}）" for c in codes) or "无需加考"
-            lines.append(f"{n}. {o.get('label', '')}：{need}")
-    return "\n".join(x for x in lines if x)
+    return join(ctx.state.take_lead(), f"【{TITLE}｜加考选项】本专业对部分前置学历有加考要求，请选择符合您情况的一项：")
 
 
 async def _extra_options(ctx: Ctx) -> list[F.Option]:
-    return [(label, label) for label in _extra_labels_cached(ctx)]
+    """Each option once, with where its courses stand: "非政治类专科毕业…（行政法学 未通过、…）"."""
+    facts = await _facts(ctx)
+    if facts is None:
+        return [(label, label) for label in _extra_labels_cached(ctx)]
+    listed = facts.rules.get("extra_exam_options") or ()
+    names = await apps.course_names(ctx.db, {str(c) for o in listed for c in o.get("courses") or ()})
+    passed = {r.course_code for r in await q.candidate_results(ctx.db, ctx.user.candidate_id, now=ctx.now) if r.passed}
+    out: list[F.Option] = []
+    for o in listed:
+        codes = [str(c) for c in o.get("courses") or ()]
+        need = "、".join(f"{names.get(c, c)} {'已通过' if c in passed else '未通过'}" for c in codes)
+        label = str(o.get("label", ""))
+        out.append((label, f"{label}（{need or '无需加考'}）"))
+    return out
 
 
 async def _extra_check(ctx: Ctx, label: str) -> str:
@@ -320,7 +328,7 @@ async def _review_args(ctx: Ctx) -> ReviewState:
     if not st.majors:
         st.majors = await _eligible_majors(ctx)
     app, d, m = A.work(ctx), _details(ctx), _major(ctx)
-    lines = [Line(f"专业：{m[1]}（{m[0]}，{m[2]}）" if m else f"专业：{app.major_code or '（未选）'}",
+    lines = [Line(f"专业：{major_name(m)}" if m else f"专业：{app.major_code or '（未选）'}",
                   "major" if len(st.majors) > 1 else ""),
              Line("成绩列表：" + ("已核对" if d.scores_confirmed else "未核对"), "scores")]
     if _extra_labels_cached(ctx):

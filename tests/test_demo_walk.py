@@ -125,3 +125,98 @@ async def test_a_question_mid_form_is_answered_about_the_business_being_done(db,
         <! PETS
         < 请输入您的籍贯
     """)
+
+
+async def test_thesis_texts_say_each_thing_once(db, router, inbox):
+    send = router_sender(router, await bound(db, "李娜", inbox))
+    replies = await run(send, """
+        > 论文
+        > 我已知晓
+        < 行政管理(专升本)
+        < 00015 英语(二)｜理论｜免考｜14学分｜2023年09月
+        <! 2023年09月｜免考
+        > 1
+        < 【本科论文与专科毕设｜加考选项】
+        < 1. 政治类专科毕业，已通过行政法学、行政管理学（无需加考）
+        < 2. 非政治类专科毕业，须加考行政法学、行政管理学（行政法学 未通过、行政管理学 未通过）
+        > 返回
+        < 【本科论文与专科毕设｜成绩列表】
+        > 2
+        < 成绩有误的，请先回复“成绩补登”登记
+        < 已填写的内容都保存了，成绩更正后回复“论文”接着办理。
+        > 论文
+        > 1
+        > 1
+        > 2
+        > A2017-0001
+        > 2017年7月
+        > 上海
+        > 无
+        [photo CERT2]
+        > 完成
+        < 专业：行政管理(专升本)（120402）
+    """)
+    extra, wrong = replies[2], replies[4]
+    assert extra.count("非政治类专科毕业") == 1, extra  # the options are not listed twice
+    assert wrong.count("回复“论文”") == 1, wrong
+    assert "专升本）（120402，专升本）" not in replies[-1]
+
+
+async def test_wang_lei_applies_for_his_degree_is_refused_resubmits_and_is_approved(db, router, inbox):
+    openid = await bound(db, "王磊", inbox)
+    send = router_sender(router, openid)
+    await run(send, """
+        > 学位
+        < 【申请学位｜考生须知】
+        > 我已知晓
+        < 请输入您的籍贯
+        > 江苏南通
+        < 工作单位：上海建工四建集团有限公司
+        < 请输入单位电话
+        > 无
+        < 【申请学位｜核对个人信息】
+        < 5. 工作单位：上海建工四建集团有限公司
+        > 1
+        < 【申请学位｜材料 1/1：学位外语】
+        > 1
+        > 468
+        > 2019年6月
+        > 上海
+        [photo CERT3]
+        > 完成
+        < 【申请学位｜请核对】
+        < 专业：工程管理(专升本)
+        <! 1. 专业
+        < 1. 籍贯：江苏南通
+        < 7. 学位外语：大学英语四级（CET-4）成绩单｜成绩468｜2019年6月｜上海市｜照片1张
+        > 修改 1
+        < 请输入您的籍贯
+        > 江苏南京
+        < 1. 籍贯：江苏南京
+        > 确认提交
+        < 已提交，第1号学位申请现在是“待审核”
+    """)
+    [app] = await apps.list_applications(db, kind="degree")
+    await apps.reject(db, app.id, reason="成绩单照片不清晰，请重新上传。", by="演示")
+    await run(send, """
+        > 学位
+        < 未通过原因：成绩单照片不清晰，请重新上传。
+        > 修改后重新提交
+        > 修改 7
+        > 1
+        > 470
+        > 2019年6月
+        > 上海
+        [photo CERT4]
+        > 完成
+        > 确认重新提交
+        < 已重新提交，第1号学位申请现在是“待审核”
+    """)
+    await apps.approve(db, app.id, by="演示")
+    texts = await pushed(db, openid)
+    assert texts[-2].startswith("您的学位申请审核结果：未通过") and texts[-1].startswith("您的学位申请审核结果：已通过"), texts
+    await run(send, """
+        > 学位
+        < 第1号｜审核通过
+        < 您的本科专业都已申请过学位
+    """)
