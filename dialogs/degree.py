@@ -362,6 +362,7 @@ class MaterialState:
     born: Optional[str] = None
     redo: bool = False  # asked again from the review: every field, the photos replaced
     replacing: int = 0
+    lead: str = ""  # said once, before the first question, not before each
 
     @property
     def req(self) -> Optional[dg.Requirement]:
@@ -393,7 +394,8 @@ def _m_prompt(question, attr: str):
             value = req.name if (st.redo and req is not None) else ""
         elif attr == "month" and value:
             value = apps.month_label(value)
-        return "\n".join(x for x in (st.header, f"现在填写的是：{value}" if value else "", q) if x)
+        lead, st.lead = st.lead, ""
+        return join(lead, "\n".join(x for x in (st.header, f"现在填写的是：{value}" if value else "", q) if x))
     return prompt
 
 
@@ -448,9 +450,11 @@ def _score_question(req: dg.Requirement) -> str:
 def _photo_args(ctx: Ctx) -> PhotosState:
     st: MaterialState = ctx.state
     name = st.req.name if st.req else st.slot.title
+    lead, st.lead = st.lead, ""  # when the photos are the first thing asked
+    header = join(lead, st.header)
     if st.replacing:
-        return PhotosState(what=f"{name}的照片", header=st.header, have=[], replacing=st.replacing)
-    return PhotosState(what=f"{name}的照片", header=st.header, have=list(st.m.photo_ids))
+        return PhotosState(what=f"{name}的照片", header=header, have=[], replacing=st.replacing)
+    return PhotosState(what=f"{name}的照片", header=header, have=list(st.m.photo_ids))
 
 
 async def _photos_progress(ctx: Ctx, photos: PhotosState) -> None:
@@ -483,10 +487,10 @@ async def _material_args(ctx: Ctx, key: str, redo: bool = False) -> MaterialStat
     slot = next(s for s in slots if s.key == key)
     n = [s.key for s in slots].index(key) + 1
     m = _details(ctx).material(key) or dg.Material(key)
-    lead = ctx.state.take_lead()
-    header = join(lead, f"【{TITLE}｜材料 {n}/{len(slots)}：{slot.title}】")
+    header = f"【{TITLE}｜材料 {n}/{len(slots)}：{slot.title}】"
     notes = [f"说明：{r.note}" for r in slot.options if r.note and len(slot.options) == 1]
-    return MaterialState(slot=slot, m=m, header="\n".join([header, *notes]), born=ctx.state.born, redo=redo)
+    return MaterialState(slot=slot, m=m, header="\n".join([header, *notes]), born=ctx.state.born, redo=redo,
+                         lead=ctx.state.take_lead())
 
 
 async def _keep_material(ctx: Ctx, key: str, st: MaterialState) -> None:

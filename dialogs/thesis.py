@@ -309,7 +309,7 @@ def _diploma_args(ctx: Ctx) -> EvidenceState:
     complete = first_missing(ev) is None
     lead = st.take_lead()
     types = [t for t in st.types if t.code == th.DIPLOMA]  # its type is fixed: not offered in 修改
-    return EvidenceState(ev=ev, header=join(lead, f"【{TITLE}｜前置学历毕业证书】").strip(), types=types,
+    return EvidenceState(ev=ev, header=f"【{TITLE}｜前置学历毕业证书】", lead=lead, types=types,
                          born=st.born, edit=complete, listed=False)
 
 

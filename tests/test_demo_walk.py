@@ -220,3 +220,44 @@ async def test_wang_lei_applies_for_his_degree_is_refused_resubmits_and_is_appro
         < 第1号｜审核通过
         < 您的本科专业都已申请过学位
     """)
+
+
+async def test_coming_back_to_a_draft_is_said_once_not_before_every_question(db, router, inbox):
+    send = router_sender(router, await bound(db, "张伟", inbox))
+    await run(send, """
+        > 论文
+        > 我已知晓
+        > 1
+        < 请输入凭证编号
+        > 102471201805001234
+        < 请输入获取凭证的时间
+        > 取消
+        < 已填写的内容都保存了，回复“论文”可以接着办理
+        > 论文
+        < 您有一份还没提交的申请草稿
+        > 继续填写草稿
+        < 接着填写上次的草稿。
+        < 请输入获取凭证的时间
+        > 2018年6月
+        < 请输入获取凭证的省份
+        <! 接着填写上次的草稿
+        > 江苏
+        <! 接着填写上次的草稿
+        > 取消
+        > 学位
+        > 我已知晓
+        > 江苏南通
+        > 无
+        > 1
+        > 1
+        > 468
+        < 请输入大学英语四级（CET-4）成绩单的获取时间
+        > 取消
+        > 学位
+        > 继续填写草稿
+        < 接着填写上次的草稿。
+        < 请输入大学英语四级（CET-4）成绩单的获取时间
+        > 2019年6月
+        < 请输入获取大学英语四级（CET-4）成绩单的省份
+        <! 接着填写上次的草稿
+    """)

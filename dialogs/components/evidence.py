@@ -33,6 +33,7 @@ class EvidenceState:
     born: Optional[str] = None  # earliest plausible month
     not_after: Optional[str] = None  # e.g. 办理免考时间: the evidence came before it
     not_after_label: str = ""
+    lead: str = ""  # said once, before the first question ("接着填写上次的草稿。"), not before each
 
 
 def first_missing(ev: EvidenceData, photos: bool = True) -> Optional[str]:
@@ -78,7 +79,9 @@ def _prompt(question: str, name: str):
             value = getattr(st.ev, _ATTR[name])
             shown = {"type": lambda v: st_name(st, v), "month": apps.month_label}.get(name, lambda v: v)(value)
             now = f"现在填写的是：{shown or '（未填）'}"
-        return join(st.header, now, question) if now else f"{st.header}\n{question}".strip()
+        text = join(st.header, now, question) if now else f"{st.header}\n{question}".strip()
+        lead, st.lead = st.lead, ""
+        return join(lead, text)
     return prompt
 
 
@@ -117,7 +120,8 @@ async def _month_check(ctx: Ctx, month: str) -> str:
 def _photo_args(ctx: Ctx) -> PhotosState:
     st: EvidenceState = ctx.state
     replacing = len(st.ev.photo_ids) if st.only == "photos" else 0
-    return PhotosState(header=st.header, have=[] if replacing else list(st.ev.photo_ids), replacing=replacing,
+    lead, st.lead = st.lead, ""  # when the photos are the first thing asked
+    return PhotosState(header=join(lead, st.header), have=[] if replacing else list(st.ev.photo_ids), replacing=replacing,
                        elsewhere=st.elsewhere)
 
 
@@ -173,7 +177,7 @@ def _one_args(ctx: Ctx) -> EvidenceState:
     ev = st.evidences[st.ei] if st.ei < len(st.evidences) else EvidenceData("")
     header = f"【{st.position}{st.title}｜第{st.ei + 1}份凭证】"
     lead, st.lead = st.lead, ""
-    return EvidenceState(ev=ev, header=join(lead, header).replace("\n\n", "\n"), types=st.types,
+    return EvidenceState(ev=ev, header=header, lead=lead, types=st.types,
                          listed=st.listed and st.ei == 0, elsewhere=st.elsewhere, born=st.born)
 
 
