@@ -40,6 +40,7 @@ DEFAULT_NOTICE = (
 AFTER = f"{dg.NEXT_STEPS}\n审核前需要修改请回复“{KEYWORD}”，回复“我的申请”查看进度。"
 NOT_PUBLISHED = ("的主考学校还没有公布学位申请需要提供的材料，暂时不能在微信中申请。"
                  "请留意站内消息，或拨打技术咨询电话 400-0960-990。")
+NOT_BENKE = "申请学士学位只适用于本科（专升本）专业，您报考的专业中没有本科专业。"
 LABELS = {attr: label for attr, label, _ in dg.PERSONAL}
 
 
@@ -141,6 +142,8 @@ async def _begin(ctx: Ctx) -> Optional[str]:
     if refusal:
         return refusal
     mine = await A.mine(ctx)
+    if not mine and not any(dg.eligible_level(m.level) for m in await dg.candidate_majors(ctx.db, ctx.user.candidate_id)):
+        return NOT_BENKE  # said before the 考生须知, not after it
     if mine and all(a.status == "approved" for a in mine) and not await _majors_left(ctx, mine):
         return "\n".join([f"【{TITLE}】", "您的学位申请：", *await _application_lines(ctx, mine),
                           "您的本科专业都已申请过学位，无需再次申请。"])
@@ -200,7 +203,7 @@ async def _notice_check(ctx: Ctx, value: str) -> str:
         return value
     majors = await dg.candidate_majors(ctx.db, ctx.user.candidate_id)
     if not any(dg.eligible_level(m.level) for m in majors):
-        await _refuse(ctx, "申请学士学位只适用于本科（专升本）专业，您报考的专业中没有本科专业。")
+        await _refuse(ctx, NOT_BENKE)
     free = await _free_majors(ctx)
     if not free:
         await _refuse(ctx, f"您的本科专业都已申请过学位。回复“我的申请”查看审核状态。")

@@ -35,6 +35,8 @@ DEFAULT_NOTICE = (
     "四、预审通过后，考办为您分配指导教师，结果会通过微信通知您。"
 )
 AFTER = f"预审结果和指导教师会通过微信通知您；审核前需要修改请回复“{KEYWORD}”。"
+NOTHING_TO_APPLY = ("您报考的专业中没有需要申请的论文（毕设）：考试计划中没有论文课程、论文已合格，"
+                    "或已有申请。\n回复“我的申请”查看已有的申请，回复“毕业进度”查看论文情况。")
 
 
 @dataclass
@@ -209,8 +211,7 @@ async def _notice_check(ctx: Ctx, value: str) -> str:
     if not st.majors:
         if not _has_work(app):
             await apps.discard_draft(ctx.db, app.id, candidate_id=ctx.user.candidate_id)
-        raise EndFlow("您报考的专业中没有需要申请的论文（毕设）：考试计划中没有论文课程、论文已合格，"
-                      "或已有申请。\n回复“我的申请”查看已有的申请，回复“毕业进度”查看论文情况。")
+        raise EndFlow(NOTHING_TO_APPLY)
     if len(st.majors) == 1 and not app.major_code:
         await _choose_major(ctx, st.majors[0][0])
         st.lead = f"专业：{st.majors[0][1]}（{st.majors[0][0]}）"
@@ -367,6 +368,8 @@ async def _begin(ctx: Ctx) -> Optional[str]:
     if closed is not None:
         return closed
     mine = await A.mine(ctx)
+    if not mine and not await _eligible_majors(ctx):
+        return NOTHING_TO_APPLY  # said before the 考生须知, not after it
     if mine and all(a.status == "approved" for a in mine) and not await _eligible_majors(ctx):
         return "\n".join([f"【{TITLE}】您的申请：", *await _application_lines(ctx, mine)])
     return None

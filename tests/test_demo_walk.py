@@ -261,3 +261,18 @@ async def test_coming_back_to_a_draft_is_said_once_not_before_every_question(db,
         < 请输入获取大学英语四级（CET-4）成绩单的省份
         <! 接着填写上次的草稿
     """)
+
+
+async def test_a_zhuanke_candidate_is_told_at_once_why_not_without_the_notice_first(db, router, inbox):
+    send = router_sender(router, await bound(db, "陈静", inbox))
+    await run(send, """
+        > 论文
+        < 没有需要申请的论文
+        <! 考生须知
+        > 学位
+        < 申请学士学位只适用于本科（专升本）专业
+        <! 考生须知
+        > 我已知晓
+        <! 「
+    """)
+    assert await apps.list_applications(db, kind="thesis") == await apps.list_applications(db, kind="degree") == []

@@ -275,8 +275,8 @@ async def test_a_candidate_with_only_a_zhuanke_major_is_told_a_degree_is_for_ben
         await s.execute(update(m.Major).where(m.Major.code == "120402").values(level="专科"))
     await run(router_sender(router, OPENID), """
         > 学位
-        > 我已知晓
         < 申请学士学位只适用于本科（专升本）专业
+        <! 考生须知
     """)
     assert await apps.list_applications(db, kind="degree") == []
 

@@ -255,8 +255,8 @@ async def test_a_passed_thesis_needs_no_application(db, router):
         await q.mark_changed(s)
     await run(router_sender(router, OPENID), """
         > 论文
-        > 我已知晓
         < 没有需要申请的论文
+        <! 考生须知
     """)
     assert await apps.list_applications(db, kind="thesis") == []
 
