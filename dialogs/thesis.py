@@ -382,7 +382,7 @@ THESIS = Flow(
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options,
              when=lambda ctx: ctx.state.existing, check=_start_check,
              go={"continue": _resume, "new": "notice", "restart": "notice", "*": "review"}),
-        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry="读完考生须知后，请回复“我已知晓”继续申请。",
+        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry=F.ACK_RETRY,
              check=_notice_check, go=_resume),
         Step("major", "专业", F.Choice(), lambda ctx: join(ctx.state.take_lead(), f"【{TITLE}｜专业】请选择申请论文的专业："),
              options=_major_options, check=_major_check, go=_major_go),

@@ -276,3 +276,16 @@ async def test_a_zhuanke_candidate_is_told_at_once_why_not_without_the_notice_fi
         <! 「
     """)
     assert await apps.list_applications(db, kind="thesis") == await apps.list_applications(db, kind="degree") == []
+
+
+async def test_a_wrong_reply_to_the_notice_says_once_what_to_reply(db, router, inbox):
+    send = router_sender(router, await bound(db, "王磊", inbox))
+    replies = await run(send, """
+        > 学位
+        < 【申请学位｜考生须知】
+        > 好的
+        < 读完考生须知后，请回复“我已知晓”继续申请；不办理请回复“取消”。
+        > 我已知晓
+        < 请输入您的籍贯
+    """)
+    assert replies[1].count("我已知晓") == 1, replies[1]
