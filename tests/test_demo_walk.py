@@ -289,3 +289,17 @@ async def test_a_wrong_reply_to_the_notice_says_once_what_to_reply(db, router, i
         < 请输入您的籍贯
     """)
     assert replies[1].count("我已知晓") == 1, replies[1]
+
+
+async def test_a_change_begun_from_the_review_can_be_left_unchanged(db, router, inbox):
+    send = router_sender(router, await bound(db, "张伟", inbox))
+    await run(send, ZHANG_THESIS + """
+        > 修改 2
+        < 要修改哪一项？
+        < 6. 不修改，返回
+        > 6
+        < 【本科论文与专科毕设｜请核对】
+        < 2. 前置学历毕业证书：毕业证书｜编号102471201805001234｜2018年6月｜江苏省｜照片1张
+        > 确认提交
+        < 已提交
+    """)

@@ -63,11 +63,11 @@ async def _which_options(ctx: Ctx) -> list[F.Option]:
     skip = {"type"} if len(await _type_options(ctx)) < 2 else set()
     skip |= set() if st.with_note else {"note"}
     skip |= set() if st.photos else {"photos"}
-    return [(k, label) for k, label in FIELDS if k not in skip]
+    return [*((k, label) for k, label in FIELDS if k not in skip), ("keep", "不修改，返回")]
 
 
 async def _which_check(ctx: Ctx, step: str) -> str:
-    ctx.state.only = step
+    ctx.state.only = "" if step == "keep" else step
     return step
 
 
@@ -131,7 +131,7 @@ async def _photos_progress(ctx: Ctx, photos: PhotosState) -> None:
 
 EVIDENCE = Component("evidence", "凭证", state=EvidenceState, enter=_enter, steps=[
     Step("which", "修改项", F.Choice(), "要修改哪一项？", options=_which_options, check=_which_check,
-         go=lambda ctx, v: v),
+         go=lambda ctx, v: END if v == "keep" else v),
     Step("type", "凭证类型", F.Choice(), _prompt("请选择凭证类型：", "type"), options=_type_options, check=_set("type"),
          listed=lambda ctx: ctx.state.listed, retry=_prompt("请选择凭证类型（回复序号）：", "type"), go=_go),
     Step("number", "编号", F.Field(hint="证书、成绩单或报告上的编号。"), _prompt("请输入凭证编号（证书或成绩单上的编号）：", "number"),
