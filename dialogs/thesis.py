@@ -100,11 +100,7 @@ def result_lines(a: ApplicationData) -> list[str]:
     """预审结果 and the 指导教师, as 我的申请 and 论文 show them."""
     if a.status == "approved":
         return ["预审结果：通过", *th.advisor_lines(th.ThesisDetails.from_dict(a.details))]
-    if a.status == "rejected":
-        return ["预审结果：未通过"]
-    if a.status == "submitted":
-        return ["预审结果：审核中"]
-    return []
+    return []  # 待审核 / 未通过 (with its reason) are on the status line already
 
 
 async def _closed_lines(ctx: Ctx, mine: list[ApplicationData]) -> list[str]:
@@ -140,14 +136,16 @@ async def _start_prompt(ctx: Ctx) -> str:
 async def _start_options(ctx: Ctx) -> list[F.Option]:
     mine = await A.mine(ctx)
     draft = next((a for a in mine if a.status == "draft"), None)
+    applied = {a.major_code for a in mine if a.status != "draft"}
+    left = [m for m in await _eligible_majors(ctx) if m[0] not in applied]
     opts: list[F.Option] = ([("continue", "继续填写草稿"), ("restart", "放弃草稿，重新申请")] if _has_work(draft)
-                            else [("new", "新的申请（其他专业）" if mine else "申请")])
+                            else [("new", "新的申请（其他专业）" if mine else "申请")] if left else [])
     for a in mine:
         if a.status == "submitted":
             opts.append((f"edit:{a.id}", f"查看或修改第{a.id}号（待审核）"))
         elif a.status == "rejected":
             opts.append((f"redo:{a.id}", f"重新申请：修改第{a.id}号后再次提交（未通过）"))
-    return opts
+    return opts or [("new", "申请")]  # an empty draft and nothing left: the notice step says why
 
 
 def _resume(ctx: Ctx, value: Any = None) -> str:

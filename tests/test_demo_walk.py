@@ -303,3 +303,57 @@ async def test_a_change_begun_from_the_review_can_be_left_unchanged(db, router, 
         > 确认提交
         < 已提交
     """)
+
+
+async def test_zhang_wei_applies_for_his_thesis_is_refused_resubmits_and_gets_his_advisor(db, router, inbox):
+    from storage import thesis as th
+
+    openid = await bound(db, "张伟", inbox)
+    send = router_sender(router, openid)
+    await run(send, ZHANG_THESIS + """
+        > 确认提交
+        < 已提交，第1号论文申请现在是“待审核”
+        < 预审结果和指导教师会通过微信通知您
+    """)
+    [app] = await apps.list_applications(db, kind="thesis")
+    await apps.reject(db, app.id, reason="毕业证书照片不清晰，请重新拍摄。", by="演示")
+    await run(send, """
+        > 论文
+        < 第1号｜未通过
+        < 毕业证书照片不清晰，请重新拍摄。
+        < 重新申请
+        > 重新申请
+        > 修改 2
+        < 5. 照片
+        > 5
+        [photo CERT2]
+        > 完成
+        > 确认重新提交
+        < 已重新提交，第1号论文申请现在是“待审核”
+    """)
+    await apps.approve(db, app.id, by="演示", advisor=th.Advisor("张明华老师", "021-62231234（周二下午）"))
+    texts = await pushed(db, openid)
+    assert "未通过" in texts[-2] and "张明华老师" in texts[-1] and "021-62231234" in texts[-1], texts
+    await run(send, """
+        > 论文
+        < 预审结果：通过
+        < 指导教师：张明华老师
+        < 联系方式：021-62231234（周二下午）
+        <! thesis
+        > 我的申请
+        < 本科论文与专科毕设
+        < 指导教师：张明华老师
+    """)
+
+
+async def test_after_applying_thesis_offers_no_new_application_when_no_other_major_has_one(db, router, inbox):
+    send = router_sender(router, await bound(db, "张伟", inbox))
+    [*_, menu] = await run(send, ZHANG_THESIS + """
+        > 确认提交
+        > 论文
+        < 第1号｜待审核
+        < 1. 查看或修改第1号（待审核）
+        <! 新的申请
+        <! 预审结果：审核中
+    """)
+    assert "2." not in menu.split("请选择")[-1], menu

@@ -148,7 +148,7 @@ async def test_reject_then_reapply_then_approve_with_the_advisor_and_the_pushes(
         > 论文
         < 第1号｜未通过
         < 未通过原因：毕业证书照片不清晰，请重新拍摄。
-        < 预审结果：未通过
+        <! 预审结果：未通过
         > 重新申请
         < 【本科论文与专科毕设｜第1号 未通过】
         < 未通过原因：毕业证书照片不清晰
