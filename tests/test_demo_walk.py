@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.app import media_download
+from bot.config import Settings
 from dialogs.consult import Consultant
 from dialogs.faq import FaqService
 from storage import applications as apps
@@ -16,6 +17,7 @@ from storage.demo import DEMO_CANDIDATES, load_demo
 from storage.photos import LocalPhotoStore
 from tests.dialog_fixtures import Inbox, bind_on_page, make_router
 from tests.evidence_fixtures import standard_media
+from tests.test_console import browser  # noqa: F401 - the fixture
 from tests.transcript import router_sender, run
 
 
@@ -32,13 +34,18 @@ def inbox() -> Inbox:
 
 
 @pytest.fixture
-async def router(db, faq, inbox, tmp_path):
+def settings(db_url: str, tmp_path) -> Settings:
+    return Settings(database_url=db_url, media_dir=str(tmp_path / "media"))
+
+
+@pytest.fixture
+async def router(db, faq, inbox, settings):
     await load_demo(db, windows_now=True)
     async with db.session() as s, s.begin():
         await s.execute(update(m.Candidate).values(mobile_verified_at=m.utcnow()))
     r = make_router(db, inbox, faq=Consultant(faq))
     r.services.download_media = media_download(standard_media().download)
-    r.services.photo_store = LocalPhotoStore(tmp_path / "photos")
+    r.services.photo_store = LocalPhotoStore.under_media_dir(settings.media_dir)  # as the console reads them
     return r
 
 
@@ -357,3 +364,26 @@ async def test_after_applying_thesis_offers_no_new_application_when_no_other_maj
         <! 预审结果：审核中
     """)
     assert "2." not in menu.split("请选择")[-1], menu
+
+
+async def test_the_demo_office_reviews_thesis_and_degree_in_the_console(db, router, inbox, browser):  # noqa: F811
+    from storage.demo_console import DEMO_STAFF, load_demo_staff
+
+    send = router_sender(router, await bound(db, "张伟", inbox))
+    await run(send, ZHANG_THESIS + """
+        > 确认提交
+        < 已提交
+    """)
+    [thesis] = await apps.list_applications(db, kind="thesis")
+    await load_demo_staff(db)
+    username, *_, password = DEMO_STAFF[0]
+    office = await browser()
+    await office.login(username, password)
+    home = (await office.get("/console/")).body_text
+    assert "/console/queue/thesis" in home and "/console/queue/degree" in home
+    page = await office.get(f"/console/applications/{thesis.id}")
+    assert page.status == 200 and "本科论文与专科毕设" in page.body_text and "102471201805001234" in page.body_text
+    r = await office.post(f"/console/applications/{thesis.id}/decide", {
+        "action": "approve", "version": thesis.version, "advisor": "张明华老师", "advisor_contact": "021-62231234"})
+    assert r.status == 302, r.body_text
+    assert (await apps.load_application(db, thesis.id)).status == "approved"
