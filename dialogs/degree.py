@@ -348,7 +348,7 @@ async def _mobile_changed(ctx: Ctx, done: str) -> str:
 class MaterialScore(F.Field):
     """成绩 of a material: a number (CET up to 710, one decimal at most) or 合格/通过."""
 
-    hint: str = "照成绩单上的分数填写，如 468。"
+    hint: str = "照成绩单上的分数填写。"  # the question gives an example fitting the material
 
     def parse_text(self, text: str) -> str:
         try:
@@ -417,7 +417,8 @@ async def _score_check(ctx: Ctx, score: str) -> str:
     st: MaterialState = ctx.state
     problem = dg.score_problem(score, st.req)  # type: ignore[arg-type]
     if problem:
-        raise Invalid(problem)
+        others = len(st.slot.options) > 1
+        raise Invalid(problem + ("\n回复“返回”可以选择其他材料。" if others else ""))
     st.m.score = score
     return score
 
@@ -447,7 +448,12 @@ async def _province_check(ctx: Ctx, province: str) -> str:
 
 def _score_question(req: dg.Requirement) -> str:
     need = f"（须达到{req.min_score.normalize():f}分）" if req.min_score is not None else ""
-    return f"请输入{req.name}上的成绩{need}，如 468："
+    return f"请输入{req.name}上的成绩{need}，如 {_example_score(req)}："
+
+
+def _example_score(req: dg.Requirement) -> str:
+    """An example on the material's own scale: a CET-4 score (710 points) is not a 百分制 one."""
+    return "468" if req.min_score is None or req.min_score > 100 else "75"
 
 
 def _photo_args(ctx: Ctx) -> PhotosState:

@@ -387,3 +387,29 @@ async def test_the_demo_office_reviews_thesis_and_degree_in_the_console(db, rout
         "action": "approve", "version": thesis.version, "advisor": "张明华老师", "advisor_contact": "021-62231234"})
     assert r.status == 302, r.body_text
     assert (await apps.load_application(db, thesis.id)).status == "approved"
+
+
+async def test_a_degree_score_below_the_minimum_says_how_to_choose_another_material(db, router, inbox):
+    send = router_sender(router, await bound(db, "王磊", inbox))
+    await run(send, """
+        > 学位
+        > 我已知晓
+        > 江苏南通
+        > 无
+        > 1
+        < 【申请学位｜材料 1/1：学位外语】
+        > 1
+        < 请输入大学英语四级（CET-4）成绩单上的成绩（须达到425分），如 468：
+        > 400
+        < 须达到425分，您填写的是400分
+        < 回复“返回”可以选择其他材料。
+        > 返回
+        < 请选择您提供的材料
+        > 2
+        < 请输入上海市学士学位外语水平考试成绩单上的成绩（须达到60分），如 75：
+        <! 468
+        > 七十五
+        <! 468
+        > 75
+        < 请输入上海市学士学位外语水平考试成绩单的编号
+    """)
