@@ -413,3 +413,28 @@ async def test_a_degree_score_below_the_minimum_says_how_to_choose_another_mater
         > 75
         < 请输入上海市学士学位外语水平考试成绩单的编号
     """)
+
+
+async def test_the_application_carries_the_admission_number_its_major_is_registered_under(db, router, inbox):
+    # 张伟 switched to his 专科 准考证号 (690206); 论文 and 学位 are for 020301K, under his other one.
+    send = router_sender(router, await bound(db, "张伟", inbox))
+    await run(send, """
+        > 切换准考证号
+        < 2. 0122****0531
+        > 2
+        < 已切换到准考证号 0122****0531
+        > 学位
+        > 我已知晓
+        > 江苏南通
+        > 无
+        < 准考证号：0123****0117
+        <! 0122****0531
+        > 取消
+        > 论文
+        > 我已知晓
+        < 金融学(专升本)
+        > 取消
+    """)
+    drafts = await apps.list_applications(db, status="draft")
+    assert {(a.kind, a.major_code, a.admission_number) for a in drafts} == {
+        ("degree", "020301K", "012323200117"), ("thesis", "020301K", "012323200117")}
