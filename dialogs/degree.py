@@ -310,6 +310,7 @@ def _personal_lines(d: dg.DegreeDetails) -> list[Line]:
 
 async def _personal_args(ctx: Ctx) -> ReviewState:
     st, d = ctx.state, _details(ctx)
+    st.editing = ""  # back here (also by 返回 from a 修改 N): nothing is being changed
     return ReviewState(head=[st.take_lead(), f"【{TITLE}｜核对个人信息】"],
                        lines=[*await _who(ctx), *_personal_lines(d)],
                        tail=["手机号码用于学位审核有问题时联系您；修改手机号码需要短信验证。"],
@@ -528,6 +529,7 @@ async def _redone(ctx: Ctx, st: MaterialState) -> str:
 
 async def _review_args(ctx: Ctx) -> ReviewState:
     st, app, d = ctx.state, A.work(ctx), _details(ctx)
+    st.editing, st.redo = "", ""  # back here (also by 返回 from a 修改 N): nothing is being changed
     names = await _major_names(ctx)
     slots = await _slots(ctx)
     # The major is changed only where there is another to choose (and only in a draft).
@@ -590,12 +592,12 @@ DEGREE = Flow(
              _ask("请输入工作单位（选填，没有请回复“无”）："), check=_field_check("employer"), go=_after_employer),
         Step("work_phone", "单位电话", F.Text(optional=True, max_len=20), _work_phone_prompt,
              check=_work_phone_check, go=_resume),
-        Call("personal", REVIEW, args=_personal_args, go=_personal_done),
+        Call("personal", REVIEW, args=_personal_args, go=_personal_done, back_here=True),
         Call("mobile_change", MOBILE_UPDATE, go=_mobile_changed),
         Loop("materials", over=_slots_left, body=MATERIAL, args=_material_args, each=_keep_material,
              progress=_material_progress, go="review"),
         Call("material_edit", MATERIAL, args=_redo_args, progress=_material_progress, go=_redone),
-        Call("review", REVIEW, args=_review_args, go=_reviewed),
+        Call("review", REVIEW, args=_review_args, go=_reviewed, back_here=True),
     ],
 )
 

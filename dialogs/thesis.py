@@ -324,6 +324,7 @@ async def _diploma_progress(ctx: Ctx, child: EvidenceState) -> None:
 
 async def _review_args(ctx: Ctx) -> ReviewState:
     st: ThesisState = ctx.state
+    st.editing = False  # back here (also by 返回 from a 修改 N): nothing is being changed
     if not st.majors:
         st.majors = await _eligible_majors(ctx)
     app, d, m = A.work(ctx), _details(ctx), _major(ctx)
@@ -388,7 +389,7 @@ THESIS = Flow(
              retry="请回复1（成绩无误，下一步）或2（成绩有误）。", check=_scores_check, go=_resume),
         Step("extra", "加考选项", F.Choice(), _extra_prompt, options=_extra_options, check=_extra_check, go=_resume),
         Call("diploma", EVIDENCE, args=_diploma_args, progress=_diploma_progress, go=_resume),
-        Call("review", REVIEW, args=_review_args, go=_reviewed),
+        Call("review", REVIEW, args=_review_args, go=_reviewed, back_here=True),
     ],
 )
 

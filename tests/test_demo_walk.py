@@ -438,3 +438,69 @@ async def test_the_application_carries_the_admission_number_its_major_is_registe
     drafts = await apps.list_applications(db, status="draft")
     assert {(a.kind, a.major_code, a.admission_number) for a in drafts} == {
         ("degree", "020301K", "012323200117"), ("thesis", "020301K", "012323200117")}
+
+
+async def test_back_from_a_change_begun_in_the_review_returns_to_the_review(db, router, inbox):
+    send = router_sender(router, await bound(db, "王磊", inbox))
+    await run(send, """
+        > 学位
+        > 我已知晓
+        > 江苏南通
+        > 无
+        < 【申请学位｜核对个人信息】
+        > 修改 2
+        < 请输入联系地址
+        > 返回
+        < 【申请学位｜核对个人信息】
+        < 2. 联系地址：上海市杨浦区控江路 1555 弄 3 号 1104 室
+        <! 请输入单位电话
+        > 1
+        < 【申请学位｜材料 1/1：学位外语】
+        > 1
+        > 468
+        > 2019年6月
+        > 上海
+        [photo CERT3]
+        > 完成
+        < 【申请学位｜请核对】
+        > 修改 1
+        < 请输入您的籍贯
+        > 返回
+        < 【申请学位｜请核对】
+        <! 请输入单位电话
+        > 修改 6
+        < 请输入单位电话
+        > 021-65432178
+        < 【申请学位｜请核对】
+        < 6. 单位电话：021-65432178
+        > 确认提交
+        < 已提交
+    """)
+
+
+async def test_back_from_a_thesis_change_returns_to_the_review(db, router, inbox):
+    send = router_sender(router, await bound(db, "李娜", inbox))
+    await run(send, """
+        > 论文
+        > 我已知晓
+        > 1
+        > 2
+        > A2017-0001
+        > 2017年7月
+        > 上海
+        > 无
+        [photo CERT2]
+        > 完成
+        < 【本科论文与专科毕设｜请核对】
+        > 修改 2
+        < 【本科论文与专科毕设｜加考选项】
+        > 返回
+        < 【本科论文与专科毕设｜请核对】
+        <! 考生须知
+        > 修改 1
+        < 【本科论文与专科毕设｜成绩列表】
+        > 返回
+        < 【本科论文与专科毕设｜请核对】
+        > 确认提交
+        < 已提交
+    """)
