@@ -504,3 +504,10 @@ async def test_back_from_a_thesis_change_returns_to_the_review(db, router, inbox
         > 确认提交
         < 已提交
     """)
+
+
+async def test_help_names_the_thesis_among_the_businesses(db, router, inbox):
+    await run(router_sender(router, await bound(db, "王磊", inbox)), """
+        > 帮助
+        < 申请免考、成绩补登、论文、毕业、学位、转考
+    """)
