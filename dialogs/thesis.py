@@ -212,7 +212,6 @@ async def _notice_check(ctx: Ctx, value: str) -> str:
         raise EndFlow(NOTHING_TO_APPLY)
     if len(st.majors) == 1 and not app.major_code:
         await _choose_major(ctx, st.majors[0][0])
-        st.lead = f"专业：{st.majors[0][1]}（{st.majors[0][0]}）"
     return value
 
 
@@ -254,7 +253,7 @@ def _row_line(n: int, r: q.PlanRow) -> str:
 async def _scores_prompt(ctx: Ctx) -> str:
     m = _major(ctx)
     view = await q.plan(ctx.db, ctx.user.candidate_id, A.work(ctx).major_code or "", now=ctx.now)
-    lines = [ctx.state.take_lead(), f"【{TITLE}｜成绩列表】{m[1] if m else ''} {A.work(ctx).major_code}"]
+    lines = [ctx.state.take_lead(), f"【{TITLE}｜成绩列表】专业：{major_name(m) if m else A.work(ctx).major_code}"]
     if view is not None:
         passed = [r for r in view.rows if r.passed]
         lines += [_row_line(n, r) for n, r in enumerate(passed, 1)] or ["（还没有合格成绩）"]

@@ -139,7 +139,7 @@ async def test_thesis_texts_say_each_thing_once(db, router, inbox):
     replies = await run(send, """
         > 论文
         > 我已知晓
-        < 行政管理(专升本)
+        < 【本科论文与专科毕设｜成绩列表】专业：行政管理(专升本)（120402）
         < 00015 英语(二)｜理论｜免考｜14学分｜2023年09月
         <! 2023年09月｜免考
         > 1
@@ -163,7 +163,8 @@ async def test_thesis_texts_say_each_thing_once(db, router, inbox):
         > 完成
         < 专业：行政管理(专升本)（120402）
     """)
-    extra, wrong = replies[2], replies[4]
+    scores, extra, wrong = replies[1], replies[2], replies[4]
+    assert scores.count("行政管理(专升本)") == 1, scores  # the major is named once
     assert extra.count("非政治类专科毕业") == 1, extra  # the options are not listed twice
     assert wrong.count("回复“论文”") == 1, wrong
     assert "专升本）（120402，专升本）" not in replies[-1]

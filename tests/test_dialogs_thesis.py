@@ -323,7 +323,7 @@ async def test_several_majors_are_numbered_and_a_zhuanke_major_skips_the_diploma
         > 3
         < 请回复1到2之间的数字
         > 会计
-        < 【本科论文与专科毕设｜成绩列表】会计 A020203
+        < 【本科论文与专科毕设｜成绩列表】专业：会计（A020203，专科）
         < （还没有合格成绩）
         > 1
         < 【本科论文与专科毕设｜请核对】
@@ -333,7 +333,7 @@ async def test_several_majors_are_numbered_and_a_zhuanke_major_skips_the_diploma
         > 修改 1
         < 请选择申请论文的专业
         > 1
-        < 【本科论文与专科毕设｜成绩列表】行政管理(专升本) 120402
+        < 【本科论文与专科毕设｜成绩列表】专业：行政管理(专升本)（120402）
         > 1
         < 【本科论文与专科毕设｜前置学历毕业证书】
         > 取消
