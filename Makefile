@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# `make demo DEMO_ARGS=--windows-now` opens every application window (论文, 学位 ...) to try them.
 demo: $(STAMP)
-	$(VENV)/bin/zikao-bot demo
+	$(VENV)/bin/zikao-bot demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)

@@ -317,7 +317,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
 
     async def load(db) -> None:
-        await load_demo(db)
+        await load_demo(db, windows_now=args.windows_now)
         await load_demo_staff(db)
         await load_demo_applications(db, LocalPhotoStore.under_media_dir(settings.media_dir))
         if args.pay_now:
@@ -413,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mode", choices=["safe", "compat", "plain"], default="safe")
     demo.add_argument("--pay-now", action="store_true",
                       help="open a 毕业审定费 payment period now, to try WeChat Pay (docs/payments.md)")
+    demo.add_argument("--windows-now", action="store_true",
+                      help="open every application window (免考, 补登, 论文, 毕业, 学位, 转出) now for a week")
     demo.set_defaults(func=cmd_demo)
     return p
 

@@ -1,6 +1,7 @@
 """A question typed in the middle of a flow step ("00015成绩", "免考需要什么材料"): recognised, and
-answered by the same query and FAQ the router uses outside flows; the engine then asks the step
-again (dialogs/engine.py, `Engine.aside`). Only what is clearly a question or a query counts: a
+answered by the same query and FAQ the router uses outside flows, about the running flow's business
+when the question names no other; the engine then asks the step again (dialogs/engine.py,
+`Engine.aside`). Only what is clearly a question or a query counts: a
 remark, a number or a name stays the step's answer."""
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 from typing import TYPE_CHECKING, Optional
 
 from dialogs import fields as F
+from dialogs.consult import keyword_for
 from dialogs.engine import Ctx
 from dialogs.faq import format_none
 from storage.queries import has_intent
@@ -37,7 +39,8 @@ def answerer(router: "Router"):
             if reply is not None and reply.text:
                 return reply.text
         if router.faq is not None and is_question(t):
-            reply = await router.faq(ctx, t)
+            # "要交什么材料" inside 论文 asks about 论文: the running flow's keyword is the context.
+            reply = await router.faq(ctx, t, context=(keyword_for(f"flow:{ctx.flow}") or "") if ctx.flow else "")
             # Only a confident answer: numbered suggestions would collide with the step's numbers.
             if reply is not None and reply.text and not reply.pending and reply.text != format_none():
                 return reply.text

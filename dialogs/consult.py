@@ -79,16 +79,24 @@ class Consultant:
     def __init__(self, service: FaqService) -> None:
         self.service = service
 
-    async def __call__(self, ctx: Ctx, text: str) -> Optional[Answer]:
+    async def __call__(self, ctx: Ctx, text: str, *, context: str = "") -> Optional[Answer]:
+        """`context`: the keyword of the business being done ("论文"), for a question asked in the
+        middle of it: a question naming no business is read as about that one when that gives an
+        answer ("要交什么材料" inside 论文 is not about 免考), and the answer does not offer to
+        start what is already running."""
         m = self.service.match(text)
+        if context and not m.businesses:
+            within = self.service.match(context + text)
+            if within.kind == ANSWER:
+                m = within
         if m.kind == ANSWER and m.entry is not None:
             action = ALIASES.get(m.entry.action, m.entry.action) if m.entry.action else None
             if action and not is_question(text):
                 # A request: do it (the router binds first when the intent needs it).
                 arg = m.course.code if (m.course is not None and action == "query:course_score") else ""
                 return Answer(format_answer(m.entry), intent=action, arg=arg)
-            return Answer(join(format_answer(m.entry), await window_line(ctx, m.entry),
-                               offer_line(action, m.entry.answer)))
+            offer = "" if context and action and keyword_for(action) == context else offer_line(action, m.entry.answer)
+            return Answer(join(format_answer(m.entry), await window_line(ctx, m.entry), offer))
         if m.kind == REFER:
             return Answer(format_refer(m.entry))
         if m.kind == SUGGEST and m.suggestions:

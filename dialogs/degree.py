@@ -40,6 +40,7 @@ DEFAULT_NOTICE = (
 AFTER = f"{dg.NEXT_STEPS}\n审核前需要修改请回复“{KEYWORD}”，回复“我的申请”查看进度。"
 NOT_PUBLISHED = ("的主考学校还没有公布学位申请需要提供的材料，暂时不能在微信中申请。"
                  "请留意站内消息，或拨打技术咨询电话 400-0960-990。")
+NOT_BENKE = "申请学士学位只适用于本科（专升本）专业，您报考的专业中没有本科专业。"
 LABELS = {attr: label for attr, label, _ in dg.PERSONAL}
 
 
@@ -141,6 +142,8 @@ async def _begin(ctx: Ctx) -> Optional[str]:
     if refusal:
         return refusal
     mine = await A.mine(ctx)
+    if not mine and not any(dg.eligible_level(m.level) for m in await dg.candidate_majors(ctx.db, ctx.user.candidate_id)):
+        return NOT_BENKE  # said before the 考生须知, not after it
     if mine and all(a.status == "approved" for a in mine) and not await _majors_left(ctx, mine):
         return "\n".join([f"【{TITLE}】", "您的学位申请：", *await _application_lines(ctx, mine),
                           "您的本科专业都已申请过学位，无需再次申请。"])
@@ -200,7 +203,7 @@ async def _notice_check(ctx: Ctx, value: str) -> str:
         return value
     majors = await dg.candidate_majors(ctx.db, ctx.user.candidate_id)
     if not any(dg.eligible_level(m.level) for m in majors):
-        await _refuse(ctx, "申请学士学位只适用于本科（专升本）专业，您报考的专业中没有本科专业。")
+        await _refuse(ctx, NOT_BENKE)
     free = await _free_majors(ctx)
     if not free:
         await _refuse(ctx, "您的本科专业都已申请过学位。回复“我的申请”查看审核状态。")
@@ -276,6 +279,13 @@ async def _work_phone_check(ctx: Ctx, value: Optional[str]) -> Optional[str]:
     return await _field_check("work_phone")(ctx, value)
 
 
+def _work_phone_prompt(ctx: Ctx) -> str:
+    """The 单位电话, with the 工作单位 it belongs to (taken from the profile, not asked before it)."""
+    employer = _details(ctx).employer
+    return join(ctx.state.take_lead(), "\n".join(x for x in (
+        f"工作单位：{employer}" if employer else "", "请输入单位电话（选填，如 021-12345678；没有请回复“无”）：") if x))
+
+
 def _after_employer(ctx: Ctx, value: Any) -> str:
     return _resume(ctx) if ctx.state.editing else "work_phone"
 
@@ -300,6 +310,7 @@ def _personal_lines(d: dg.DegreeDetails) -> list[Line]:
 
 async def _personal_args(ctx: Ctx) -> ReviewState:
     st, d = ctx.state, _details(ctx)
+    st.editing = ""  # back here (also by 返回 from a 修改 N): nothing is being changed
     return ReviewState(head=[st.take_lead(), f"【{TITLE}｜核对个人信息】"],
                        lines=[*await _who(ctx), *_personal_lines(d)],
                        tail=["手机号码用于学位审核有问题时联系您；修改手机号码需要短信验证。"],
@@ -338,7 +349,7 @@ async def _mobile_changed(ctx: Ctx, done: str) -> str:
 class MaterialScore(F.Field):
     """成绩 of a material: a number (CET up to 710, one decimal at most) or 合格/通过."""
 
-    hint: str = "照成绩单上的分数填写，如 468。"
+    hint: str = "照成绩单上的分数填写。"  # the question gives an example fitting the material
 
     def parse_text(self, text: str) -> str:
         try:
@@ -355,6 +366,7 @@ class MaterialState:
     born: Optional[str] = None
     redo: bool = False  # asked again from the review: every field, the photos replaced
     replacing: int = 0
+    lead: str = ""  # said once, before the first question, not before each
 
     @property
     def req(self) -> Optional[dg.Requirement]:
@@ -386,7 +398,8 @@ def _m_prompt(question, attr: str):
             value = req.name if (st.redo and req is not None) else ""
         elif attr == "month" and value:
             value = apps.month_label(value)
-        return "\n".join(x for x in (st.header, f"现在填写的是：{value}" if value else "", q) if x)
+        lead, st.lead = st.lead, ""
+        return join(lead, "\n".join(x for x in (st.header, f"现在填写的是：{value}" if value else "", q) if x))
     return prompt
 
 
@@ -405,7 +418,8 @@ async def _score_check(ctx: Ctx, score: str) -> str:
     st: MaterialState = ctx.state
     problem = dg.score_problem(score, st.req)  # type: ignore[arg-type]
     if problem:
-        raise Invalid(problem)
+        others = len(st.slot.options) > 1
+        raise Invalid(problem + ("\n回复“返回”可以选择其他材料。" if others else ""))
     st.m.score = score
     return score
 
@@ -435,15 +449,22 @@ async def _province_check(ctx: Ctx, province: str) -> str:
 
 def _score_question(req: dg.Requirement) -> str:
     need = f"（须达到{req.min_score.normalize():f}分）" if req.min_score is not None else ""
-    return f"请输入{req.name}上的成绩{need}，如 468："
+    return f"请输入{req.name}上的成绩{need}，如 {_example_score(req)}："
+
+
+def _example_score(req: dg.Requirement) -> str:
+    """An example on the material's own scale: a CET-4 score (710 points) is not a 百分制 one."""
+    return "468" if req.min_score is None or req.min_score > 100 else "75"
 
 
 def _photo_args(ctx: Ctx) -> PhotosState:
     st: MaterialState = ctx.state
     name = st.req.name if st.req else st.slot.title
+    lead, st.lead = st.lead, ""  # when the photos are the first thing asked
+    header = join(lead, st.header)
     if st.replacing:
-        return PhotosState(what=f"{name}的照片", header=st.header, have=[], replacing=st.replacing)
-    return PhotosState(what=f"{name}的照片", header=st.header, have=list(st.m.photo_ids))
+        return PhotosState(what=f"{name}的照片", header=header, have=[], replacing=st.replacing)
+    return PhotosState(what=f"{name}的照片", header=header, have=list(st.m.photo_ids))
 
 
 async def _photos_progress(ctx: Ctx, photos: PhotosState) -> None:
@@ -476,10 +497,10 @@ async def _material_args(ctx: Ctx, key: str, redo: bool = False) -> MaterialStat
     slot = next(s for s in slots if s.key == key)
     n = [s.key for s in slots].index(key) + 1
     m = _details(ctx).material(key) or dg.Material(key)
-    lead = ctx.state.take_lead()
-    header = join(lead, f"【{TITLE}｜材料 {n}/{len(slots)}：{slot.title}】")
+    header = f"【{TITLE}｜材料 {n}/{len(slots)}：{slot.title}】"
     notes = [f"说明：{r.note}" for r in slot.options if r.note and len(slot.options) == 1]
-    return MaterialState(slot=slot, m=m, header="\n".join([header, *notes]), born=ctx.state.born, redo=redo)
+    return MaterialState(slot=slot, m=m, header="\n".join([header, *notes]), born=ctx.state.born, redo=redo,
+                         lead=ctx.state.take_lead())
 
 
 async def _keep_material(ctx: Ctx, key: str, st: MaterialState) -> None:
@@ -508,10 +529,13 @@ async def _redone(ctx: Ctx, st: MaterialState) -> str:
 
 async def _review_args(ctx: Ctx) -> ReviewState:
     st, app, d = ctx.state, A.work(ctx), _details(ctx)
+    st.editing, st.redo = "", ""  # back here (also by 返回 from a 修改 N): nothing is being changed
     names = await _major_names(ctx)
     slots = await _slots(ctx)
-    lines = [*await _who(ctx), Line(f"专业：{names.get(app.major_code or '', app.major_code or '')}", "major"),
-             *_personal_lines(d)]
+    # The major is changed only where there is another to choose (and only in a draft).
+    choice = app.status == "draft" and len(await _free_majors(ctx)) > 1
+    lines = [*await _who(ctx), Line(f"专业：{names.get(app.major_code or '', app.major_code or '')}",
+                                    "major" if choice else ""), *_personal_lines(d)]
     for s in slots:
         m = d.material(s.key)
         lines.append(Line(f"{s.title}：{material_line(m, s) if m else '（未提供）'}", f"mat:{s.key}"))
@@ -545,7 +569,7 @@ DEGREE = Flow(
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options,
              when=lambda ctx: ctx.state.existing, check=A.start_check,
              go={"continue": _resume, "new": "notice", "restart": "notice", "*": "review"}),
-        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry="读完考生须知后，请回复“我已知晓”继续申请。",
+        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry=F.ACK_RETRY,
              check=_notice_check, go=_resume),
         Step("major", "专业", F.Choice(), _ask(f"【{TITLE}｜选择专业】请选择申请学位的专业："), options=_major_options,
              check=_major_check, go=_resume),
@@ -560,14 +584,14 @@ DEGREE = Flow(
              _ask("请输入紧急联系人的手机号码，以便学位审核有问题时能联系到您："), check=_emergency_check, go=_resume),
         Step("employer", "工作单位", F.Text(optional=True, max_len=dg.EMPLOYER_MAX),
              _ask("请输入工作单位（选填，没有请回复“无”）："), check=_field_check("employer"), go=_after_employer),
-        Step("work_phone", "单位电话", F.Text(optional=True, max_len=20),
-             _ask("请输入单位电话（选填，如 021-12345678；没有请回复“无”）："), check=_work_phone_check, go=_resume),
-        Call("personal", REVIEW, args=_personal_args, go=_personal_done),
+        Step("work_phone", "单位电话", F.Text(optional=True, max_len=20), _work_phone_prompt,
+             check=_work_phone_check, go=_resume),
+        Call("personal", REVIEW, args=_personal_args, go=_personal_done, back_here=True),
         Call("mobile_change", MOBILE_UPDATE, go=_mobile_changed),
         Loop("materials", over=_slots_left, body=MATERIAL, args=_material_args, each=_keep_material,
              progress=_material_progress, go="review"),
         Call("material_edit", MATERIAL, args=_redo_args, progress=_material_progress, go=_redone),
-        Call("review", REVIEW, args=_review_args, go=_reviewed),
+        Call("review", REVIEW, args=_review_args, go=_reviewed, back_here=True),
     ],
 )
 

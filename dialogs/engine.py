@@ -88,6 +88,7 @@ class Ctx:
     answers: dict[str, Any] = field(default_factory=dict)
     scratch: dict[str, Any] = field(default_factory=dict)
     state: Any = None  # the running dialog's working data (its `state` dataclass)
+    flow: str = ""  # the name of the running flow ("thesis"), if any
 
 
 Text = Union[str, Callable[[Ctx], Union[str, Awaitable[str]]]]
@@ -134,6 +135,8 @@ class Call:
     `args(ctx)` is what the component starts from (its `enter` hook turns it into its state);
     `go` routes on the returned value; `progress(ctx, child_state)` is called after every answer
     inside the component, so the caller can save work in progress (drafts lose nothing).
+    `back_here`: a step this call's value routes to (a review's 修改 N) goes back to this call
+    on 返回, not to the step before it in the first pass.
     """
 
     name: str
@@ -145,6 +148,7 @@ class Call:
     label: str = ""
     in_summary: bool = False
     secret: bool = False
+    back_here: bool = False
 
 
 @dataclass
@@ -279,6 +283,7 @@ class Engine:
     def _ctx(self, base: Ctx, conv: Conversation) -> Ctx:
         d = self._data(conv)
         base.answers, base.scratch = d["answers"], d["scratch"]
+        base.flow = conv.flow or ""
         dialog = self._active(conv)
         base.state = self._load(dialog, d.get("state"))
         return base
@@ -440,6 +445,8 @@ class Engine:
             nxt = await self._route(call.go, ctx, value)  # type: ignore[union-attr]
         except Invalid as e:
             return call.name, e.reason
+        if isinstance(call, Call) and call.back_here and nxt and nxt not in (END, call.name):
+            self._data(conv)["history"] = [call.name]
         return nxt or self._after(self._active(conv), call.name), ""  # type: ignore[arg-type]
 
     def _ended(self, conv: Conversation, e: EndFlow, prefix: str = "") -> Reply:
@@ -556,6 +563,8 @@ class Engine:
         if not d["history"] or conv.step == SUMMARY:
             return await self.repeat(conv, ctx, prefix="已经是第一步了。" if conv.step != SUMMARY else "")
         prev = dialog.step(d["history"].pop())
+        if isinstance(prev, Call) and prev.back_here:
+            return await self._goto(conv, ctx, prev.name)  # back to the review the step came from
         conv.step = prev.name
         self._touch(conv, ctx.now)
         earlier = ""

@@ -314,7 +314,7 @@ EXEMPTION = Flow(
     steps=[
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options, when=lambda ctx: ctx.state.existing,
              check=A.start_check, go={"continue": _resume, "new": "notice", "restart": "notice", "*": "review"}),
-        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry="读完考生须知后，请回复“我已知晓”继续申请。",
+        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry=F.ACK_RETRY,
              check=_notice_check, go=_resume),
         Step("major", "专业", F.Choice(), "请选择申请免考的专业：", options=_major_options, check=_major_check, go=_resume),
         Step("courses", "课程", F.MultiChoice(), _courses_prompt, options=_course_options, check=_courses_check,

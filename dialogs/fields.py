@@ -487,13 +487,18 @@ class Noted:
 class Acknowledge(Field):
     """The candidate has read a 考生须知: only "我已知晓" (or the same words shortened) goes on."""
 
-    hint: str = "读完须知后请回复“我已知晓”。"
+    # What to reply is said once, by the step's `retry` (ACK_RETRY): a reason and a hint as well
+    # said it three times over.
+    hint: str = ""
     WORDS = frozenset({"我已知晓", "已知晓", "知晓", "我已知晓,继续申请", "我已知晓，继续申请", "我已阅读并知晓"})
 
     def parse_text(self, text: str) -> str:
         if text.rstrip("。.!！") in self.WORDS:
             return "我已知晓"
-        raise Invalid("请先阅读考生须知，读完回复“我已知晓”继续；不办理请回复“取消”。")
+        raise Invalid("")
+
+
+ACK_RETRY = "读完考生须知后，请回复“我已知晓”继续申请；不办理请回复“取消”。"
 
 
 @dataclass

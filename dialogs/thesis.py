@@ -35,6 +35,8 @@ DEFAULT_NOTICE = (
     "四、预审通过后，考办为您分配指导教师，结果会通过微信通知您。"
 )
 AFTER = f"预审结果和指导教师会通过微信通知您；审核前需要修改请回复“{KEYWORD}”。"
+NOTHING_TO_APPLY = ("您报考的专业中没有需要申请的论文（毕设）：考试计划中没有论文课程、论文已合格，"
+                    "或已有申请。\n回复“我的申请”查看已有的申请，回复“毕业进度”查看论文情况。")
 
 
 @dataclass
@@ -53,6 +55,12 @@ async def _set(ctx: Ctx, **values: Any) -> None:
         setattr(d, k, v)
     A.work(ctx).details = d.to_dict()
     await A.persist(ctx)
+
+
+def major_name(m: list[str]) -> str:
+    """"金融学(专升本)（020301K）"; the level only when the name does not say it already."""
+    level = "" if m[2] in m[1] else f"，{m[2]}"
+    return f"{m[1]}（{m[0]}{level}）"
 
 
 def _major(ctx: Ctx) -> Optional[list[str]]:
@@ -92,11 +100,7 @@ def result_lines(a: ApplicationData) -> list[str]:
     """预审结果 and the 指导教师, as 我的申请 and 论文 show them."""
     if a.status == "approved":
         return ["预审结果：通过", *th.advisor_lines(th.ThesisDetails.from_dict(a.details))]
-    if a.status == "rejected":
-        return ["预审结果：未通过"]
-    if a.status == "submitted":
-        return ["预审结果：审核中"]
-    return []
+    return []  # 待审核 / 未通过 (with its reason) are on the status line already
 
 
 async def _closed_lines(ctx: Ctx, mine: list[ApplicationData]) -> list[str]:
@@ -132,14 +136,16 @@ async def _start_prompt(ctx: Ctx) -> str:
 async def _start_options(ctx: Ctx) -> list[F.Option]:
     mine = await A.mine(ctx)
     draft = next((a for a in mine if a.status == "draft"), None)
+    applied = {a.major_code for a in mine if a.status != "draft"}
+    left = [m for m in await _eligible_majors(ctx) if m[0] not in applied]
     opts: list[F.Option] = ([("continue", "继续填写草稿"), ("restart", "放弃草稿，重新申请")] if _has_work(draft)
-                            else [("new", "新的申请（其他专业）" if mine else "申请")])
+                            else [("new", "新的申请（其他专业）" if mine else "申请")] if left else [])
     for a in mine:
         if a.status == "submitted":
             opts.append((f"edit:{a.id}", f"查看或修改第{a.id}号（待审核）"))
         elif a.status == "rejected":
             opts.append((f"redo:{a.id}", f"重新申请：修改第{a.id}号后再次提交（未通过）"))
-    return opts
+    return opts or [("new", "申请")]  # an empty draft and nothing left: the notice step says why
 
 
 def _resume(ctx: Ctx, value: Any = None) -> str:
@@ -203,11 +209,9 @@ async def _notice_check(ctx: Ctx, value: str) -> str:
     if not st.majors:
         if not _has_work(app):
             await apps.discard_draft(ctx.db, app.id, candidate_id=ctx.user.candidate_id)
-        raise EndFlow("您报考的专业中没有需要申请的论文（毕设）：考试计划中没有论文课程、论文已合格，"
-                      "或已有申请。\n回复“我的申请”查看已有的申请，回复“毕业进度”查看论文情况。")
+        raise EndFlow(NOTHING_TO_APPLY)
     if len(st.majors) == 1 and not app.major_code:
         await _choose_major(ctx, st.majors[0][0])
-        st.lead = f"专业：{st.majors[0][1]}（{st.majors[0][0]}）"
     return value
 
 
@@ -227,7 +231,7 @@ async def _choose_major(ctx: Ctx, code: str) -> None:
 async def _major_options(ctx: Ctx) -> list[F.Option]:
     if not ctx.state.majors:
         ctx.state.majors = await _eligible_majors(ctx)
-    return [(m[0], f"{m[1]}（{m[0]}，{m[2]}）") for m in ctx.state.majors]
+    return [(m[0], major_name(m)) for m in ctx.state.majors]
 
 
 async def _major_check(ctx: Ctx, code: str) -> str:
@@ -241,7 +245,7 @@ async def _major_check(ctx: Ctx, code: str) -> str:
 def _row_line(n: int, r: q.PlanRow) -> str:
     result = score_label(r.score, r.grade) or r.status
     when = f"{r.passed_on:%Y年%m月}" if r.passed_on else "-"
-    note = r.status if r.status not in ("已通过",) else ""
+    note = r.status if r.status not in ("已通过", result) else ""  # 免考 once, not as result and note
     return f"{n}. {r.course_code} {r.course_name}｜{r.course_kind}｜{result}｜{r.credits}学分｜{when}" + (
         f"｜{note}" if note else "")
 
@@ -249,7 +253,7 @@ def _row_line(n: int, r: q.PlanRow) -> str:
 async def _scores_prompt(ctx: Ctx) -> str:
     m = _major(ctx)
     view = await q.plan(ctx.db, ctx.user.candidate_id, A.work(ctx).major_code or "", now=ctx.now)
-    lines = [ctx.state.take_lead(), f"【{TITLE}｜成绩列表】{m[1] if m else ''} {A.work(ctx).major_code}"]
+    lines = [ctx.state.take_lead(), f"【{TITLE}｜成绩列表】专业：{major_name(m) if m else A.work(ctx).major_code}"]
     if view is not None:
         passed = [r for r in view.rows if r.passed]
         lines += [_row_line(n, r) for n, r in enumerate(passed, 1)] or ["（还没有合格成绩）"]
@@ -262,29 +266,31 @@ async def _scores_prompt(ctx: Ctx) -> str:
 
 async def _scores_check(ctx: Ctx, value: str) -> str:
     if value == "wrong":
-        raise EndFlow("成绩有误的，请先回复“成绩补登”登记，或拨打技术咨询电话 400-0960-990 核对；"
-                      f"更正后再回复“{KEYWORD}”继续。{_left_note(ctx.state) or ''}".strip())
+        raise EndFlow("成绩有误的，请先回复“成绩补登”登记，或拨打技术咨询电话 400-0960-990 核对。\n"
+                      f"已填写的内容都保存了，成绩更正后回复“{KEYWORD}”接着办理。{A.closes_text(ctx.state)}")
     await _set(ctx, scores_confirmed=True)
     return value
 
 
 async def _extra_prompt(ctx: Ctx) -> str:
-    facts = await _facts(ctx)
-    lines = [ctx.state.take_lead(), f"【{TITLE}｜加考选项】本专业对部分前置学历有加考要求，请选择符合您情况的一项："]
-    if facts is not None:
-        names = await apps.course_names(ctx.db, {str(c) for o in facts.rules.get("extra_exam_options") or ()
-                                                 for c in o.get("courses") or ()})
-        passed = {r.course_code for r in await q.candidate_results(ctx.db, ctx.user.candidate_id, now=ctx.now)
-                  if r.passed}
-        for n, o in enumerate(facts.rules.get("extra_exam_options") or (), 1):
-            codes = [str(c) for c in o.get("courses") or ()]
-            need = "、".join(f"{names.get(c, c)}（{'已通过' if c in passed else '未通过'}）" for c in codes) or "无需加考"
-            lines.append(f"{n}. {o.get('label', '')}：{need}")
-    return "\n".join(x for x in lines if x)
+    return join(ctx.state.take_lead(), f"【{TITLE}｜加考选项】本专业对部分前置学历有加考要求，请选择符合您情况的一项：")
 
 
 async def _extra_options(ctx: Ctx) -> list[F.Option]:
-    return [(label, label) for label in _extra_labels_cached(ctx)]
+    """Each option once, with where its courses stand: "非政治类专科毕业…（行政法学 未通过、…）"."""
+    facts = await _facts(ctx)
+    if facts is None:
+        return [(label, label) for label in _extra_labels_cached(ctx)]
+    listed = facts.rules.get("extra_exam_options") or ()
+    names = await apps.course_names(ctx.db, {str(c) for o in listed for c in o.get("courses") or ()})
+    passed = {r.course_code for r in await q.candidate_results(ctx.db, ctx.user.candidate_id, now=ctx.now) if r.passed}
+    out: list[F.Option] = []
+    for o in listed:
+        codes = [str(c) for c in o.get("courses") or ()]
+        need = "、".join(f"{names.get(c, c)} {'已通过' if c in passed else '未通过'}" for c in codes)
+        label = str(o.get("label", ""))
+        out.append((label, f"{label}（{need or '无需加考'}）"))
+    return out
 
 
 async def _extra_check(ctx: Ctx, label: str) -> str:
@@ -300,7 +306,8 @@ def _diploma_args(ctx: Ctx) -> EvidenceState:
     ev = _diploma(A.work(ctx)) or EvidenceData(th.DIPLOMA)
     complete = first_missing(ev) is None
     lead = st.take_lead()
-    return EvidenceState(ev=ev, header=join(lead, f"【{TITLE}｜前置学历毕业证书】").strip(), types=st.types,
+    types = [t for t in st.types if t.code == th.DIPLOMA]  # its type is fixed: not offered in 修改
+    return EvidenceState(ev=ev, header=f"【{TITLE}｜前置学历毕业证书】", lead=lead, types=types,
                          born=st.born, edit=complete, listed=False)
 
 
@@ -316,10 +323,11 @@ async def _diploma_progress(ctx: Ctx, child: EvidenceState) -> None:
 
 async def _review_args(ctx: Ctx) -> ReviewState:
     st: ThesisState = ctx.state
+    st.editing = False  # back here (also by 返回 from a 修改 N): nothing is being changed
     if not st.majors:
         st.majors = await _eligible_majors(ctx)
     app, d, m = A.work(ctx), _details(ctx), _major(ctx)
-    lines = [Line(f"专业：{m[1]}（{m[0]}，{m[2]}）" if m else f"专业：{app.major_code or '（未选）'}",
+    lines = [Line(f"专业：{major_name(m)}" if m else f"专业：{app.major_code or '（未选）'}",
                   "major" if len(st.majors) > 1 else ""),
              Line("成绩列表：" + ("已核对" if d.scores_confirmed else "未核对"), "scores")]
     if _extra_labels_cached(ctx):
@@ -352,6 +360,8 @@ async def _begin(ctx: Ctx) -> Optional[str]:
     if closed is not None:
         return closed
     mine = await A.mine(ctx)
+    if not mine and not await _eligible_majors(ctx):
+        return NOTHING_TO_APPLY  # said before the 考生须知, not after it
     if mine and all(a.status == "approved" for a in mine) and not await _eligible_majors(ctx):
         return "\n".join([f"【{TITLE}】您的申请：", *await _application_lines(ctx, mine)])
     return None
@@ -364,7 +374,7 @@ THESIS = Flow(
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options,
              when=lambda ctx: ctx.state.existing, check=_start_check,
              go={"continue": _resume, "new": "notice", "restart": "notice", "*": "review"}),
-        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry="读完考生须知后，请回复“我已知晓”继续申请。",
+        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry=F.ACK_RETRY,
              check=_notice_check, go=_resume),
         Step("major", "专业", F.Choice(), lambda ctx: join(ctx.state.take_lead(), f"【{TITLE}｜专业】请选择申请论文的专业："),
              options=_major_options, check=_major_check, go=_major_go),
@@ -372,7 +382,7 @@ THESIS = Flow(
              retry="请回复1（成绩无误，下一步）或2（成绩有误）。", check=_scores_check, go=_resume),
         Step("extra", "加考选项", F.Choice(), _extra_prompt, options=_extra_options, check=_extra_check, go=_resume),
         Call("diploma", EVIDENCE, args=_diploma_args, progress=_diploma_progress, go=_resume),
-        Call("review", REVIEW, args=_review_args, go=_reviewed),
+        Call("review", REVIEW, args=_review_args, go=_reviewed, back_here=True),
     ],
 )
 

@@ -294,7 +294,7 @@ TRANSFER_OUT = Flow(
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options,
              when=lambda ctx: ctx.state.existing, check=A.start_check,
              go={"continue": _resume, "new": "notice", "restart": "notice", "*": "review"}),
-        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry="读完考生须知后，请回复“我已知晓”继续申请。",
+        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry=F.ACK_RETRY,
              check=_notice_check, go=_resume),
         Step("province", "转入地", FT.TransferProvince(), _province_prompt, retry="请回复序号或省份名称，如 9 或 江苏：",
              check=_field_check("province"), go=_resume),

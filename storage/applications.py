@@ -867,6 +867,13 @@ async def _replace_content(s: AsyncSession, row: Application, data: ApplicationD
             ev.photo_links = [EvidencePhoto(photo_id=p, position=n) for n, p in enumerate(dict.fromkeys(e.photo_ids))]
             item.evidences.append(ev)
         row.items.append(item)
+    if data.major_code and data.major_code != row.major_code:
+        # The 准考证号 the major is registered under (论文/学位 offer majors of every 准考证号, not
+        # only the active one): the office reads one 准考证号 and its major, never a mismatch.
+        held = await s.scalar(select(CandidateMajor.admission_number).where(
+            CandidateMajor.candidate_id == row.candidate_id, CandidateMajor.major_code == data.major_code))
+        if held:
+            row.admission_number = held
     row.major_code = data.major_code
     row.details = dict(data.details) or None
     await _link_detail_photos(s, row, data)

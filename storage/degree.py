@@ -177,7 +177,7 @@ def parse_score(text: str) -> str:
     if s in PASSING_WORDS:
         return s
     if not re.fullmatch(r"\d{1,4}(\.\d)?", s):
-        raise ValueError("成绩应为数字（最多一位小数），如 468；或“合格”“通过”。")
+        raise ValueError("成绩应为数字（最多一位小数），或“合格”“通过”。")
     v = Decimal(s)
     if v > SCORE_MAX:
         raise ValueError("成绩太大了，请照成绩单上的分数填写。")

@@ -4,6 +4,9 @@ The static part lives in storage/demo/*.csv in the import format (docs/import.md
 through the normal importer. Business windows (and the sittings they belong to) are made
 relative to the day of loading, so some are open now, some closed and some upcoming.
 Loading twice on the same day changes nothing; on a later day only the window times move.
+With `windows_now` (`zikao-bot demo --windows-now`) every application window (申请免考, 成绩补登,
+本科论文与专科毕设, 申请毕业, 申请学位, 本市转出) is open from an hour ago for a week instead, so that
+each flow can be tried; loading again without it puts the windows back.
 
 Every demo candidate's password is the initial one: the last 6 characters of the ID number.
 Two notices of the office (站内消息) are added once, dated a few days back and already pushed.
@@ -113,6 +116,9 @@ WINDOWS = (
 三、缴费成功后不予退费；逾期未缴费的，视为放弃本次毕业申请，可在下一次毕业办理时间内重新申请。"""),
 )
 
+# What `windows_now` opens: every window a candidate applies in (the payment period has --pay-now).
+APPLICATION_WINDOWS = frozenset(w.kind for w in WINDOWS) - {"graduation_fee"}
+
 FOOTER = "如有疑问，请拨打技术咨询电话 400-0960-990。"
 
 
@@ -126,9 +132,12 @@ def _fmt(t: dt.datetime) -> str:
     return f"{t.year}年{t.month}月{t.day}日 {t:%H:%M}"
 
 
-def window_records(now: dt.datetime) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(sittings, business_windows) rows, in the import format, for the half-year around `now`."""
-    today = now.astimezone(SHANGHAI).date()
+def window_records(now: dt.datetime, *, windows_now: bool = False
+                   ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(sittings, business_windows) rows, in the import format, for the half-year around `now`;
+    with `windows_now` the application windows are open from an hour ago for a week."""
+    local = now.astimezone(SHANGHAI).replace(minute=0, second=0, microsecond=0)
+    today = local.date()
     current, nxt = half_year_sittings(today)
     sittings = []
     for code in (current, nxt):
@@ -142,6 +151,8 @@ def window_records(now: dt.datetime) -> tuple[list[dict[str, str]], list[dict[st
     for w in WINDOWS:
         sitting = nxt if w.for_next_sitting else current
         opens, closes = _at(today, w.opens), _at(today, w.closes)
+        if windows_now and w.kind in APPLICATION_WINDOWS:  # from the last full hour but one, for a week
+            opens, closes = local - dt.timedelta(hours=1), local + dt.timedelta(days=7)
         windows.append({
             "kind": w.kind,
             "title": f"{half_year_name(sitting)}{WINDOW_KINDS[w.kind]}",
@@ -214,12 +225,13 @@ async def load_demo_notices(db: Database, now: dt.datetime) -> int:
     return added
 
 
-async def load_demo_report(db: Database, now: dt.datetime | None = None) -> ImportReport:
+async def load_demo_report(db: Database, now: dt.datetime | None = None, *, windows_now: bool = False
+                           ) -> ImportReport:
     """Import the demo data and return the import report (not raising)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     report = ImportReport(source=f"demo ({DEMO_DIR})")
     tables = read_directory(DEMO_DIR, report)
-    sittings, windows = window_records(now)
+    sittings, windows = window_records(now, windows_now=windows_now)
     static = tables["sittings.csv"]
     known = {row["code"] for _, row in static.rows}
     extra = RawTable.from_records("sittings.csv", [s for s in sittings if s["code"] not in known])
@@ -232,10 +244,11 @@ async def load_demo_report(db: Database, now: dt.datetime | None = None) -> Impo
     return await import_tables(db, tables, report)
 
 
-async def load_demo(db: Database, now: dt.datetime | None = None) -> None:
-    """Load (or refresh) the demo data; raises DemoLoadError if anything fails to import."""
+async def load_demo(db: Database, now: dt.datetime | None = None, *, windows_now: bool = False) -> None:
+    """Load (or refresh) the demo data; raises DemoLoadError if anything fails to import.
+    `windows_now`: every application window open from an hour ago for a week."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    report = await load_demo_report(db, now)
+    report = await load_demo_report(db, now, windows_now=windows_now)
     if not report.committed:
         raise DemoLoadError(report.format())
     await load_demo_notices(db, now)

@@ -1,7 +1,9 @@
 """Demo staff accounts and applications for the console, so `make demo` has something to review.
 
 The accounts (demo only: their passwords are printed by `zikao-bot demo` and in README):
-kaoban (管理员, 申请免考 and 成绩补登), mianshen (审核员, 申请免考), bushen (审核员, 成绩补登).
+kaoban (管理员: every application kind — 免考, 补登, 论文, 毕业, 学位, 转出 — so that each flow tried in
+`zikao-bot demo --windows-now` can be decided in the console), mianshen (审核员, 申请免考),
+bushen (审核员, 成绩补登). An account already in the database keeps its kinds.
 Two demo candidates have a 申请免考 waiting (待审核), each with photos drawn here. Loading again
 adds nothing.
 """
@@ -21,7 +23,8 @@ from storage.photos import PhotoStore, process_photo, save_photo
 
 DEMO_STAFF = (
     # username, name, role, kinds, password
-    ("kaoban", "王主任", "admin", ("exemption", "backfill"), "Demo-Office-2026"),
+    ("kaoban", "王主任", "admin", ("exemption", "backfill", "thesis", "graduation", "degree", "transfer_out"),
+     "Demo-Office-2026"),
     ("mianshen", "张老师", "reviewer", ("exemption",), "Demo-Exempt-2026"),
     ("bushen", "李老师", "reviewer", ("backfill",), "Demo-Backfill-2026"),
 )

@@ -175,3 +175,20 @@ async def test_load_demo_raises_with_the_report_when_data_is_broken(
     with pytest.raises(demo.DemoLoadError, match="courses.csv 第 2 行"):
         await demo.load_demo(sqlite_db, now=NOW)
     assert await _count(sqlite_db, m.Candidate) == 0
+
+
+async def test_windows_now_opens_every_application_window_and_a_plain_reload_puts_them_back(db: Database) -> None:
+    await demo.load_demo(db, now=NOW, windows_now=True)
+    async with db.session() as s:
+        windows = {w.kind: w for w in (await s.scalars(select(m.BusinessWindow))).all()}
+    opened = {k for k, w in windows.items() if w.opens_at <= NOW < w.closes_at}
+    assert opened == {"exemption", "backfill", "thesis", "graduation", "degree", "transfer_out"}
+    assert windows["graduation_fee"].opens_at > NOW  # the payment period is --pay-now's
+    thesis = windows["thesis"]
+    assert thesis.closes_at - NOW >= dt.timedelta(days=7) - dt.timedelta(hours=1)
+    assert thesis.notice.startswith("办理时间：2026年3月10日 13:00 至 2026年3月17日 14:00")
+    await demo.load_demo(db, now=NOW)  # without it: the same rows, back to their usual times
+    async with db.session() as s:
+        again = {w.kind: w for w in (await s.scalars(select(m.BusinessWindow))).all()}
+    assert len(again) == len(windows)
+    assert again["thesis"].closes_at <= NOW and again["degree"].opens_at > NOW

@@ -33,6 +33,7 @@ class EvidenceState:
     born: Optional[str] = None  # earliest plausible month
     not_after: Optional[str] = None  # e.g. 办理免考时间: the evidence came before it
     not_after_label: str = ""
+    lead: str = ""  # said once, before the first question ("接着填写上次的草稿。"), not before each
 
 
 def first_missing(ev: EvidenceData, photos: bool = True) -> Optional[str]:
@@ -55,8 +56,18 @@ def _go(ctx: Ctx, value: Any) -> Optional[str]:
     return END if ctx.state.only else None
 
 
+async def _which_options(ctx: Ctx) -> list[F.Option]:
+    """The fields that can be changed: 凭证类型 only when there is another type to choose (the
+    前置学历毕业证书 of a 论文 application is always a 毕业证书), 备注 and 照片 when asked."""
+    st: EvidenceState = ctx.state
+    skip = {"type"} if len(await _type_options(ctx)) < 2 else set()
+    skip |= set() if st.with_note else {"note"}
+    skip |= set() if st.photos else {"photos"}
+    return [*((k, label) for k, label in FIELDS if k not in skip), ("keep", "不修改，返回")]
+
+
 async def _which_check(ctx: Ctx, step: str) -> str:
-    ctx.state.only = step
+    ctx.state.only = "" if step == "keep" else step
     return step
 
 
@@ -68,7 +79,9 @@ def _prompt(question: str, name: str):
             value = getattr(st.ev, _ATTR[name])
             shown = {"type": lambda v: st_name(st, v), "month": apps.month_label}.get(name, lambda v: v)(value)
             now = f"现在填写的是：{shown or '（未填）'}"
-        return join(st.header, now, question) if now else f"{st.header}\n{question}".strip()
+        text = join(st.header, now, question) if now else f"{st.header}\n{question}".strip()
+        lead, st.lead = st.lead, ""
+        return join(lead, text)
     return prompt
 
 
@@ -107,7 +120,8 @@ async def _month_check(ctx: Ctx, month: str) -> str:
 def _photo_args(ctx: Ctx) -> PhotosState:
     st: EvidenceState = ctx.state
     replacing = len(st.ev.photo_ids) if st.only == "photos" else 0
-    return PhotosState(header=st.header, have=[] if replacing else list(st.ev.photo_ids), replacing=replacing,
+    lead, st.lead = st.lead, ""  # when the photos are the first thing asked
+    return PhotosState(header=join(lead, st.header), have=[] if replacing else list(st.ev.photo_ids), replacing=replacing,
                        elsewhere=st.elsewhere)
 
 
@@ -116,7 +130,8 @@ async def _photos_progress(ctx: Ctx, photos: PhotosState) -> None:
 
 
 EVIDENCE = Component("evidence", "凭证", state=EvidenceState, enter=_enter, steps=[
-    Step("which", "修改项", F.Choice(options=FIELDS), "要修改哪一项？", check=_which_check, go=lambda ctx, v: v),
+    Step("which", "修改项", F.Choice(), "要修改哪一项？", options=_which_options, check=_which_check,
+         go=lambda ctx, v: END if v == "keep" else v),
     Step("type", "凭证类型", F.Choice(), _prompt("请选择凭证类型：", "type"), options=_type_options, check=_set("type"),
          listed=lambda ctx: ctx.state.listed, retry=_prompt("请选择凭证类型（回复序号）：", "type"), go=_go),
     Step("number", "编号", F.Field(hint="证书、成绩单或报告上的编号。"), _prompt("请输入凭证编号（证书或成绩单上的编号）：", "number"),
@@ -162,7 +177,7 @@ def _one_args(ctx: Ctx) -> EvidenceState:
     ev = st.evidences[st.ei] if st.ei < len(st.evidences) else EvidenceData("")
     header = f"【{st.position}{st.title}｜第{st.ei + 1}份凭证】"
     lead, st.lead = st.lead, ""
-    return EvidenceState(ev=ev, header=join(lead, header).replace("\n\n", "\n"), types=st.types,
+    return EvidenceState(ev=ev, header=header, lead=lead, types=st.types,
                          listed=st.listed and st.ei == 0, elsewhere=st.elsewhere, born=st.born)
 
 
