@@ -486,7 +486,7 @@ GRADUATION = Flow(
         Step("start", "办理方式", F.Choice(), _start_prompt, options=_start_options,
              when=lambda ctx: ctx.state.existing, check=A.start_check,
              go={"continue": _resume, "new": "notice", "restart": "notice", "*": "review"}),
-        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry="读完考生须知后，请回复“我已知晓”继续申请。",
+        Step("notice", "考生须知", F.Acknowledge(), _notice_prompt, retry=F.ACK_RETRY,
              check=_notice_check, go=_resume),
         Step("profile", "个人信息", F.Choice(options=[("ok", "信息无误，手机号码在用"), ("contact", "修改手机号码等联系方式")]),
              _profile_prompt, check=_profile_check, go={"contact": "contact", "*": _resume}),
