@@ -274,17 +274,20 @@ def spawn_bot(database_url: str | None, aes_key: str | None, pin: bool,
     if pin and shutil.which("taskset") and (os.cpu_count() or 1) > 1:
         cmd = ["taskset", "-c", "0"] + cmd
     proc = subprocess.Popen(cmd, env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+    wait_for_port(port, proc)
+    return proc, f"http://127.0.0.1:{port}/wechat", tmp
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
+                return
         except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise SystemExit("the bot did not start")
-    return proc, url + "/wechat", tmp
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the server did not start")
 
 
 def main(argv: list[str] | None = None) -> int:

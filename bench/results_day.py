@@ -143,3 +143,151 @@ async def seed(url: str, n: int, *, rng: random.Random | None = None) -> dict[st
         return expected
     finally:
         await db.dispose()
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+def _reset_postgres(url: str) -> None:
+    """Drop and create the database of `url` (a bench database: everything in it is lost)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    name = u.database
+
+    async def run() -> None:
+        admin = await asyncpg.connect(host=u.host or "127.0.0.1", port=u.port or 5432, user=u.username or "postgres",
+                                      password=u.password, database="postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
+
+
+def _floor(duration: float, concurrency: int, pin: bool) -> dict:
+    from bench import loadgen as lg
+
+    port = lg._free_port()
+    cmd = [sys.executable, "-m", "bench.floor", "--port", str(port), "--token", lg.TOKEN]
+    if pin:
+        cmd = ["taskset", "-c", "0"] + cmd
+    proc = subprocess.Popen(cmd)
+    try:
+        lg.wait_for_port(port, proc)
+        url = f"http://127.0.0.1:{port}/wechat"
+        traffic = lg.Traffic(lg.TOKEN, 2000, "帮助", None, lg.APP_ID)
+        asyncio.run(lg.run_load(url, traffic, duration=1.0, rate=None, concurrency=concurrency))
+        traffic.base += 10**9
+        out = asyncio.run(lg.run_load(url, traffic, duration=duration, rate=None, concurrency=concurrency)).summary()
+        out["server_rss_mb"] = lg.rss_mb(proc.pid)
+        return out
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _database_rows(label: str, database_url: str | None, *, candidates: int, duration: float, rate: float,
+                   pin: bool) -> list[dict]:
+    from bench import loadgen as lg
+
+    expected: dict[str, list[str]] = {}
+    seeded: dict[str, float] = {}
+
+    def prepare(url: str) -> None:
+        started = time.perf_counter()
+        expected.update(asyncio.run(seed(url, candidates)))
+        seeded["seconds"] = round(time.perf_counter() - started, 1)
+
+    started = time.perf_counter()
+    proc, url, tmp = lg.spawn_bot(database_url, None, pin=pin, prepare=prepare)
+    ready = round(time.perf_counter() - started, 1)
+    rows: list[dict] = []
+
+    def add(what: str, mode: str, figures: dict) -> None:
+        figures = dict(figures, what=what, database=label, mode=mode, server_rss_mb=lg.rss_mb(proc.pid))
+        rows.append(figures)
+        print(json.dumps(figures, ensure_ascii=False), file=sys.stderr, flush=True)
+
+    try:
+        print(f"{label}: {candidates} candidates seeded in {seeded.get('seconds')} s, bot ready after {ready} s",
+              file=sys.stderr, flush=True)
+        helpt = lg.Traffic(lg.TOKEN, 2000, "帮助", None, lg.APP_ID)
+        asyncio.run(lg.run_load(url, helpt, duration=1.0, rate=None, concurrency=32))
+        for mode, r, conc in (("flat out", None, 32), (f"{rate:.0f}/s", rate, 256)):
+            helpt.base += 10**9
+            add("帮助", mode, asyncio.run(lg.run_load(url, helpt, duration=duration, rate=r, concurrency=conc)).summary())
+        traffic = lg.ScoresTraffic(lg.TOKEN, expected, None, lg.APP_ID)
+        for mode, r, conc, warmup in (("flat out", None, 32, 1.0), (f"{rate:.0f}/s", rate, 256, 0.0)):
+            phases = lg.run_scores(url, traffic, duration=duration, rate=r, concurrency=conc, warmup=warmup)
+            add("成绩 cold", mode, phases["cold"])
+            add("成绩 warm", mode, phases["warm"])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def _table(rows: list[dict], floor: float) -> str:
+    out = ["| what | database | load | msg/s | % of floor | p50 ms | p99 ms | max ms | errors | server RSS MB |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        share = f"{100 * r['msg_per_s'] / floor:.0f} %" if floor else "-"
+        errors = sum(r["errors"].values())
+        out.append(f"| {r['what']} | {r['database']} | {r['mode']} | {r['msg_per_s']:,.0f} | {share} | "
+                   f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {errors} | {r.get('server_rss_mb') or '-'} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--candidates", type=int, default=100_000)
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per measured run")
+    p.add_argument("--rate", type=float, default=1000.0, help="the open-loop rate")
+    p.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/zikao_bench",
+                   help="a PostgreSQL database the bench may drop and create")
+    p.add_argument("--no-postgres", action="store_true")
+    p.add_argument("--quick", action="store_true", help="2 s runs, 20,000 candidates (a smoke test)")
+    p.add_argument("--no-pin", action="store_true")
+    p.add_argument("--json", help="also write every row to this file")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.candidates = 2.0, 20_000
+    pin = not args.no_pin and bool(shutil.which("taskset")) and (os.cpu_count() or 1) > 1
+    if pin:
+        os.sched_setaffinity(0, {1})  # the generator; servers run on core 0
+    started = time.perf_counter()
+    floor = _floor(args.duration, 32, pin)
+    floor.update(what="no-storage floor", database="-", mode="flat out")
+    rows = [floor]
+    print(json.dumps(floor, ensure_ascii=False), file=sys.stderr, flush=True)
+    rows += _database_rows("SQLite", None, candidates=args.candidates, duration=args.duration, rate=args.rate, pin=pin)
+    if not args.no_postgres:
+        try:
+            _reset_postgres(args.postgres_url)
+        except Exception as e:  # no server: the SQLite rows still stand
+            print(f"PostgreSQL skipped: {e}", file=sys.stderr)
+        else:
+            rows += _database_rows("PostgreSQL", args.postgres_url, candidates=args.candidates,
+                                   duration=args.duration, rate=args.rate, pin=pin)
+    print(f"\n{args.candidates:,} candidates, {args.duration:g} s per run, 32 connections flat out, "
+          f"256 at {args.rate:.0f}/s; whole run {time.perf_counter() - started:.0f} s\n")
+    print(_table(rows, floor["msg_per_s"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, ensure_ascii=False, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
