@@ -234,8 +234,33 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time a process has used (Linux): per-message CPU is steadier than msg/s
+    on a machine shared with other work."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def measured(url: str, traffic: Traffic, *, pid: int | None = None, **kw) -> dict:
+    """run_load's summary, with the server's CPU milliseconds per answered message."""
+    before = cpu_seconds(pid)
+    res = asyncio.run(run_load(url, traffic, **kw))
+    after = cpu_seconds(pid)
+    out = res.summary()
+    if before is not None and after is not None and res.latencies:
+        out["server_cpu_ms_per_msg"] = round((after - before) * 1000 / len(res.latencies), 3)
+    out["_sent"] = res.sent
+    return out
+
+
 def run_scores(url: str, traffic: ScoresTraffic, *, duration: float, rate: float | None, concurrency: int,
-               warmup: float) -> dict[str, dict]:
+               warmup: float, pid: int | None = None) -> dict[str, dict]:
     """A cold phase (first questions) then a warm phase (the same candidates again)."""
     if warmup:
         n = traffic.warmup()
@@ -243,11 +268,12 @@ def run_scores(url: str, traffic: ScoresTraffic, *, duration: float, rate: float
     left = traffic.cold()
     if left <= 0:
         raise SystemExit("no fresh candidates left: seed more (--candidates)")
-    cold = asyncio.run(run_load(url, traffic, duration=duration, rate=rate, concurrency=concurrency, total=left))
-    traffic.asked(cold.sent)
-    warm = asyncio.run(run_load(url, traffic, duration=duration, rate=rate, concurrency=concurrency,
-                                total=traffic.warm()))
-    return {"cold": cold.summary(), "warm": warm.summary()}
+    cold = measured(url, traffic, pid=pid, duration=duration, rate=rate, concurrency=concurrency, total=left)
+    traffic.asked(cold.pop("_sent"))
+    warm = measured(url, traffic, pid=pid, duration=duration, rate=rate, concurrency=concurrency,
+                    total=traffic.warm())
+    warm.pop("_sent")
+    return {"cold": cold, "warm": warm}
 
 
 def _free_port() -> int:
@@ -340,14 +366,15 @@ def main(argv: list[str] | None = None) -> int:
         if scores:
             traffic = ScoresTraffic(args.token, expected, args.aes_key, args.app_id)
             figures = run_scores(url, traffic, duration=args.duration, rate=args.rate,
-                                 concurrency=args.concurrency, warmup=args.warmup)
+                                 concurrency=args.concurrency, warmup=args.warmup, pid=proc.pid if proc else None)
         else:
             traffic = Traffic(args.token, args.users, text, args.aes_key, args.app_id, args.expect)
             if args.warmup:
                 asyncio.run(run_load(url, traffic, duration=args.warmup, rate=None, concurrency=args.concurrency))
                 traffic.base += 10**9  # fresh MsgIds after the warm-up
-            figures = asyncio.run(run_load(url, traffic, duration=args.duration, rate=args.rate,
-                                           concurrency=args.concurrency, total=args.total)).summary()
+            figures = measured(url, traffic, pid=proc.pid if proc else None, duration=args.duration,
+                               rate=args.rate, concurrency=args.concurrency, total=args.total)
+            figures.pop("_sent")
         if proc is not None:
             rss = rss_mb(proc.pid)
     finally:

@@ -182,7 +182,8 @@ def _floor(duration: float, concurrency: int, pin: bool) -> dict:
         traffic = lg.Traffic(lg.TOKEN, 2000, "帮助", None, lg.APP_ID)
         asyncio.run(lg.run_load(url, traffic, duration=1.0, rate=None, concurrency=concurrency))
         traffic.base += 10**9
-        out = asyncio.run(lg.run_load(url, traffic, duration=duration, rate=None, concurrency=concurrency)).summary()
+        out = lg.measured(url, traffic, pid=proc.pid, duration=duration, rate=None, concurrency=concurrency)
+        out.pop("_sent")
         out["server_rss_mb"] = lg.rss_mb(proc.pid)
         return out
     finally:
@@ -222,10 +223,13 @@ def _database_rows(label: str, database_url: str | None, *, candidates: int, dur
         asyncio.run(lg.run_load(url, helpt, duration=1.0, rate=None, concurrency=32))
         for mode, r, conc in (("flat out", None, 32), (f"{rate:.0f}/s", rate, 256)):
             helpt.base += 10**9
-            add("帮助", mode, asyncio.run(lg.run_load(url, helpt, duration=duration, rate=r, concurrency=conc)).summary())
+            figures = lg.measured(url, helpt, pid=proc.pid, duration=duration, rate=r, concurrency=conc)
+            figures.pop("_sent")
+            add("帮助", mode, figures)
         traffic = lg.ScoresTraffic(lg.TOKEN, expected, None, lg.APP_ID)
         for mode, r, conc, warmup in (("flat out", None, 32, 1.0), (f"{rate:.0f}/s", rate, 256, 0.0)):
-            phases = lg.run_scores(url, traffic, duration=duration, rate=r, concurrency=conc, warmup=warmup)
+            phases = lg.run_scores(url, traffic, duration=duration, rate=r, concurrency=conc, warmup=warmup,
+                                   pid=proc.pid)
             add("成绩 cold", mode, phases["cold"])
             add("成绩 warm", mode, phases["warm"])
     finally:
@@ -239,13 +243,14 @@ def _database_rows(label: str, database_url: str | None, *, candidates: int, dur
 
 
 def _table(rows: list[dict], floor: float) -> str:
-    out = ["| what | database | load | msg/s | % of floor | p50 ms | p99 ms | max ms | errors | server RSS MB |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| what | database | load | msg/s | % of floor | p50 ms | p99 ms | max ms | errors | server CPU ms/msg "
+           "| server RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         share = f"{100 * r['msg_per_s'] / floor:.0f} %" if floor else "-"
         errors = sum(r["errors"].values())
         out.append(f"| {r['what']} | {r['database']} | {r['mode']} | {r['msg_per_s']:,.0f} | {share} | "
-                   f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {errors} | {r.get('server_rss_mb') or '-'} |")
+                   f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {errors} | {r.get('server_cpu_ms_per_msg', '-')} "
+                   f"| {r.get('server_rss_mb') or '-'} |")
     return "\n".join(out)
 
 

@@ -25,6 +25,7 @@ from dialogs.services import Services
 from dialogs.state import Busy, Conversation, StateStore
 from dialogs.types import NO_REPLY, Message, Reply
 from storage import accounts, followers
+from storage import queries as stored_queries
 from storage.db import Database
 from storage.batch import Coalescer
 from storage.models import utcnow
@@ -150,7 +151,12 @@ class Router:
     async def prefetch(self, conn: Any, openids: list[str]) -> list[tuple[User, Conversation]]:
         """Who each user is and where their conversation is, on `conn`: the edge calls this in
         its dedupe round trip (bot/dedupe.py), so the hot path needs no read of its own."""
-        return self._peeked(openids, await followers.peek_on(conn, openids))
+        rows = await followers.peek_on(conn, openids)
+        # Bound users' results, when not in memory yet, in the same round trip: on results day
+        # nearly every message of a bound user is a score query, and its cold load is the cost.
+        await stored_queries.cache_for(self.db).preload(
+            conn, [r.candidate_id for r in rows.values() if r.candidate_id is not None])
+        return self._peeked(openids, rows)
 
     @staticmethod
     def _peeked(openids: list[str], rows: dict[str, followers.Peek]) -> list[tuple[User, Conversation]]:

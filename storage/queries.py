@@ -31,12 +31,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import and_, bindparam, event, exists, literal, null, or_, select, union_all
+from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, event, exists, literal, null, or_, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.batch import Coalescer
 from storage.db import Database
 from storage.models_service import ORDER_STATUSES, Feedback, NoticeRead, Order
 
@@ -314,41 +315,69 @@ async def load_reference(session: AsyncSession) -> Reference:
                      {k: tuple(v) for k, v in books.items()}, sittings, windows)
 
 
-def _candidate_statement():
-    """Enrolments and results of one candidate in one statement (a UNION ALL on candidate_id).
+def _candidate_statement(ids):
+    """Enrolments and results of candidates in one statement (a UNION ALL on candidate_id).
 
     One round trip instead of two: on results day most candidates ask once or twice, so the
     first, uncached answer is the common one. Result columns come first so that their types
-    (numeric, boolean, date) apply to the union on SQLite too.
+    (numeric, boolean, date) apply to the union on SQLite too. `ids` is the condition's right
+    side: one candidate, or a list (an expanding IN on SQLite, `= ANY(array)` on PostgreSQL, so
+    that asyncpg prepares one statement for every batch size).
     """
     t, cm = m.ScoreRecord.__table__, m.CandidateMajor.__table__
-    cid = bindparam("candidate_id")
-    results = select(literal("r").label("what"), t.c.admission_number, t.c.course_code, t.c.kind, t.c.sitting_code,
-                     t.c.score, t.c.grade, t.c.passed, t.c.passed_on, t.c.note).where(t.c.candidate_id == cid)
-    majors = select(literal("m"), cm.c.admission_number, cm.c.major_code, null(), null(), null(), null(), null(),
-                    null(), null()).where(cm.c.candidate_id == cid)
+    results = select(literal("r").label("what"), t.c.candidate_id, t.c.admission_number, t.c.course_code, t.c.kind,
+                     t.c.sitting_code, t.c.score, t.c.grade, t.c.passed, t.c.passed_on, t.c.note
+                     ).where(ids(t.c.candidate_id))
+    majors = select(literal("m"), cm.c.candidate_id, cm.c.admission_number, cm.c.major_code, null(), null(), null(),
+                    null(), null(), null(), null()).where(ids(cm.c.candidate_id))
     return union_all(results, majors)
 
 
-_CANDIDATE = _candidate_statement()
+_CANDIDATE = _candidate_statement(lambda col: col == bindparam("candidate_id"))
+_CANDIDATES = {
+    "sqlite": _candidate_statement(lambda col: col.in_(bindparam("ids", expanding=True))),
+    "postgresql": _candidate_statement(lambda col: col == any_(bindparam("ids", type_=ARRAY(Integer)))),
+}
+
+
+def _candidate_data(rows: Iterable[Any], majors: dict[str, MajorInfo]) -> dict[int, CandidateData]:
+    enrolments: dict[int, list[Enrolment]] = {}
+    results: dict[int, list[Result]] = {}
+    for r in rows:
+        if r.what == "m":
+            info = majors.get(r.course_code)
+            enrolments.setdefault(r.candidate_id, []).append(Enrolment(
+                r.course_code, info.name if info else r.course_code, info.level if info else "", r.admission_number))
+        else:
+            results.setdefault(r.candidate_id, []).append(Result(
+                r.admission_number, r.course_code, r.kind, r.sitting_code or "", _score(r.score), r.grade,
+                bool(r.passed), r.passed_on, r.note))
+    out = {}
+    for cid in set(enrolments) | set(results):
+        e, res = enrolments.get(cid, []), results.get(cid, [])
+        e.sort(key=lambda x: (x.admission_number or "", x.major_code))
+        res.sort(key=lambda x: (x.sitting_code, x.course_code, x.kind))
+        out[cid] = CandidateData(tuple(e), tuple(res))
+    return out
 
 
 async def load_candidate(session: AsyncSession, candidate_id: int,
                          majors: Optional[dict[str, MajorInfo]] = None) -> CandidateData:
     """A candidate's enrolments and results; names of majors from `majors` (the reference data)."""
-    majors = majors or {}
-    enrolments, results = [], []
-    for r in await session.execute(_CANDIDATE, {"candidate_id": candidate_id}):
-        if r.what == "m":
-            info = majors.get(r.course_code)
-            enrolments.append(Enrolment(r.course_code, info.name if info else r.course_code,
-                                        info.level if info else "", r.admission_number))
-        else:
-            results.append(Result(r.admission_number, r.course_code, r.kind, r.sitting_code or "", _score(r.score),
-                                  r.grade, bool(r.passed), r.passed_on, r.note))
-    enrolments.sort(key=lambda e: (e.admission_number or "", e.major_code))
-    results.sort(key=lambda r: (r.sitting_code, r.course_code, r.kind))
-    return CandidateData(tuple(enrolments), tuple(results))
+    rows = await session.execute(_CANDIDATE, {"candidate_id": candidate_id})
+    return _candidate_data(rows, majors or {}).get(candidate_id, CandidateData((), ()))
+
+
+async def load_candidates(conn: Any, candidate_ids: Iterable[int],
+                          majors: Optional[dict[str, MajorInfo]] = None) -> dict[int, CandidateData]:
+    """Several candidates in one statement, on a session or a Core connection."""
+    ids = sorted(set(candidate_ids))
+    if not ids:
+        return {}
+    dialect = conn.get_bind().dialect.name if isinstance(conn, AsyncSession) else conn.dialect.name
+    rows = await conn.execute(_CANDIDATES["postgresql" if dialect == "postgresql" else "sqlite"], {"ids": ids})
+    found = _candidate_data(rows, majors or {})
+    return {cid: found.get(cid, CandidateData((), ())) for cid in ids}
 
 
 def _score(v: Any) -> Optional[Decimal]:
@@ -408,7 +437,9 @@ class ReadCache:
         # 当次成绩 sheets computed from the cached objects (see latest_scores).
         self.sheets: OrderedDict[int, tuple[Any, Any, tuple[str, ...], Any]] = OrderedDict()
         self._lock = asyncio.Lock()
-        self.stats = {"reference_loads": 0, "candidate_hits": 0, "candidate_loads": 0, "stamp_checks": 0}
+        self.stats = {"reference_loads": 0, "candidate_hits": 0, "candidate_loads": 0, "candidate_batches": 0,
+                      "candidate_preloads": 0, "stamp_checks": 0}
+        self._loads: Coalescer[int, CandidateData] = Coalescer(self._load_batch, parallel=1 if db.is_sqlite else 4)
 
     def _fresh(self) -> bool:
         return (self._seen_generation == _local_generation
@@ -451,21 +482,54 @@ class ReadCache:
 
     async def candidate(self, candidate_id: int) -> CandidateData:
         await self._check()
-        now = time.monotonic()
-        hit = self._candidates.get(candidate_id)
-        if hit is not None and now - hit[0] < self.candidate_ttl:
-            self._candidates.move_to_end(candidate_id)
+        hit = self._cached(candidate_id)
+        if hit is not None:
             self.stats["candidate_hits"] += 1
+            return hit
+        # Cold: every candidate missed while a load runs is read by the next one, in one
+        # statement (results day: most candidates ask once or twice, so this is the common case).
+        return await self._loads.submit(candidate_id)
+
+    def _cached(self, candidate_id: int) -> Optional[CandidateData]:
+        hit = self._candidates.get(candidate_id)
+        if hit is not None and time.monotonic() - hit[0] < self.candidate_ttl:
+            self._candidates.move_to_end(candidate_id)
             return hit[1]
+        return None
+
+    def _keep(self, loaded: dict[int, CandidateData], stamp: Optional[str]) -> None:
+        # Only what was read under the stamp still current: an import meanwhile may have changed it.
+        if self.candidate_ttl <= 0 or stamp != self._results_stamp:
+            return
+        now = time.monotonic()
+        for cid, data in loaded.items():
+            self._candidates[cid] = (now, data)
+            self._candidates.move_to_end(cid)
+        while len(self._candidates) > self.max_candidates:
+            self._candidates.popitem(last=False)
+
+    async def _load_batch(self, candidate_ids: list[int]) -> list[CandidateData]:
         stamp = self._results_stamp
-        async with self.db.session() as s:
-            data = await load_candidate(s, candidate_id, self._reference.majors if self._reference else None)
-        self.stats["candidate_loads"] += 1
-        if self.candidate_ttl > 0 and stamp == self._results_stamp:
-            self._candidates[candidate_id] = (now, data)
-            while len(self._candidates) > self.max_candidates:
-                self._candidates.popitem(last=False)
-        return data
+        async with self.db.engine.connect() as conn:
+            loaded = await load_candidates(conn, candidate_ids, self._reference.majors if self._reference else None)
+        self.stats["candidate_loads"] += len(loaded)
+        self.stats["candidate_batches"] += 1
+        self._keep(loaded, stamp)
+        return [loaded[cid] for cid in candidate_ids]
+
+    async def preload(self, conn: Any, candidate_ids: Iterable[int]) -> None:
+        """Load the candidates among `candidate_ids` not in memory yet, on the caller's connection
+        (the edge's dedupe round trip): their first question then needs no round trip of its own.
+        Does nothing while the stamps are due for a re-check (the question's own path does that)."""
+        if not self._fresh() or self._reference is None:
+            return
+        missing = [cid for cid in candidate_ids if self._cached(cid) is None]
+        if missing:
+            stamp = self._results_stamp
+            loaded = await load_candidates(conn, missing, self._reference.majors)
+            self.stats["candidate_loads"] += len(loaded)
+            self.stats["candidate_preloads"] += len(loaded)
+            self._keep(loaded, stamp)
 
     def forget(self, candidate_id: Optional[int] = None) -> None:
         """Drop one candidate's cached data (or everything) in this process."""
