@@ -15,7 +15,7 @@ from bot.crypto import MessageCrypto
 from bot.delivery import Deliverer, deliver_late_reply, record_template_finish
 from bot.endpoint import WeChatEndpoint
 from bot.faq_cli import faq_locations
-from bot.freshness import DatabaseNonces, RedisNonces
+from bot.freshness import RedisNonces
 from bot.pay import PAY, PayConfig, PayGateway, PayService, add_pay_routes
 from bot.scheduler import SchedulerOptions, ServiceScheduler, owner_id
 from bot.token_store import DatabaseTokenStore, RedisTokenStore
@@ -129,7 +129,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         nonces = RedisNonces(redis, settings.wechat_max_age_seconds)
     else:
         token_store = DatabaseTokenStore(db)
-        nonces = DatabaseNonces(db)
+        nonces = None  # recorded in the dedupe claim's transaction (bot/dedupe.py)
     client = WeChatClient(
         session,
         api_base=settings.wechat_api_base,

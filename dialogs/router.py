@@ -138,7 +138,8 @@ class Router:
             # Nothing in progress and nothing to start: answer without taking the lock.
             reply = await self._stateless(msg, user, intent, arg)
             if reply is not None:
-                return reply
+                # Nothing was changed: the edge may store this answer behind (docs/delivery.md).
+                return Reply(reply.text, reply.image_media_id, read_only=True)
         try:
             async with self.store.locked(msg.openid) as conv:
                 return await self._locked(msg, user, conv, intent, arg, cmd)

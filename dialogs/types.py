@@ -35,6 +35,9 @@ class Reply:
     intent: Optional[str] = None  # run this intent instead (a consultation that is really a request)
     arg: str = ""  # the intent's argument
     pending: Optional[dict[str, Any]] = None  # numbered choices to remember for the next message
+    # Set by the router on the answer of a query that changed nothing: the edge may store it
+    # behind (answering the message twice after a crash is harmless). See docs/delivery.md.
+    read_only: bool = field(default=False, compare=False)
 
     @property
     def empty(self) -> bool:
