@@ -206,8 +206,7 @@ class WeChatEndpoint:
         if claim.taken_over:
             log.warning("took over a %s message whose first attempt died (its lease ran out)", msg.kind)
         metrics.MESSAGES.labels(msg.kind).inc()
-        if claim.prefetched is not None:
-            msg = replace(msg, prefetched=claim.prefetched)
+        msg = replace(msg, prefetched=claim.prefetched, key=key)
         task = asyncio.create_task(self._run(msg))
         done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
         durable = True

@@ -142,7 +142,15 @@ class Router:
                 return Reply(reply.text, reply.image_media_id, read_only=True)
         try:
             async with self.store.locked(msg.openid) as conv:
-                return await self._locked(msg, user, conv, intent, arg, cmd)
+                if msg.key is not None and conv.applied_key == msg.key and conv.applied_reply is not None:
+                    # A retry of a message whose step ran and was saved before its first attempt
+                    # died (kill -9 before the edge stored the reply): answer, do not apply again.
+                    log.warning("answered a retry from the step it had already applied")
+                    return Reply(conv.applied_reply.get("text") or "", conv.applied_reply.get("image"))
+                reply = await self._locked(msg, user, conv, intent, arg, cmd)
+                if msg.key is not None:
+                    conv.applied = (msg.key, {"text": reply.text, "image": reply.image_media_id})
+                return reply
         except Busy:
             return Reply(BUSY)
 

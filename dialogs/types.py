@@ -22,6 +22,9 @@ class Message:
     received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     # What the router's `prefetch` read for this message in the edge's dedupe round trip, if any.
     prefetched: Any = field(default=None, compare=False, repr=False)
+    # The edge's dedupe key of this message (FromUserName + MsgId ...): a step records it with the
+    # state it changed, so a retry after a crash is answered, not applied twice.
+    key: Optional[str] = field(default=None, compare=False, repr=False)
 
 
 @dataclass
