@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import ARRAY, String, bindparam, delete, or_, select, text, update
 
 from bot.delivery import release_waiting_statement
 from dialogs.types import Reply
@@ -107,6 +107,21 @@ class Deduper:
         )
         nonces = InboundNonce.__table__
         self._nonce_stmt = db.insert(nonces).on_conflict_do_nothing(index_elements=["key"]).returning(nonces.c.key)
+        # PostgreSQL: one statement text whatever the batch size (arrays through unnest), so
+        # asyncpg prepares each once per connection instead of once per batch size.
+        self._pg = db.dialect == "postgresql"
+        if self._pg:
+            at = table.c.received_at.type
+            self._nonce_stmt = text(
+                "INSERT INTO inbound_nonces (key, seen_at) SELECT k, :at FROM unnest(:keys) AS k "
+                "ON CONFLICT (key) DO NOTHING RETURNING key"
+            ).bindparams(bindparam("keys", type_=ARRAY(String)), bindparam("at", type_=at))
+            self._claim_stmt = text(
+                "INSERT INTO inbound_messages (key, openid, status, received_at, lease_until) "
+                "SELECT k, o, 'processing', :at, :until FROM unnest(:keys, :openids) AS t(k, o) "
+                "ON CONFLICT (key) DO NOTHING RETURNING key"
+            ).bindparams(bindparam("keys", type_=ARRAY(String)), bindparam("openids", type_=ARRAY(String)),
+                         bindparam("at", type_=at), bindparam("until", type_=at))
         self._reply_stmt = (
             table.update().where(table.c.key == bindparam("b_key"))
             .values(status="done", reply=bindparam("b_reply"), finished_at=bindparam("b_at"))
@@ -178,7 +193,9 @@ class Deduper:
             fresh = [True] * len(items)
             nonces = list(dict.fromkeys(n for _, _, n in items if n is not None))
             if nonces:
-                new = set((await conn.execute(self._nonce_stmt, [{"key": n, "seen_at": now} for n in nonces])).scalars())
+                params: Any = ({"keys": nonces, "at": now} if self._pg
+                               else [{"key": n, "seen_at": now} for n in nonces])
+                new = set((await conn.execute(self._nonce_stmt, params)).scalars())
                 taken: set[str] = set()
                 for i, (_, _, n) in enumerate(items):
                     if n is not None:
@@ -188,10 +205,13 @@ class Deduper:
             claims = [(i, k, o) for i, (k, o, _) in enumerate(items) if fresh[i] and k is not None]
             inserted: set[str] = set()
             if claims:
-                result = await conn.execute(
-                    self._claim_stmt, [{"key": k, "openid": o, "status": "processing", "received_at": now,
-                                        "lease_until": now + self.lease} for _, k, o in claims]
-                )
+                if self._pg:
+                    params = {"keys": [k for _, k, _ in claims], "openids": [o for _, _, o in claims], "at": now,
+                              "until": now + self.lease}
+                else:
+                    params = [{"key": k, "openid": o, "status": "processing", "received_at": now,
+                               "lease_until": now + self.lease} for _, k, o in claims]
+                result = await conn.execute(self._claim_stmt, params)
                 inserted = set(result.scalars())
             owned = [(i, o) for i, k, o in claims if k in inserted]
             prefetched: list[Any] = [None] * len(owned)

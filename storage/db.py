@@ -51,9 +51,13 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, **kwargs)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
+            # No ping before every checkout (DB_POOL_PRE_PING=1 brings it back): it is one more
+            # round trip for every transaction of the message path. A connection the server
+            # dropped fails its one transaction and is replaced (SQLAlchemy invalidates the pool
+            # on a disconnect error); connections are recycled every 30 minutes anyway.
             self.engine = create_async_engine(
                 self.url, echo=echo, hide_parameters=True, pool_size=int(os.environ.get("DB_POOL_SIZE", "10")),
-                max_overflow=10, pool_pre_ping=True, pool_recycle=1800,
+                max_overflow=10, pool_pre_ping=os.environ.get("DB_POOL_PRE_PING", "0") == "1", pool_recycle=1800,
             )
         self.session: async_sessionmaker[AsyncSession] = async_sessionmaker(self.engine, expire_on_commit=False)
 
