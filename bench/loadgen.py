@@ -283,15 +283,19 @@ def _free_port() -> int:
 
 
 def spawn_bot(database_url: str | None, aes_key: str | None, pin: bool,
-              prepare: Callable[[str], None] | None = None) -> tuple[subprocess.Popen, str, str]:
+              prepare: Callable[[str], None] | None = None,
+              cold_jieba: bool = False) -> tuple[subprocess.Popen, str, str]:
     """Start `zikao-bot serve` on a fresh database, after `prepare(database_url)` if given;
-    returns (process, url, temp dir)."""
+    returns (process, url, temp dir). `cold_jieba`: an empty jieba cache (start-up's worst case).
+    The process's start time (time.monotonic) is `proc.started_at`."""
     tmp = tempfile.mkdtemp(prefix="zikao-bench-")
     port = _free_port()
     env = dict(os.environ, WECHAT_TOKEN=TOKEN, WECHAT_APP_ID=APP_ID, WECHAT_APP_SECRET="bench",
                WECHAT_API_BASE="http://127.0.0.1:9", PORT=str(port), HOST="127.0.0.1", LOG_LEVEL="WARNING",
                DATABASE_URL=database_url or f"sqlite:///{tmp}/bench.sqlite3", WECHAT_AES_KEY=aes_key or "",
                ZIKAO_MODE="demo")  # the demo SECRET_KEY: bench data only
+    if cold_jieba:
+        env["FAQ_CACHE_DIR"] = f"{tmp}/jieba"
     exe = [sys.executable, "-m", "bot.cli"]
     subprocess.run(exe + ["migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     if prepare is not None:
@@ -299,7 +303,9 @@ def spawn_bot(database_url: str | None, aes_key: str | None, pin: bool,
     cmd = exe + ["serve"]
     if pin and shutil.which("taskset") and (os.cpu_count() or 1) > 1:
         cmd = ["taskset", "-c", "0"] + cmd
+    started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env)
+    proc.started_at = started  # type: ignore[attr-defined]
     wait_for_port(port, proc)
     return proc, f"http://127.0.0.1:{port}/wechat", tmp
 

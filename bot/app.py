@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -24,7 +26,7 @@ from bot.sms import build_gateway as build_sms_gateway
 from console.app import create_console
 from console.core import DB as CONSOLE_DB, ConsoleConfig
 from dialogs.consult import Consultant
-from dialogs.faq import FaqService
+from dialogs.faq import FaqError, FaqService
 from dialogs.router import Router
 from dialogs.services import MediaUnavailable, Services
 from dialogs.types import Reply
@@ -116,6 +118,17 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+async def _warm_faq(faq: FaqService) -> None:
+    try:
+        await asyncio.to_thread(faq.warm)
+    except FaqError as e:
+        log.critical("the FAQ knowledge base is invalid, stopping:\n%s", "\n".join(e.errors))
+        os.kill(os.getpid(), signal.SIGTERM)  # aiohttp's run_app shuts down cleanly on SIGTERM
+    except Exception:
+        log.exception("could not load the FAQ knowledge base, stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     db = Database(settings.database_url)
@@ -154,10 +167,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         pay_link=pay.link if pay else None,
     )
     app[H5].db, app[H5].services, app[H5].http = db, services, session
-    # jieba's dictionary and the BM25 index are built now, so the first question is as fast as
-    # the hundredth; an invalid knowledge base stops start-up with its reason.
+    # jieba's dictionary and the BM25 index (seconds with an empty jieba cache) are built in a
+    # thread while the listener already answers: score queries and menus need neither, and a
+    # consultation arriving meanwhile waits for them (dialogs/consult.py). An invalid knowledge
+    # base still stops the service, with its reason, a few seconds after start.
     faq = FaqService(settings.faq_kb_file or None, cache_dir=settings.faq_cache_dir)
-    await asyncio.to_thread(faq.warm)
+    faq_warming = asyncio.create_task(_warm_faq(faq))
     router = Router(
         db,
         faq=Consultant(metrics.CountedFaq(faq)),
@@ -200,6 +215,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        faq_warming.cancel()
         await scheduler.stop()
         jobs.unregister(key)
         await endpoint.drain()

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Optional
 
@@ -80,6 +81,9 @@ class Consultant:
         self.service = service
 
     async def __call__(self, ctx: Ctx, text: str) -> Optional[Answer]:
+        if not getattr(self.service, "ready", True):
+            # The service warms the index in a thread after start-up: wait there, off the loop.
+            await asyncio.to_thread(self.service.warm)
         m = self.service.match(text)
         if m.kind == ANSWER and m.entry is not None:
             action = ALIASES.get(m.entry.action, m.entry.action) if m.entry.action else None

@@ -802,6 +802,11 @@ class FaqService:
         self.last_error: Optional[FaqError] = None
 
     @property
+    def ready(self) -> bool:
+        """The index is built (warm() has finished): match() will not block on jieba."""
+        return self._index is not None
+
+    @property
     def index(self) -> FaqIndex:
         if self._index is None:
             self.warm()
