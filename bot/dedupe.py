@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
-from sqlalchemy import ARRAY, String, bindparam, delete, or_, select, text, update
+from sqlalchemy import ARRAY, String, Text, bindparam, delete, or_, select, text, update
 
 from bot.delivery import release_waiting_statement
 from dialogs.types import Reply
@@ -110,6 +110,10 @@ class Deduper:
         # PostgreSQL: one statement text whatever the batch size (arrays through unnest), so
         # asyncpg prepares each once per connection instead of once per batch size.
         self._pg = db.dialect == "postgresql"
+        self._reply_stmt: Any = (
+            table.update().where(table.c.key == bindparam("b_key"))
+            .values(status="done", reply=bindparam("b_reply"), finished_at=bindparam("b_at"))
+        )
         if self._pg:
             at = table.c.received_at.type
             self._nonce_stmt = text(
@@ -122,10 +126,11 @@ class Deduper:
                 "ON CONFLICT (key) DO NOTHING RETURNING key"
             ).bindparams(bindparam("keys", type_=ARRAY(String)), bindparam("openids", type_=ARRAY(String)),
                          bindparam("at", type_=at), bindparam("until", type_=at))
-        self._reply_stmt = (
-            table.update().where(table.c.key == bindparam("b_key"))
-            .values(status="done", reply=bindparam("b_reply"), finished_at=bindparam("b_at"))
-        )
+            self._reply_stmt = text(
+                "UPDATE inbound_messages AS m SET status = 'done', reply = v.r, finished_at = :at "
+                "FROM unnest(:keys, :replies) AS v(k, r) WHERE m.key = v.k"
+            ).bindparams(bindparam("keys", type_=ARRAY(String)), bindparam("replies", type_=ARRAY(Text)),
+                         bindparam("at", type_=at))
         seen = db.insert(WechatUser.__table__)
         # Opens WeChat's 48-hour customer-service window.
         self._seen_stmt = seen.on_conflict_do_update(
@@ -304,7 +309,11 @@ class Deduper:
         # One row per user per batch: PostgreSQL refuses to upsert a row twice in one statement.
         openids = self._stale(sorted({o for _, _, o in items if o}), mono)
         async with self.db.engine.begin() as conn:
-            await conn.execute(self._reply_stmt, [{"b_key": k, "b_reply": r, "b_at": now} for k, r, _ in items])
+            if self._pg:
+                await conn.execute(self._reply_stmt, {"keys": [k for k, _, _ in items],
+                                                      "replies": [r for _, r, _ in items], "at": now})
+            else:
+                await conn.execute(self._reply_stmt, [{"b_key": k, "b_reply": r, "b_at": now} for k, r, _ in items])
             if openids:
                 await conn.execute(self._seen_stmt, [{"openid": o, "last_interaction_at": now} for o in openids])
                 # Same transaction: a push never waits for a message that has already arrived.
