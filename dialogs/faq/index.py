@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-import jieba
 import yaml
 
 from dialogs.faq.facts import facts, fill
@@ -442,6 +441,8 @@ def _base_dictionary(cache_dir: str) -> tuple[dict, int]:
     with _jieba_lock:
         got = _base_dicts.get(cache_dir)
         if got is None:
+            import jieba  # here, not at import: the service starts answering before the FAQ is built
+
             # jieba logs every initialisation at DEBUG to stderr; keep its warnings only.
             jieba.setLogLevel(logging.WARNING)
             try:
@@ -472,6 +473,8 @@ class Analyzer:
         self.stopwords = stopwords
         self.hmm = hmm
         freq, total = _base_dictionary(cache_dir)
+        import jieba
+
         tok = jieba.Tokenizer()
         # A private copy of the main dictionary: user words of one knowledge base version never leak
         # into another, and no other jieba user in the process sees them.

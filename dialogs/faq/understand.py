@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from pypinyin import Style, lazy_pinyin
+
+def _pinyin(text: str, **kw):
+    # pypinyin's tables take a quarter of a second to import: loaded with the FAQ index (in the
+    # service's warm-up thread), not when the service starts.
+    from pypinyin import Style, lazy_pinyin
+
+    return lazy_pinyin(text, style=Style.NORMAL, **kw)
+
 
 GENERAL = "通用"  # entries of this business fit a question about any business
 
@@ -117,7 +124,7 @@ class TypoFolder:
         self.known = known
         for w in sorted(set(words), key=len):
             if 2 <= len(w) <= 6 and all(_HAN.match(c) for c in w):
-                self.by_sound.setdefault(tuple(lazy_pinyin(w, style=Style.NORMAL)), w)
+                self.by_sound.setdefault(tuple(_pinyin(w)), w)
         self.lengths = sorted({len(k) for k in self.by_sound}, reverse=True)
         self.words = frozenset(self.by_sound.values())
 
@@ -129,7 +136,7 @@ class TypoFolder:
     def fold(self, text: str) -> str:
         if not self.by_sound or not _HAN.search(text):
             return text
-        sounds = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: ["?"] * len(s))
+        sounds = _pinyin(text, errors=lambda s: ["?"] * len(s))
         if len(sounds) != len(text):  # defensive: keep the text as it is if readings do not line up
             return text
         out: list[str] = []
