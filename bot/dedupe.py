@@ -126,6 +126,11 @@ class Deduper:
                 "ON CONFLICT (key) DO NOTHING RETURNING key"
             ).bindparams(bindparam("keys", type_=ARRAY(String)), bindparam("openids", type_=ARRAY(String)),
                          bindparam("at", type_=at), bindparam("until", type_=at))
+            self._seen_pg = text(
+                "INSERT INTO wechat_users (openid, last_interaction_at, subscribed, notices_opt_out) "
+                "SELECT o, :at, true, false FROM unnest(:openids) AS o ON CONFLICT (openid) "
+                "DO UPDATE SET last_interaction_at = excluded.last_interaction_at"
+            ).bindparams(bindparam("openids", type_=ARRAY(String)), bindparam("at", type_=at))
             self._reply_stmt = text(
                 "UPDATE inbound_messages AS m SET status = 'done', reply = v.r, finished_at = :at "
                 "FROM unnest(:keys, :replies) AS v(k, r) WHERE m.key = v.k"
@@ -315,7 +320,10 @@ class Deduper:
             else:
                 await conn.execute(self._reply_stmt, [{"b_key": k, "b_reply": r, "b_at": now} for k, r, _ in items])
             if openids:
-                await conn.execute(self._seen_stmt, [{"openid": o, "last_interaction_at": now} for o in openids])
+                if self._pg:
+                    await conn.execute(self._seen_pg, {"openids": openids, "at": now})
+                else:
+                    await conn.execute(self._seen_stmt, [{"openid": o, "last_interaction_at": now} for o in openids])
                 # Same transaction: a push never waits for a message that has already arrived.
                 # One statement for the batch (IN / = ANY): measured cheaper than an executemany.
                 await conn.execute(self._release_stmt, {"b_openids": openids, "b_due": now})
