@@ -89,7 +89,8 @@ class Deduper:
 
     def __init__(self, db: Database, *, prefetch: Optional[Prefetch] = None, lease_seconds: float = 6.0,
                  write_behind_seconds: float = WRITE_BEHIND_SECONDS,
-                 interaction_refresh_seconds: float = INTERACTION_REFRESH_SECONDS) -> None:
+                 interaction_refresh_seconds: float = INTERACTION_REFRESH_SECONDS,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.db = db
         self.lease = dt.timedelta(seconds=lease_seconds)
         # Reads the dialog layer needs for each claimed message, done in the claim's round trip
@@ -97,6 +98,7 @@ class Deduper:
         self.prefetch = prefetch
         self.write_behind_seconds = write_behind_seconds
         self.interaction_refresh = interaction_refresh_seconds
+        self.monotonic = monotonic  # when interaction times were written (tests inject a clock)
         parallel = 1 if db.is_sqlite else 4
         self._claims: Coalescer[tuple[Optional[str], str, Optional[str]], tuple[str, Any]] = Coalescer(
             self._insert_claims, parallel=parallel)
@@ -310,7 +312,7 @@ class Deduper:
         return out
 
     async def _store_replies(self, items: list[tuple[str, str, str | None]]) -> list[None]:
-        now, mono = utcnow(), time.monotonic()
+        now, mono = utcnow(), self.monotonic()
         # One row per user per batch: PostgreSQL refuses to upsert a row twice in one statement.
         openids = self._stale(sorted({o for _, _, o in items if o}), mono)
         async with self.db.engine.begin() as conn:
