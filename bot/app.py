@@ -45,6 +45,7 @@ SCHEDULER = web.AppKey("scheduler", ServiceScheduler)
 SCHEDULER_OPTIONS = web.AppKey("scheduler_options", SchedulerOptions)
 REDIS = web.AppKey("redis", object)
 H5 = web.AppKey("h5", H5Env)
+FREEZE_GC = web.AppKey("freeze_gc", bool)
 
 
 def media_download(fetch: Callable[[str], Awaitable[tuple[bytes, str]]]) -> Callable[[str], Awaitable[tuple[bytes, str]]]:
@@ -67,12 +68,17 @@ def media_download(fetch: Callable[[str], Awaitable[tuple[bytes, str]]]) -> Call
     return download
 
 
-def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None) -> web.Application:
+def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None,
+               freeze_gc: bool = False) -> web.Application:
     """The service. `scheduler` tunes or turns off the scheduled jobs (pushes, purges), e.g. in
-    tests: SchedulerOptions(enabled=False), or SchedulerOptions(deliver=False) to keep the outbox."""
+    tests: SchedulerOptions(enabled=False), or SchedulerOptions(deliver=False) to keep the outbox.
+    `freeze_gc` (the `serve` command): what start-up built is frozen out of the garbage
+    collector's full collections once the FAQ index is ready (a process-wide setting, so not in
+    tests that build many apps in one process)."""
     apply_secret_key(settings)  # refuses a production start without SECRET_KEY
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
+    app[FREEZE_GC] = freeze_gc
     app[SCHEDULER_OPTIONS] = scheduler or SchedulerOptions()
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", _healthz)
@@ -119,13 +125,14 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-async def _warm_faq(faq: FaqService) -> None:
+async def _warm_faq(faq: FaqService, freeze_gc: bool) -> None:
     try:
         await asyncio.to_thread(faq.warm)
-        # What start-up built (modules, the FAQ index: ~300,000 tracked objects) lives as long as
-        # the process: keep it out of every later full collection (a pause of ~50 ms each).
-        gc.collect()
-        gc.freeze()
+        if freeze_gc:
+            # What start-up built (modules, the FAQ index: ~300,000 tracked objects) lives as long
+            # as the process: keep it out of every later full collection (~50 ms each).
+            gc.collect()
+            gc.freeze()
     except FaqError as e:
         log.critical("the FAQ knowledge base is invalid, stopping:\n%s", "\n".join(e.errors))
         os.kill(os.getpid(), signal.SIGTERM)  # aiohttp's run_app shuts down cleanly on SIGTERM
@@ -177,7 +184,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     # consultation arriving meanwhile waits for them (dialogs/consult.py). An invalid knowledge
     # base still stops the service, with its reason, a few seconds after start.
     faq = FaqService(settings.faq_kb_file or None, cache_dir=settings.faq_cache_dir)
-    faq_warming = asyncio.create_task(_warm_faq(faq))
+    faq_warming = asyncio.create_task(_warm_faq(faq, app[FREEZE_GC]))
     router = Router(
         db,
         faq=Consultant(metrics.CountedFaq(faq)),
