@@ -97,8 +97,19 @@ def serve_emulator(port: int, users: int, seed: int) -> int:
     delivered: Counter[str] = Counter()
     calls: Counter[str] = Counter()
 
+    # Raw send calls per row (one row per openid here), before WeChat's client_msg_id dedupe:
+    # every accepted call beyond a row's first would be a duplicate for a customer-service message.
+    row_calls: Counter[str] = Counter()
+    row_ok: Counter[str] = Counter()
+
     @web.middleware
     async def count_calls(request: web.Request, handler: Any) -> web.StreamResponse:
+        touser = None
+        if request.path.endswith("/message/template/send"):
+            try:
+                touser = (await request.json()).get("touser")
+            except (ValueError, AttributeError):
+                touser = None
         resp = await handler(request)
         if request.path.startswith("/cgi-bin/"):
             endpoint = request.path[len("/cgi-bin/"):]
@@ -108,6 +119,10 @@ def serve_emulator(port: int, users: int, seed: int) -> int:
             except (ValueError, AttributeError, TypeError):
                 errcode = "other"
             calls[f"{endpoint} {errcode}"] += 1
+            if touser:
+                row_calls[touser] += 1
+                if errcode == 0:
+                    row_ok[touser] += 1
         return resp
 
     async def drain(app: web.Application) -> Any:
@@ -123,8 +138,13 @@ def serve_emulator(port: int, users: int, seed: int) -> int:
         task.cancel()
 
     async def stats(request: web.Request) -> web.Response:
+        resent = {o: n - 1 for o, n in row_ok.items() if n > 1}
         return web.json_response({"delivered": sum(delivered.values()), "unique": len(delivered),
-                                  "calls": dict(calls)})
+                                  "calls": dict(calls),
+                                  "rows_called": len(row_calls),
+                                  "max_calls_per_row": max(row_calls.values(), default=0),
+                                  "calls_per_row": dict(Counter(row_calls.values())),
+                                  "resent_ok_calls": sum(resent.values()), "resent_rows": len(resent)})
 
     async def per_openid(request: web.Request) -> web.Response:
         return web.json_response({"delivered": dict(delivered)})
@@ -356,7 +376,8 @@ def run_bench(
                 worker_summary[f"worker-{w['n']}"] = json.loads(out[-1]) if out else None
 
         delivered: dict[str, int] = _http("GET", f"{emu}/_bench/delivered")["delivered"]
-        calls: dict[str, int] = _http("GET", f"{emu}/_bench/stats")["calls"]
+        stats = _http("GET", f"{emu}/_bench/stats")
+        calls: dict[str, int] = stats["calls"]
         box = asyncio.run(outbox_summary(url))
     finally:
         for proc in [*procs.values(), emulator] if procs is not None else [emulator]:
@@ -398,6 +419,13 @@ def run_bench(
         "send_calls": send_calls,
         "send_calls_by_errcode": template_calls,
         "retried_calls": send_calls - len(got),
+        # Raw calls per row: how many rows took 1, 2, ... send calls; and the calls WeChat accepted
+        # beyond a row's first (answered by its client_msg_id dedupe here, a duplicate message
+        # for a customer-service send, which has no such id).
+        "send_calls_per_row": {str(k): v for k, v in sorted(stats["calls_per_row"].items(), key=lambda kv: int(kv[0]))},
+        "max_send_calls_per_row": stats["max_calls_per_row"],
+        "resent_after_acceptance": stats["resent_ok_calls"],
+        "rows_resent_after_acceptance": stats["resent_rows"],
         "attempts_recorded": box["attempts"],
         "rate_limit_per_s": rate,
         "worker_processes": workers,
@@ -433,6 +461,9 @@ def _report(f: dict[str, Any]) -> str:
         f"  elapsed     {f['elapsed_s']} s  ->  {f['deliveries_per_s']} deliveries/s",
         f"  send calls  {f['send_calls']} for {f['delivered']} deliveries "
         f"({f['retried_calls']} retried: {f['send_calls_by_errcode']})",
+        f"  per row     calls per row -> rows {f['send_calls_per_row']}; accepted again after a first "
+        f"acceptance {f['resent_after_acceptance']} calls on {f['rows_resent_after_acceptance']} rows "
+        f"(client_msg_id dedupe; a customer-service message would have gone twice)",
     ]
     return "\n".join(lines)
 

@@ -10,10 +10,14 @@ Every message is signed (and, with --aes-key, encrypted) as WeChat does it, from
 users with unique MsgIds. With --spawn the bot runs pinned to core 0 and the generator to core 1
 (as in shared/PERFORMANCE.md). No figure here is asserted by a test.
 
-`--scenario scores` seeds the spawned bot's database with the demo plans and --users bound
-followers with results (bench/scores.py) and sends "成绩", the results-day hot path; replies
-without "【当次成绩】" are counted as `unexpected_reply` (plaintext mode only), so a router that
-does not answer the score query yet shows up at once.
+`--scenario scores --candidates 100000` seeds the spawned bot's database with the demo plans and
+that many bound candidates with results (bench/results_day.py: bulk inserts, ~15 s) and sends
+"成绩", the results-day hot path: each candidate at most twice, in random order. First the
+*cold* phase (each message from a candidate who has not asked yet: their data is not in the
+bot's memory), then the *warm* phase (the same candidates again, each once more); both are
+printed. Every reply must carry that candidate's real new results (course and score, as seeded),
+else it counts as `unexpected_reply` (plaintext mode only). bench/results_day.py runs the whole
+table of docs/performance.md in one go.
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ APP_ID = "wxbench0000000001"
 @dataclass
 class Result:
     latencies: list[float] = field(default_factory=list)
+    sent: int = 0  # messages started
     errors: Counter = field(default_factory=Counter)
     started: float = 0.0
     ended: float = 0.0
@@ -81,7 +86,8 @@ class Traffic:
                  expect: str | None = None) -> None:
         self.token, self.users, self.text = token, users, text
         # Bytes every reply must contain (plaintext mode only: encrypted replies are opaque here).
-        self.expect = expect.encode() if expect and not aes_key else None
+        self.expect = (expect.encode(),) if expect and not aes_key else ()
+        self.plaintext = not aes_key
         self.base = random.randrange(10**15, 10**16)
         self.crypto = None
         if aes_key:
@@ -89,8 +95,15 @@ class Traffic:
 
             self.crypto = WeChatCrypto(token, aes_key, app_id)
 
+    def openid(self, i: int) -> str:
+        return f"o_bench_{i % self.users:06d}"
+
+    def expected(self, i: int) -> tuple[bytes, ...]:
+        """What the reply to message i must contain."""
+        return self.expect
+
     def message(self, i: int) -> tuple[dict, str]:
-        openid = f"o_bench_{i % self.users:06d}"
+        openid = self.openid(i)
         # A fresh timestamp and a nonce never used before: the bot refuses replays (bot/freshness.py).
         ts, nonce = str(int(time.time())), str(self.base + i)
         xml = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
@@ -106,8 +119,56 @@ class Traffic:
         return params, xml
 
 
+class ScoresTraffic(Traffic):
+    """"成绩" from seeded candidates: each asks at most twice, in random order.
+
+    `expected` (openid -> strings of the reply) comes from bench.results_day.seed. The first
+    `warmup` candidates of a random order serve the warm-up; `cold()` hands out the next
+    candidates nobody has asked for yet, `warm()` the ones the last cold phase asked.
+    """
+
+    def __init__(self, token: str, expected: dict[str, list[str]], aes_key: str | None, app_id: str,
+                 *, warmup: int = 500, rng: random.Random | None = None) -> None:
+        super().__init__(token, len(expected), "成绩", aes_key, app_id)
+        self.people = list(expected)
+        (rng or random.Random(1)).shuffle(self.people)
+        self.wanted = {o: tuple(x.encode() for x in want) for o, want in expected.items()}
+        self.fresh = min(warmup, len(self.people) // 10)  # the next candidate nobody asked yet
+        self.start, self.phase = 0, "warmup"
+
+    def openid(self, i: int) -> str:
+        return self.people[self.start + i]
+
+    def expected(self, i: int) -> tuple[bytes, ...]:
+        return self.wanted[self.openid(i)] if self.plaintext else ()
+
+    def warmup(self) -> int:
+        """Messages of the warm-up (candidates set aside for it, each asking repeatedly)."""
+        self.phase, self.start = "warmup", 0
+        self.base += 10**9
+        return self.fresh
+
+    def cold(self) -> int:
+        """Start a cold phase; returns how many fresh candidates are left."""
+        self.phase, self.start = "cold", self.fresh
+        self.base += 10**9
+        return len(self.people) - self.fresh
+
+    def asked(self, n: int) -> None:
+        """The cold phase sent n messages: those candidates are no longer fresh."""
+        self.fresh = self.start + n
+
+    def warm(self) -> int:
+        """Start a warm phase over the last cold phase's candidates; returns how many."""
+        self.phase = "warm"
+        self.base += 10**9
+        return self.fresh - self.start
+
+
 async def _send(session: aiohttp.ClientSession, url: str, traffic: Traffic, i: int, res: Result) -> None:
+    res.sent += 1
     params, body = traffic.message(i)
+    expected = traffic.expected(i)
     t0 = time.perf_counter()
     try:
         async with session.post(url, params=params, data=body.encode()) as r:
@@ -118,7 +179,7 @@ async def _send(session: aiohttp.ClientSession, url: str, traffic: Traffic, i: i
                 res.errors["bad_status"] += 1
             elif payload != b"success" and not payload.startswith(b"<xml>"):
                 res.errors["bad_body"] += 1
-            elif traffic.expect is not None and traffic.expect not in payload:
+            elif any(e not in payload for e in expected):
                 res.errors["unexpected_reply"] += 1
     except asyncio.TimeoutError:
         res.errors["timeout"] += 1
@@ -150,14 +211,69 @@ async def run_load(url: str, traffic: Traffic, *, duration: float, rate: float |
             counter = iter(range(total if total is not None else 10**12))
 
             async def worker() -> None:
-                for i in counter:
-                    if time.perf_counter() >= deadline:
+                while time.perf_counter() < deadline:
+                    i = next(counter, None)
+                    if i is None:
                         return
                     await _send(session, url, traffic, i, res)
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         res.ended = time.perf_counter()
     return res
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process (Linux), in MB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time a process has used (Linux): per-message CPU is steadier than msg/s
+    on a machine shared with other work."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def measured(url: str, traffic: Traffic, *, pid: int | None = None, **kw) -> dict:
+    """run_load's summary, with the server's CPU milliseconds per answered message."""
+    before = cpu_seconds(pid)
+    res = asyncio.run(run_load(url, traffic, **kw))
+    after = cpu_seconds(pid)
+    out = res.summary()
+    if before is not None and after is not None and res.latencies:
+        out["server_cpu_ms_per_msg"] = round((after - before) * 1000 / len(res.latencies), 3)
+    out["_sent"] = res.sent
+    return out
+
+
+def run_scores(url: str, traffic: ScoresTraffic, *, duration: float, rate: float | None, concurrency: int,
+               warmup: float, pid: int | None = None) -> dict[str, dict]:
+    """A cold phase (first questions) then a warm phase (the same candidates again)."""
+    if warmup:
+        n = traffic.warmup()
+        asyncio.run(run_load(url, traffic, duration=warmup, rate=None, concurrency=concurrency, total=n))
+    left = traffic.cold()
+    if left <= 0:
+        raise SystemExit("no fresh candidates left: seed more (--candidates)")
+    cold = measured(url, traffic, pid=pid, duration=duration, rate=rate, concurrency=concurrency, total=left)
+    traffic.asked(cold.pop("_sent"))
+    warm = measured(url, traffic, pid=pid, duration=duration, rate=rate, concurrency=concurrency,
+                    total=traffic.warm())
+    warm.pop("_sent")
+    return {"cold": cold, "warm": warm}
 
 
 def _free_port() -> int:
@@ -167,15 +283,19 @@ def _free_port() -> int:
 
 
 def spawn_bot(database_url: str | None, aes_key: str | None, pin: bool,
-              prepare: Callable[[str], None] | None = None) -> tuple[subprocess.Popen, str, str]:
+              prepare: Callable[[str], None] | None = None,
+              cold_jieba: bool = False) -> tuple[subprocess.Popen, str, str]:
     """Start `zikao-bot serve` on a fresh database, after `prepare(database_url)` if given;
-    returns (process, url, temp dir)."""
+    returns (process, url, temp dir). `cold_jieba`: an empty jieba cache (start-up's worst case).
+    The process's start time (time.monotonic) is `proc.started_at`."""
     tmp = tempfile.mkdtemp(prefix="zikao-bench-")
     port = _free_port()
     env = dict(os.environ, WECHAT_TOKEN=TOKEN, WECHAT_APP_ID=APP_ID, WECHAT_APP_SECRET="bench",
                WECHAT_API_BASE="http://127.0.0.1:9", PORT=str(port), HOST="127.0.0.1", LOG_LEVEL="WARNING",
                DATABASE_URL=database_url or f"sqlite:///{tmp}/bench.sqlite3", WECHAT_AES_KEY=aes_key or "",
                ZIKAO_MODE="demo")  # the demo SECRET_KEY: bench data only
+    if cold_jieba:
+        env["FAQ_CACHE_DIR"] = f"{tmp}/jieba"
     exe = [sys.executable, "-m", "bot.cli"]
     subprocess.run(exe + ["migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     if prepare is not None:
@@ -183,18 +303,23 @@ def spawn_bot(database_url: str | None, aes_key: str | None, pin: bool,
     cmd = exe + ["serve"]
     if pin and shutil.which("taskset") and (os.cpu_count() or 1) > 1:
         cmd = ["taskset", "-c", "0"] + cmd
+    started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+    proc.started_at = started  # type: ignore[attr-defined]
+    wait_for_port(port, proc)
+    return proc, f"http://127.0.0.1:{port}/wechat", tmp
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
+                return
         except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise SystemExit("the bot did not start")
-    return proc, url + "/wechat", tmp
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the server did not start")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,11 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", default=TOKEN)
     p.add_argument("--app-id", default=APP_ID)
     p.add_argument("--aes-key", help="encrypt as WeChat's safe mode does")
-    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--users", type=int, default=2000, help="distinct users of --scenario help")
+    p.add_argument("--candidates", type=int, default=100_000,
+                   help="--scenario scores: bound candidates seeded (each asks at most twice)")
     p.add_argument("--scenario", choices=("help", "scores"), default="help",
                    help="help: --text from unbound users; scores: bound users with results send 成绩 (needs --spawn)")
     p.add_argument("--text", help="the message text (default 帮助, or 成绩 for --scenario scores)")
-    p.add_argument("--expect", help="text every reply must contain (default 【当次成绩】 for --scenario scores)")
+    p.add_argument("--expect", help="text every reply must contain (--scenario help)")
     p.add_argument("--rate", type=float, help="messages per second (open loop); default flat out")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--duration", type=float, default=10.0)
@@ -224,13 +351,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--scenario scores seeds a fresh database: use it with --spawn")
     scores = args.scenario == "scores"
     text = args.text or ("成绩" if scores else "帮助")
-    expect = args.expect or ("【当次成绩】" if scores else None)
+    expected: dict[str, list[str]] = {}
     prepare = None
     if scores:
-        from bench.scores import seed
+        from bench.results_day import seed
 
         def prepare(url: str) -> None:
-            asyncio.run(seed(url, args.users))
+            started = time.perf_counter()
+            expected.update(asyncio.run(seed(url, args.candidates)))
+            print(f"seeded {args.candidates} candidates in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
     proc = tmp = None
     url = args.url
@@ -238,13 +367,22 @@ def main(argv: list[str] | None = None) -> int:
         proc, url, tmp = spawn_bot(args.database_url, args.aes_key, pin=not args.no_pin, prepare=prepare)
         if not args.no_pin and (os.cpu_count() or 1) > 1:
             os.sched_setaffinity(0, {1})
+    rss = None
     try:
-        traffic = Traffic(args.token, args.users, text, args.aes_key, args.app_id, expect)
-        if args.warmup:
-            asyncio.run(run_load(url, traffic, duration=args.warmup, rate=None, concurrency=args.concurrency))
-            traffic.base += 10**9  # fresh MsgIds after the warm-up
-        res = asyncio.run(run_load(url, traffic, duration=args.duration, rate=args.rate,
-                                   concurrency=args.concurrency, total=args.total))
+        if scores:
+            traffic = ScoresTraffic(args.token, expected, args.aes_key, args.app_id)
+            figures = run_scores(url, traffic, duration=args.duration, rate=args.rate,
+                                 concurrency=args.concurrency, warmup=args.warmup, pid=proc.pid if proc else None)
+        else:
+            traffic = Traffic(args.token, args.users, text, args.aes_key, args.app_id, args.expect)
+            if args.warmup:
+                asyncio.run(run_load(url, traffic, duration=args.warmup, rate=None, concurrency=args.concurrency))
+                traffic.base += 10**9  # fresh MsgIds after the warm-up
+            figures = measured(url, traffic, pid=proc.pid if proc else None, duration=args.duration,
+                               rate=args.rate, concurrency=args.concurrency, total=args.total)
+            figures.pop("_sent")
+        if proc is not None:
+            rss = rss_mb(proc.pid)
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGINT)
@@ -254,10 +392,10 @@ def main(argv: list[str] | None = None) -> int:
                 proc.kill()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    figures = res.summary()
     figures.update(mode="open loop %.0f msg/s" % args.rate if args.rate else f"flat out, {args.concurrency} connections",
-                   users=args.users, text=text, scenario=args.scenario, encrypted=bool(args.aes_key),
-                   database=(args.database_url or "sqlite (temporary file)") if args.spawn else "as configured")
+                   text=text, scenario=args.scenario, encrypted=bool(args.aes_key), server_rss_mb=rss,
+                   database=(args.database_url or "sqlite (temporary file)") if args.spawn else "as configured",
+                   **({"candidates": args.candidates} if scores else {"users": args.users}))
     print(json.dumps(figures, ensure_ascii=False, indent=2))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

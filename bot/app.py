@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
+import signal
 from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -15,7 +18,7 @@ from bot.crypto import MessageCrypto
 from bot.delivery import Deliverer, deliver_late_reply, record_template_finish
 from bot.endpoint import WeChatEndpoint
 from bot.faq_cli import faq_locations
-from bot.freshness import DatabaseNonces, RedisNonces
+from bot.freshness import RedisNonces
 from bot.pay import PAY, PayConfig, PayGateway, PayService, add_pay_routes
 from bot.scheduler import SchedulerOptions, ServiceScheduler, owner_id
 from bot.token_store import DatabaseTokenStore, RedisTokenStore
@@ -24,7 +27,7 @@ from bot.sms import build_gateway as build_sms_gateway
 from console.app import create_console
 from console.core import DB as CONSOLE_DB, ConsoleConfig
 from dialogs.consult import Consultant
-from dialogs.faq import FaqService
+from dialogs.faq import FaqError, FaqService
 from dialogs.router import Router
 from dialogs.services import MediaUnavailable, Services
 from dialogs.types import Reply
@@ -42,6 +45,7 @@ SCHEDULER = web.AppKey("scheduler", ServiceScheduler)
 SCHEDULER_OPTIONS = web.AppKey("scheduler_options", SchedulerOptions)
 REDIS = web.AppKey("redis", object)
 H5 = web.AppKey("h5", H5Env)
+FREEZE_GC = web.AppKey("freeze_gc", bool)
 
 
 def media_download(fetch: Callable[[str], Awaitable[tuple[bytes, str]]]) -> Callable[[str], Awaitable[tuple[bytes, str]]]:
@@ -64,12 +68,17 @@ def media_download(fetch: Callable[[str], Awaitable[tuple[bytes, str]]]) -> Call
     return download
 
 
-def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None) -> web.Application:
+def create_app(settings: Settings, *, scheduler: SchedulerOptions | None = None,
+               freeze_gc: bool = False) -> web.Application:
     """The service. `scheduler` tunes or turns off the scheduled jobs (pushes, purges), e.g. in
-    tests: SchedulerOptions(enabled=False), or SchedulerOptions(deliver=False) to keep the outbox."""
+    tests: SchedulerOptions(enabled=False), or SchedulerOptions(deliver=False) to keep the outbox.
+    `freeze_gc` (the `serve` command): what start-up built is frozen out of the garbage
+    collector's full collections once the FAQ index is ready (a process-wide setting, so not in
+    tests that build many apps in one process)."""
     apply_secret_key(settings)  # refuses a production start without SECRET_KEY
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
+    app[FREEZE_GC] = freeze_gc
     app[SCHEDULER_OPTIONS] = scheduler or SchedulerOptions()
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", _healthz)
@@ -116,6 +125,22 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+async def _warm_faq(faq: FaqService, freeze_gc: bool) -> None:
+    try:
+        await asyncio.to_thread(faq.warm)
+        if freeze_gc:
+            # What start-up built (modules, the FAQ index: ~300,000 tracked objects) lives as long
+            # as the process: keep it out of every later full collection (~50 ms each).
+            gc.collect()
+            gc.freeze()
+    except FaqError as e:
+        log.critical("the FAQ knowledge base is invalid, stopping:\n%s", "\n".join(e.errors))
+        os.kill(os.getpid(), signal.SIGTERM)  # aiohttp's run_app shuts down cleanly on SIGTERM
+    except Exception:
+        log.exception("could not load the FAQ knowledge base, stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     db = Database(settings.database_url)
@@ -129,7 +154,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         nonces = RedisNonces(redis, settings.wechat_max_age_seconds)
     else:
         token_store = DatabaseTokenStore(db)
-        nonces = DatabaseNonces(db)
+        nonces = None  # recorded in the dedupe claim's transaction (bot/dedupe.py)
     client = WeChatClient(
         session,
         api_base=settings.wechat_api_base,
@@ -154,10 +179,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         pay_link=pay.link if pay else None,
     )
     app[H5].db, app[H5].services, app[H5].http = db, services, session
-    # jieba's dictionary and the BM25 index are built now, so the first question is as fast as
-    # the hundredth; an invalid knowledge base stops start-up with its reason.
+    # jieba's dictionary and the BM25 index (seconds with an empty jieba cache) are built in a
+    # thread while the listener already answers: score queries and menus need neither, and a
+    # consultation arriving meanwhile waits for them (dialogs/consult.py). An invalid knowledge
+    # base still stops the service, with its reason, a few seconds after start.
     faq = FaqService(settings.faq_kb_file or None, cache_dir=settings.faq_cache_dir)
-    await asyncio.to_thread(faq.warm)
+    faq_warming = asyncio.create_task(_warm_faq(faq, app[FREEZE_GC]))
     router = Router(
         db,
         faq=Consultant(metrics.CountedFaq(faq)),
@@ -200,6 +227,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        faq_warming.cancel()
         await scheduler.stop()
         jobs.unregister(key)
         await endpoint.drain()

@@ -49,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # --reuse-port: several processes listen on one port (SO_REUSEPORT) and the kernel spreads the
     # connections over them; deploy/ runs N of them (docs/deploy.md).
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+    web.run_app(create_app(settings, freeze_gc=True), host=settings.host, port=settings.port, print=None,
                 access_log_class=SafeAccessLogger, reuse_port=args.reuse_port or None)
     return 0
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from bot import metrics
 from bot.crypto import DecryptError, MessageCrypto, SignatureError, check_signature
 from bot.dedupe import LEASE_MARGIN_SECONDS, Deduper, message_key
-from bot.freshness import Clock, DatabaseNonces, NonceStore, freshness_problem, system_clock
+from bot.freshness import Clock, NonceStore, freshness_problem, nonce_key, system_clock
 from bot.paging import NEXT_PAGE_WORDS, paginate
 from bot.wire import BadXML, parse_xml, reply_xml, to_message
 from dialogs.types import NO_REPLY, Message, Reply
@@ -26,6 +26,10 @@ MAX_BODY_BYTES = 64 * 1024
 
 PROCESSING = "正在处理，请稍候。\n结果出来后会发消息告诉您。"
 NO_MORE_PAGES = "没有更多内容了。"
+
+
+# process()'s answer to a request whose (timestamp, nonce) was used before: 403, nothing processed.
+REPLAYED = Reply("replayed")
 
 
 def apology(ref: str) -> Reply:
@@ -91,7 +95,9 @@ class WeChatEndpoint:
         self.mode = mode or ("safe" if crypto is not None else "plain")
         if self.mode != "plain" and crypto is None:
             raise ValueError(f"{self.mode} mode needs the AES key (crypto)")
-        self.nonces = nonces if nonces is not None else DatabaseNonces(db)
+        # None: nonces are recorded in the dedupe claim's transaction (one round trip for both);
+        # RedisNonces when REDIS_URL is set.
+        self.nonces = nonces
         self.max_age = max_age_seconds
         self.clock = clock
         self.deduper = Deduper(db, prefetch=prefetch, lease_seconds=budget_seconds + LEASE_MARGIN_SECONDS)
@@ -139,17 +145,22 @@ class WeChatEndpoint:
         if not fields.get("FromUserName") or not fields.get("MsgType"):
             return web.Response(status=400, text="bad request: not a WeChat message")
         msg = to_message(fields)
-        try:
-            fresh = await self.nonces.first_use(timestamp, nonce)
-        except Exception:  # like a failed dedupe claim: an apology, nothing processed
-            ref = new_ref()
-            log.exception("nonce check failed ref=%s", ref)
-            fresh, reply = None, apology(ref)
+        fresh, pair = True, nonce_key(timestamp, nonce)
+        if self.nonces is not None:
+            pair = None
+            try:
+                fresh = await self.nonces.first_use(timestamp, nonce)
+            except Exception:  # like a failed dedupe claim: an apology, nothing processed
+                ref = new_ref()
+                log.exception("nonce check failed ref=%s", ref)
+                fresh, reply = None, apology(ref)
+        if fresh:
+            reply = await self.process(msg, fields, deadline=started + self.budget, nonce=pair)
+            if reply is REPLAYED:
+                fresh = False
         if fresh is False:
             log.warning("refused a POST: its timestamp and nonce were used before (a replay)")
             return web.Response(status=403, text="forbidden: replayed request")
-        if fresh:
-            reply = await self.process(msg, fields, deadline=started + self.budget)
         metrics.REPLY_SECONDS.observe(time.monotonic() - started)
         if reply.empty:
             return web.Response(text="success")
@@ -172,16 +183,21 @@ class WeChatEndpoint:
 
     # --- exactly once, within the budget ----------------------------------------------------
 
-    async def process(self, msg: Message, fields: dict[str, str], *, deadline: float) -> Reply:
+    async def process(self, msg: Message, fields: dict[str, str], *, deadline: float,
+                      nonce: Optional[str] = None) -> Reply:
+        """The message's reply; REPLAYED when `nonce` (checked with the claim) was used before."""
         key = message_key(msg.openid, msg.msg_id if msg.kind != "event" else None,
                           fields.get("CreateTime"), msg.event, msg.kind)
         try:
-            claim = await self.deduper.claim(key, msg.openid, wait_seconds=max(0.0, deadline - time.monotonic()))
+            claim = await self.deduper.claim(key, msg.openid, wait_seconds=max(0.0, deadline - time.monotonic()),
+                                             nonce=nonce)
         except Exception:
             ref = new_ref()
             log.exception("dedupe failed ref=%s", ref, extra={"ref": ref})
             metrics.APOLOGIES.inc()
             return apology(ref)
+        if claim.replay:
+            return REPLAYED
         if not claim.owner:
             # A WeChat retry: the first attempt's reply, or nothing if it is still running.
             metrics.DEDUPE_HITS.inc()
@@ -190,12 +206,15 @@ class WeChatEndpoint:
         if claim.taken_over:
             log.warning("took over a %s message whose first attempt died (its lease ran out)", msg.kind)
         metrics.MESSAGES.labels(msg.kind).inc()
-        if claim.prefetched is not None:
-            msg = replace(msg, prefetched=claim.prefetched)
+        msg = replace(msg, prefetched=claim.prefetched, key=key)
         task = asyncio.create_task(self._run(msg))
         done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+        durable = True
         if done:
             reply = task.result()
+            # A query's answer (the router marks it read-only) is written behind: answering it
+            # again after a crash changes nothing. Anything else is stored before it is sent.
+            durable = not (reply.read_only and not claim.taken_over)
         else:
             reply = Reply(PROCESSING)
             self._track(asyncio.create_task(self._finish_late(msg.openid, task)))
@@ -207,7 +226,7 @@ class WeChatEndpoint:
         try:
             # Only a user's own message opens WeChat's 48-hour customer-service window; events
             # (template receipts, unsubscribe, location reports) must not look like one.
-            await self.deduper.finish(key, reply, msg.openid if msg.kind != "event" else None)
+            await self.deduper.finish(key, reply, msg.openid if msg.kind != "event" else None, durable=durable)
         except Exception:
             log.exception("could not store the reply of a %s message", msg.kind)
         return reply
@@ -217,7 +236,10 @@ class WeChatEndpoint:
             if msg.kind == "text" and msg.text.strip() in NEXT_PAGE_WORDS:
                 return await self.pager.next_page(msg.openid)
             reply = await self.handler(msg)
-            return await self.pager.first_page(msg.openid, reply)
+            page = await self.pager.first_page(msg.openid, reply)
+            if reply.read_only and not page.read_only:
+                page = replace(page, read_only=True)
+            return page
         except Exception:
             ref = new_ref()
             log.exception("handler failed ref=%s kind=%s", ref, msg.kind, extra={"ref": ref, "kind": msg.kind})
@@ -246,9 +268,10 @@ class WeChatEndpoint:
         task.add_done_callback(self._background.discard)
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """Let late results finish before shutdown."""
+        """Let late results finish before shutdown; write the replies held behind."""
         if self._background:
             await asyncio.wait(set(self._background), timeout=timeout)
+        await self.deduper.flush()
 
 
 async def _read_limited(request: web.Request, limit: int) -> Optional[bytes]:

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Optional
 
@@ -84,6 +85,9 @@ class Consultant:
         middle of it: a question naming no business is read as about that one when that gives an
         answer ("要交什么材料" inside 论文 is not about 免考), and the answer does not offer to
         start what is already running."""
+        if not getattr(self.service, "ready", True):
+            # The service warms the index in a thread after start-up: wait there, off the loop.
+            await asyncio.to_thread(self.service.warm)
         m = self.service.match(text)
         if context and not m.businesses:
             within = self.service.match(context + text)

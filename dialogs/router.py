@@ -26,6 +26,7 @@ from dialogs.services import Services
 from dialogs.state import Busy, Conversation, StateStore
 from dialogs.types import NO_REPLY, Message, Reply
 from storage import accounts, followers
+from storage import queries as stored_queries
 from storage.db import Database
 from storage.batch import Coalescer
 from storage.models import utcnow
@@ -140,10 +141,19 @@ class Router:
             # Nothing in progress and nothing to start: answer without taking the lock.
             reply = await self._stateless(msg, user, intent, arg)
             if reply is not None:
-                return reply
+                # Nothing was changed: the edge may store this answer behind (docs/delivery.md).
+                return Reply(reply.text, reply.image_media_id, read_only=True)
         try:
             async with self.store.locked(msg.openid) as conv:
-                return await self._locked(msg, user, conv, intent, arg, cmd)
+                if msg.key is not None and conv.applied_key == msg.key and conv.applied_reply is not None:
+                    # A retry of a message whose step ran and was saved before its first attempt
+                    # died (kill -9 before the edge stored the reply): answer, do not apply again.
+                    log.warning("answered a retry from the step it had already applied")
+                    return Reply(conv.applied_reply.get("text") or "", conv.applied_reply.get("image"))
+                reply = await self._locked(msg, user, conv, intent, arg, cmd)
+                if msg.key is not None:
+                    conv.applied = (msg.key, {"text": reply.text, "image": reply.image_media_id})
+                return reply
         except Busy:
             return Reply(BUSY)
 
@@ -153,7 +163,12 @@ class Router:
     async def prefetch(self, conn: Any, openids: list[str]) -> list[tuple[User, Conversation]]:
         """Who each user is and where their conversation is, on `conn`: the edge calls this in
         its dedupe round trip (bot/dedupe.py), so the hot path needs no read of its own."""
-        return self._peeked(openids, await followers.peek_on(conn, openids))
+        rows = await followers.peek_on(conn, openids)
+        # Bound users' results, when not in memory yet, in the same round trip: on results day
+        # nearly every message of a bound user is a score query, and its cold load is the cost.
+        await stored_queries.cache_for(self.db).preload(
+            conn, [r.candidate_id for r in rows.values() if r.candidate_id is not None])
+        return self._peeked(openids, rows)
 
     @staticmethod
     def _peeked(openids: list[str], rows: dict[str, followers.Peek]) -> list[tuple[User, Conversation]]:

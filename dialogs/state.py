@@ -44,6 +44,11 @@ class Conversation:
     data: dict[str, Any] = field(default_factory=dict)
     expires_at: Optional[dt.datetime] = None
     exists: bool = False
+    # The message whose step last changed the row, and its reply (see StateStore.locked).
+    applied_key: Optional[str] = None
+    applied_reply: Optional[dict[str, Any]] = None
+    # Set by the caller under the lock: (message key, reply) to record with this step's change.
+    applied: Optional[tuple[str, dict[str, Any]]] = None
 
     @property
     def active(self) -> bool:
@@ -76,7 +81,11 @@ class StateStore:
 
     @asynccontextmanager
     async def locked(self, openid: str) -> AsyncIterator[Conversation]:
-        """Hold the user's step lock; the conversation yielded is saved on a normal exit."""
+        """Hold the user's step lock; the conversation yielded is saved on a normal exit.
+
+        Exactly once: a caller that knows the message (its dedupe key) checks `applied_key` first
+        (the step already ran and was saved: answer `applied_reply`) and sets `conv.applied` to
+        (key, reply); when the step changed the conversation, both are written in one UPDATE."""
         lock = self._locks.get(openid)
         if lock is None:
             lock = asyncio.Lock()
@@ -115,7 +124,8 @@ class StateStore:
         while True:
             row = await dialog_states.take_lease(self.db, openid, self.owner, self.lease_seconds)
             if row is not None:
-                return Conversation(openid, row.flow, row.step, dict(row.data or {}), row.expires_at, exists=True)
+                return Conversation(openid, row.flow, row.step, dict(row.data or {}), row.expires_at, exists=True,
+                                    applied_key=row.applied_key, applied_reply=row.applied_reply)
             if loop.time() >= deadline:
                 raise Busy(openid)
             await asyncio.sleep(delay)
@@ -125,4 +135,7 @@ class StateStore:
         state = None
         if conv is not None:
             state = {"flow": conv.flow, "step": conv.step, "data": conv.data, "expires_at": conv.expires_at}
+            if conv.applied is not None:
+                # In the same statement as the change: either both are durable or neither is.
+                state.update(applied_key=conv.applied[0], applied_reply=conv.applied[1])
         await dialog_states.release(self.db, openid, self.owner, state)

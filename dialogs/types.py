@@ -22,6 +22,9 @@ class Message:
     received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     # What the router's `prefetch` read for this message in the edge's dedupe round trip, if any.
     prefetched: Any = field(default=None, compare=False, repr=False)
+    # The edge's dedupe key of this message (FromUserName + MsgId ...): a step records it with the
+    # state it changed, so a retry after a crash is answered, not applied twice.
+    key: Optional[str] = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -35,6 +38,9 @@ class Reply:
     intent: Optional[str] = None  # run this intent instead (a consultation that is really a request)
     arg: str = ""  # the intent's argument
     pending: Optional[dict[str, Any]] = None  # numbered choices to remember for the next message
+    # Set by the router on the answer of a query that changed nothing: the edge may store it
+    # behind (answering the message twice after a crash is harmless). See docs/delivery.md.
+    read_only: bool = field(default=False, compare=False)
 
     @property
     def empty(self) -> bool:

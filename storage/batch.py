@@ -31,6 +31,15 @@ class Coalescer(Generic[T, R]):
             self._runners.add(asyncio.create_task(self._run()))
         return await fut
 
+    async def submit_many(self, items: list[T]) -> list[R]:
+        """Several items at once (they go in the same or consecutive batches)."""
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in items]
+        self._pending.extend(zip(items, futures))
+        if len(self._runners) < self._parallel:
+            self._runners.add(asyncio.create_task(self._run()))
+        return list(await asyncio.gather(*futures))
+
     async def _run(self) -> None:
         try:
             await self._drain()

@@ -51,11 +51,33 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, **kwargs)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
+            # No ping before every checkout (DB_POOL_PRE_PING=1 brings it back): it is one more
+            # round trip for every transaction of the message path. A connection the server
+            # dropped fails its one transaction and is replaced (SQLAlchemy invalidates the pool
+            # on a disconnect error); connections are recycled every 30 minutes anyway.
             self.engine = create_async_engine(
                 self.url, echo=echo, hide_parameters=True, pool_size=int(os.environ.get("DB_POOL_SIZE", "10")),
-                max_overflow=10, pool_pre_ping=True, pool_recycle=1800,
+                max_overflow=10, pool_pre_ping=os.environ.get("DB_POOL_PRE_PING", "0") == "1", pool_recycle=1800,
             )
         self.session: async_sessionmaker[AsyncSession] = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._relaxed: AsyncEngine | None = None
+
+    @property
+    def relaxed_engine(self) -> AsyncEngine:
+        """For writes whose loss in a *database server* crash is harmless (the message path's
+        dedupe claims and nonces, replies written behind: docs/delivery.md): on PostgreSQL a
+        small pool whose sessions commit without waiting for the WAL flush
+        (`synchronous_commit=off`: visible to everyone at once, durable ~0.6 s later). SQLite:
+        the one engine."""
+        if self.is_sqlite:
+            return self.engine
+        if self._relaxed is None:
+            self._relaxed = create_async_engine(
+                self.url, hide_parameters=True, pool_size=4, max_overflow=4, pool_recycle=1800,
+                pool_pre_ping=os.environ.get("DB_POOL_PRE_PING", "0") == "1",
+                connect_args={"server_settings": {"synchronous_commit": "off"}},
+            )
+        return self._relaxed
 
     @property
     def dialect(self) -> str:
@@ -66,6 +88,8 @@ class Database:
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
 
     async def dispose(self) -> None:
+        if self._relaxed is not None:
+            await self._relaxed.dispose()
         await self.engine.dispose()
 
 

@@ -10,11 +10,13 @@ from sqlalchemy import and_, or_, update
 from storage.db import Database
 from storage.models import DialogState, WechatUser, utcnow
 
-_COLUMNS = (DialogState.flow, DialogState.step, DialogState.data, DialogState.expires_at)
+_COLUMNS = (DialogState.flow, DialogState.step, DialogState.data, DialogState.expires_at, DialogState.applied_key,
+            DialogState.applied_reply)
 
 
 async def take_lease(db: Database, openid: str, owner: str, seconds: float) -> Optional[Any]:
-    """Lease the user's row to `owner` and read it: the row (flow, step, data, expires_at), an
+    """Lease the user's row to `owner` and read it: the row (flow, step, data, expires_at,
+    applied_key, applied_reply), an
     empty row just created, or None while someone else's lease runs."""
     now = utcnow()
     until = now + dt.timedelta(seconds=seconds)
@@ -39,7 +41,7 @@ async def take_lease(db: Database, openid: str, owner: str, seconds: float) -> O
         # The router's batched read starts from wechat_users: make sure the follower has a
         # row (a menu click can come before any text message).
         await s.execute(db.insert(WechatUser).values(openid=openid).on_conflict_do_nothing(index_elements=["openid"]))
-        return DialogState(flow=None, step=None, data={}, expires_at=None)
+        return DialogState(flow=None, step=None, data={}, expires_at=None, applied_key=None, applied_reply=None)
 
 
 async def renew_lease(db: Database, openid: str, owner: str, seconds: float) -> bool:
@@ -51,7 +53,8 @@ async def renew_lease(db: Database, openid: str, owner: str, seconds: float) -> 
 
 
 async def release(db: Database, openid: str, owner: str, state: Optional[dict[str, Any]]) -> None:
-    """End `owner`'s lease; with `state` (flow, step, data, expires_at) the row is written too."""
+    """End `owner`'s lease; with `state` (flow, step, data, expires_at, and applied_key /
+    applied_reply when a message's step changed it) the row is written too, in one statement."""
     values: dict[str, Any] = {"locked_by": None, "locked_until": None}
     if state is not None:
         values.update(state, updated_at=utcnow(), version=DialogState.version + 1)

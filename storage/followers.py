@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ARRAY, String, any_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.db import Database
@@ -30,18 +30,28 @@ class Peek:
 # Built once: this runs for every message. Every follower has a wechat_users row from their first
 # message on (the edge records each interaction); a dialog state without one is read under the
 # step lock anyway.
-_PEEK = (
-    select(WechatUser.openid, WechatUser.candidate_id, WechatUser.active_admission_number,
-           DialogState.openid.is_not(None).label("has_state"), DialogState.flow, DialogState.step,
-           DialogState.data, DialogState.expires_at)
-    .outerjoin(DialogState, DialogState.openid == WechatUser.openid)
-    .where(WechatUser.openid.in_(bindparam("ids", expanding=True)))
-)
+def _peek(ids):
+    return (
+        select(WechatUser.openid, WechatUser.candidate_id, WechatUser.active_admission_number,
+               DialogState.openid.is_not(None).label("has_state"), DialogState.flow, DialogState.step,
+               DialogState.data, DialogState.expires_at)
+        .outerjoin(DialogState, DialogState.openid == WechatUser.openid)
+        .where(ids(WechatUser.openid))
+    )
+
+
+# An expanding IN on SQLite; `= ANY(array)` on PostgreSQL: one statement text for every batch
+# size, so asyncpg prepares it once per connection.
+_PEEK = {
+    "sqlite": _peek(lambda col: col.in_(bindparam("ids", expanding=True))),
+    "postgresql": _peek(lambda col: col == any_(bindparam("ids", type_=ARRAY(String)))),
+}
 
 
 async def peek_on(conn: AsyncConnection, openids: Sequence[str]) -> dict[str, Peek]:
     """The followers among `openids`, on the caller's connection (the edge's dedupe round trip)."""
-    rows = (await conn.execute(_PEEK, {"ids": list(dict.fromkeys(openids))})).all()
+    stmt = _PEEK["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    rows = (await conn.execute(stmt, {"ids": list(dict.fromkeys(openids))})).all()
     return {r.openid: Peek(r.openid, r.candidate_id, r.active_admission_number, bool(r.has_state), r.flow, r.step,
                            dict(r.data or {}), r.expires_at) for r in rows}
 

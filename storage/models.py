@@ -309,6 +309,11 @@ class DialogState(Base):
     # whichever processes they reach.
     locked_by: Mapped[Optional[str]] = mapped_column(String(64))
     locked_until: Mapped[Optional[dt.datetime]]
+    # The last message whose step changed this row (its dedupe key) and the reply it got, written
+    # in the same statement as the change: a retry after a crash answers from it, never applies
+    # the step twice (docs/delivery.md, "Exactly once on the message path").
+    applied_key: Mapped[Optional[str]] = mapped_column(String(200))
+    applied_reply: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
 
 
 class SmsCode(Base):

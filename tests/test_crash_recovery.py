@@ -155,3 +155,79 @@ def test_lease_lengths_line_up(budget):
     assert lock_free_at + 0.25 <= takeover_gives_up_at
     # ... and a live owner always finishes the row before its message lease ends.
     assert LEASE_MARGIN_SECONDS >= 1.0
+
+
+async def test_a_step_committed_before_a_sigkill_is_not_applied_again_by_the_retry(db_url, aiohttp_client):
+    """Exactly once for a message that changes state: the process commits the step ("是" moves the
+    example flow from its yes/no question to the first 情况说明) and is SIGKILLed before the reply
+    is stored. WeChat's retry, taking the message over in another process, must get the same
+    reply and leave the conversation where the first attempt put it: applied twice, "是" would be
+    taken as the 情况说明 itself ("内容太短")."""
+    import aiohttp
+    import json
+
+    from bot.wire import parse_xml
+    from dialogs import example, menu
+    from storage.models import WechatUser
+    from tests.dialog_fixtures import add_candidate, make_router
+    from tests.test_endpoint import make_app as endpoint_app
+
+    db = Database(db_url)
+    proc = None
+    try:
+        cid = await add_candidate(db)
+        async with db.session() as s, s.begin():
+            s.add(WechatUser(openid="o_user1", candidate_id=cid))
+        router = make_router(db)
+        router.add_flow(example.EXAMPLE)
+        menu.KEYWORDS.setdefault("情况说明", "flow:explain")
+        started = await router.handle(Message(openid="o_user1", kind="text", text="情况说明", msg_id="600"))
+        assert "手机号码还在用吗" in started.text
+
+        proc = subprocess.Popen([sys.executable, "-m", "tests.crash_applier", db_url], cwd=ROOT,
+                                stdout=subprocess.PIPE, text=True)
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
+        assert line.startswith("ready "), line
+        port = int(line.split()[1])
+        async with aiohttp.ClientSession() as session:
+            first = asyncio.create_task(session.post(
+                f"http://127.0.0.1:{port}/wechat", params=signed(), data=text_xml(msg_id="601", content="是")))
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+            assert line.startswith("applied "), line
+            first_reply = json.loads(line.removeprefix("applied "))
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+            with pytest.raises(Exception):
+                await first
+        assert "请写明「00015 英语(二)」" in first_reply
+        async with db.session() as s:
+            row = await s.get(InboundMessage, "o_user1:601")
+            state = await s.get(DialogState, "o_user1")
+        assert row.status == "processing"  # the reply was never stored
+        assert state.applied_key == "o_user1:601" and state.locked_by is None
+        after_first = (state.flow, state.step, dict(state.data), state.version)
+
+        retry_router = make_router(db)
+        retry_router.add_flow(example.EXAMPLE)
+        app = endpoint_app(db, Recorder())
+        from tests.test_endpoint import EP
+
+        app[EP].handler = retry_router.handle
+        c = await aiohttp_client(app)
+        retry = await c.post("/wechat", params=signed(), data=text_xml(msg_id="601", content="是"))
+        assert parse_xml(await retry.text())["Content"] == first_reply
+        async with db.session() as s:
+            state = await s.get(DialogState, "o_user1")
+            row = await s.get(InboundMessage, "o_user1:601")
+        assert (state.flow, state.step, dict(state.data), state.version) == after_first
+        assert row.status == "done"
+        # The conversation goes on from where the first attempt left it.
+        nxt = await c.post("/wechat", params=signed(), data=text_xml(msg_id="602", content="2003年已参加考试并合格。"))
+        assert "请写明「03708 中国近现代史纲要」" in parse_xml(await nxt.text())["Content"]
+    finally:
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+            proc.stdout.close()
+        await db.dispose()

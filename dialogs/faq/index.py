@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-import jieba
 import yaml
 
 from dialogs.faq.facts import facts, fill
@@ -478,6 +477,8 @@ def _base_dictionary(cache_dir: str) -> tuple[dict, int]:
     with _jieba_lock:
         got = _base_dicts.get(cache_dir)
         if got is None:
+            import jieba  # here, not at import: the service starts answering before the FAQ is built
+
             # jieba logs every initialisation at DEBUG to stderr; keep its warnings only.
             jieba.setLogLevel(logging.WARNING)
             try:
@@ -508,6 +509,8 @@ class Analyzer:
         self.stopwords = stopwords
         self.hmm = hmm
         freq, total = _base_dictionary(cache_dir)
+        import jieba
+
         tok = jieba.Tokenizer()
         # A private copy of the main dictionary: user words of one knowledge base version never leak
         # into another, and no other jieba user in the process sees them.
@@ -865,6 +868,11 @@ class FaqService:
         self._next_check = 0.0
         self._lock = threading.Lock()
         self.last_error: Optional[FaqError] = None
+
+    @property
+    def ready(self) -> bool:
+        """The index is built (warm() has finished): match() will not block on jieba."""
+        return self._index is not None
 
     @property
     def index(self) -> FaqIndex:

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from pypinyin import Style, lazy_pinyin
+
+def _pinyin(text: str, **kw):
+    # pypinyin's tables take a quarter of a second to import: loaded with the FAQ index (in the
+    # service's warm-up thread), not when the service starts.
+    from pypinyin import Style, lazy_pinyin
+
+    return lazy_pinyin(text, style=Style.NORMAL, **kw)
+
 
 GENERAL = "通用"  # entries of this business fit a question about any business
 # Aspects named by the shape of a question (怎么/如何 -> 流程, 是什么/啥意思 -> 是什么); they give way to any
@@ -139,7 +146,7 @@ class TypoFolder:
         self.known = known
         for w in sorted(set(words), key=len):
             if 2 <= len(w) <= 6 and all(_HAN.match(c) for c in w):
-                self.by_sound.setdefault(tuple(lazy_pinyin(w, style=Style.NORMAL)), w)
+                self.by_sound.setdefault(tuple(_pinyin(w)), w)
         self.lengths = sorted({len(k) for k in self.by_sound}, reverse=True)
         self.words = frozenset(self.by_sound.values())
 
@@ -154,7 +161,7 @@ class TypoFolder:
         def before(m: re.Match) -> str:  # "mian" + "考..."
             latin, han = m.group(1), m.group(2)
             for n in range(min(3, len(han)), 0, -1):
-                word = self.by_sound.get((latin, *lazy_pinyin(han[:n], style=Style.NORMAL)))
+                word = self.by_sound.get((latin, *_pinyin(han[:n])))
                 if word is not None and word[1:] == han[:n]:
                     return word + han[n:]
             return m.group(0)
@@ -162,7 +169,7 @@ class TypoFolder:
         def after(m: re.Match) -> str:  # "...免" + "kao"
             han, latin = m.group(1), m.group(2)
             for n in range(min(3, len(han)), 0, -1):
-                word = self.by_sound.get((*lazy_pinyin(han[-n:], style=Style.NORMAL), latin))
+                word = self.by_sound.get((*_pinyin(han[-n:]), latin))
                 if word is not None and word[:-1] == han[-n:]:
                     return han[:-n] + word
             return m.group(0)
@@ -175,7 +182,7 @@ class TypoFolder:
             return text
         if _LATIN.search(text):
             text = self._fold_pinyin(text)
-        sounds = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: ["?"] * len(s))
+        sounds = _pinyin(text, errors=lambda s: ["?"] * len(s))
         if len(sounds) != len(text):  # defensive: keep the text as it is if readings do not line up
             return text
         out: list[str] = []
