@@ -268,8 +268,11 @@ def _utility(case: Case, kind: str, top: Optional[str], listed: tuple[str, ...])
 # knowledge base: it is a development set now. heldout.yaml is the sealed set the lead installs; nobody
 # working on kb.yaml reads it.
 SEEN = EVAL_DIR / "seen.yaml"
+# seen2.yaml was wave 3's sealed set: measured once (right 62.4 %), then its misses were read: a
+# development set from wave 4 on.
+SEEN2 = EVAL_DIR / "seen2.yaml"
 HELDOUT = EVAL_DIR / "heldout.yaml"
-FACT_SETS = {"seen": SEEN, "dev3": SEEN, "heldout": HELDOUT}
+FACT_SETS = {"seen": SEEN, "dev3": SEEN, "seen2": SEEN2, "heldout": HELDOUT}
 
 
 def is_fact_set(path: Path) -> bool:
