@@ -791,6 +791,24 @@ def _parse_topics(path: Path) -> Topics:
     return parse_topics(path, read_yaml, strip_lines, normalize, FaqError)
 
 
+# Asked facts: a question asking for a count of days ("免考一般几天出结果") or an invoice ("审定费能开发票吗")
+# is answered only by an entry that states one. The manuals give no review times and say nothing of
+# invoices, so an entry on the same topic refers on instead of answering something else with
+# confidence (wave 4). "多久" and "多少钱" are not in the list: candidates asking them are served by
+# "请耐心等待，结果会推送" and "金额以支付页面为准" (the development sets expect those answers).
+ASKED_FACTS = (
+    (re.compile(r"几天|多少天|几个工作日|多少个工作日|几周|几个星期|几个月"),
+     re.compile(r"\d+\s*个?(工作日|天|周|星期|月|小时)|[一二三四五六七八九十两]+个?(工作日|天|周|星期|个月|小时)")),
+    (re.compile(r"发票|收据|报销"), re.compile(r"发票|收据")),
+)
+
+
+def unstated_fact(text: str, entry: Entry) -> bool:
+    """The question asks a fact (a number of days, an invoice) that the entry's answer does not state."""
+    q = normalize(text)
+    return any(ask.search(q) and not state.search(entry.answer) for ask, state in ASKED_FACTS)
+
+
 def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
     """The confidence class of a ranking: answer (clear winner), refer (a clear winner outside the
     manuals' scope), suggest (up to three) or none."""
@@ -834,6 +852,8 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
     if exact or clear or slot or named or lead or fits:
         if first.entry.refer or refers(first.entry.business):
             return replace(base, kind=REFER, entry=first.entry)
+        if unstated_fact(m.text, first.entry):
+            return replace(base, kind=REFER, entry=None)  # the general referral
         if named_only_out_of_scope:
             # "报名照片要求": a question naming only an out-of-scope business is referred on, even when
             # an entry for every business (photo rules) fits its words.
