@@ -769,6 +769,11 @@ class FaqIndex:
     def match(self, text: str) -> Match:
         prepared = self.analyzer.prepare(text)
         tokens, course = self.analyzer.analyze(prepared, prepared=True)
+        # "补登怎么办" (a business and nothing but 怎么办) asks how to do it, like "补登怎么办理"; 怎么办 in
+        # the knowledge base's phrasings is a problem ("审核没过怎么办"), which such a question does not name.
+        if "怎么办" in tokens and len(set(tokens)) == 2 \
+                and self.topics.businesses_of([t for t in tokens if t != "怎么办"]):
+            tokens = ["怎么" if t == "怎么办" else t for t in tokens]
         businesses = self.topics.businesses_of(tokens)
         aspects = self.topics.aspects_of(prepared)
         ranked = self.rank(tokens, businesses=businesses, aspects=aspects)
