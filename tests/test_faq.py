@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from dialogs.faq import (
 )
 from dialogs.faq.facts import facts
 from dialogs.faq.understand import is_question
-from dialogs.faq.evaluate import SETS, evaluate, evaluate_facts, load_cases, load_fact_cases
+from dialogs.faq.evaluate import SEEN2, SETS, evaluate, evaluate_facts, load_cases, load_fact_cases
 from dialogs.faq.index import PACKAGE_DIR
 
 # Measured on the held-out eval set (docs/faq.md): top-1 81.5 %, wrong confident 1.7 %.
@@ -319,9 +320,19 @@ def test_seen_set_figures_stay_above_the_measured_floor(index):
     # the reply says. Floors below the figures measured, with a margin for knowledge-base edits.
     report = evaluate_facts(index, load_fact_cases())
     assert len(report.in_scope) >= 200 and len(report.out_of_scope) >= 30
-    assert report.rate("right") >= 0.65, report.format_misses()
+    assert report.rate("right") >= 0.78, report.format_misses()  # wave 4: 80.5 %
     assert report.rate("wrong") <= 0.03, report.format_misses()
     assert report.rate("oos-overconfident") <= 0.10, report.format_misses()
+
+
+def test_seen2_set_figures_stay_above_the_measured_floor(index):
+    # Wave 3's sealed set (measured once at 62.4 % right, 5.1 % wrong, 11.9 % out of scope answered),
+    # a development set since wave 4 (docs/faq.md).
+    report = evaluate_facts(index, load_fact_cases(SEEN2))
+    assert len(report.in_scope) >= 250 and len(report.out_of_scope) >= 40
+    assert report.rate("right") >= 0.65, report.format_misses()  # wave 4: 66.8 %
+    assert report.rate("wrong") <= 0.03, report.format_misses()  # wave 4: 1.8 %
+    assert report.rate("oos-overconfident") <= 0.10, report.format_misses()  # wave 4: 4.8 %
 
 
 def test_fact_set_script_prints_the_four_figures(cache_dir, capsys, tmp_path):
@@ -638,3 +649,34 @@ def test_the_sealed_set_is_read_from_heldout_yaml_and_its_absence_is_said(cache_
     (tmp_path / "heldout.yaml").write_text("questions:\n- q: 怎么修改密码\n  expect:\n  - [修改密码]\n", encoding="utf-8")
     assert faq_eval.main(["--set", "heldout", "--cache-dir", cache_dir]) == 0
     assert "heldout: 1 questions (1 in scope, 0 out of scope)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text", ["补登审核要几个工作日", "申请学位审核一般要几天", "毕业审定费可以报销吗"])
+def test_a_fact_no_entry_states_is_referred_not_answered_with_a_neighbour(index, text):
+    # The manuals give no review times and say nothing of invoices: the entry on the topic does not
+    # state them, so the question is referred on instead of answered with confidence.
+    m = index.match(text)
+    assert m.kind == REFER, (text, m.kind, m.entry and m.entry.id)
+
+
+def test_asking_how_long_to_wait_is_not_an_unstated_fact(index):
+    # "多久" is served by "请耐心等待，结果会推送" (the development sets expect it); only counts of days refer,
+    # and an entry stating a number of days would answer them.
+    from dialogs.faq.index import unstated_fact
+    entry = index.get("transfer-status")
+    assert not unstated_fact("转出审核要多久", entry)
+    assert unstated_fact("转出审核要几天", entry)
+    assert not unstated_fact("转出审核要几天", replace(entry, answer="一般5个工作日内审核。"))
+
+
+@pytest.mark.parametrize("text, business", [("转出怎么办", "转出"), ("论文咋办", "论文"), ("补登怎么办", "补登")])
+def test_a_business_and_nothing_but_how_asks_how_to_do_it(index, text, business):
+    m = index.match(text)
+    assert m.kind == ANSWER and m.entry.business == business and m.entry.aspect == "流程", (text, m.entry)
+
+
+def test_changing_ones_name_is_referred_but_a_wrongly_registered_name_is_answered(index):
+    m = index.match("我改名了考籍信息怎么办")
+    assert (m.kind, m.entry.id) == (REFER, "profile-name-change")
+    m = index.match("姓名写错了")
+    assert (m.kind, m.entry.id) == (ANSWER, "profile-change")
