@@ -667,6 +667,8 @@ def test_asking_how_long_to_wait_is_not_an_unstated_fact(index):
     assert not unstated_fact("转出审核要多久", entry)
     assert unstated_fact("转出审核要几天", entry)
     assert not unstated_fact("转出审核要几天", replace(entry, answer="一般5个工作日内审核。"))
+    assert unstated_fact("考试几点开始", index.get("exam-schedule"))
+    assert not unstated_fact("网上报名每天几点开始", index.get("register-when"))  # 8:30-22:00
 
 
 @pytest.mark.parametrize("text, business", [("转出怎么办", "转出"), ("论文咋办", "论文"), ("补登怎么办", "补登")])
@@ -680,3 +682,12 @@ def test_changing_ones_name_is_referred_but_a_wrongly_registered_name_is_answere
     assert (m.kind, m.entry.id) == (REFER, "profile-name-change")
     m = index.match("姓名写错了")
     assert (m.kind, m.entry.id) == (ANSWER, "profile-change")
+
+
+def test_an_in_scope_entry_answers_for_an_out_of_scope_business_it_lists_under_also(index):
+    # The 考试日程安排表 is published in 站内消息 (操作手册 七): asked where, it is answered ...
+    m = index.match("考试日程安排表在哪里看")
+    assert (m.kind, m.entry.id) == (ANSWER, "exam-schedule")
+    # ... while the rest of 报名考试 is still referred on.
+    for text in ("考场在哪", "准考证在哪里打印", "报名照片要求"):
+        assert index.match(text).kind == REFER, text

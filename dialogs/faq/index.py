@@ -796,20 +796,22 @@ def _parse_topics(path: Path) -> Topics:
     return parse_topics(path, read_yaml, strip_lines, normalize, FaqError)
 
 
-# Asked facts: a question asking for a count of days ("免考一般几天出结果") or an invoice ("审定费能开发票吗")
-# is answered only by an entry that states one. The manuals give no review times and say nothing of
-# invoices, so an entry on the same topic refers on instead of answering something else with
-# confidence (wave 4). "多久" and "多少钱" are not in the list: candidates asking them are served by
-# "请耐心等待，结果会推送" and "金额以支付页面为准" (the development sets expect those answers).
+# Asked facts: a question asking for a count of days ("免考一般几天出结果"), an invoice ("审定费能开发
+# 票吗") or a time of day ("几点开始") is answered only by an entry that states one. The manuals give no
+# review times and say nothing of invoices, so an entry on the same topic refers on instead of
+# answering something else with confidence (wave 4). "多久" and "多少钱" are not in the list: candidates
+# asking them are served by "请耐心等待，结果会推送" and "金额以支付页面为准" (the development sets expect
+# those answers).
 ASKED_FACTS = (
     (re.compile(r"几天|多少天|几个工作日|多少个工作日|几周|几个星期|几个月"),
      re.compile(r"\d+\s*个?(工作日|天|周|星期|月|小时)|[一二三四五六七八九十两]+个?(工作日|天|周|星期|个月|小时)")),
     (re.compile(r"发票|收据|报销"), re.compile(r"发票|收据")),
+    (re.compile(r"几点"), re.compile(r"\d{1,2}[:：]\d{2}|\d{1,2}点")),
 )
 
 
 def unstated_fact(text: str, entry: Entry) -> bool:
-    """The question asks a fact (a number of days, an invoice) that the entry's answer does not state."""
+    """The question asks a fact (a number of days, an invoice, a time of day) that the entry's answer does not state."""
     q = normalize(text)
     return any(ask.search(q) and not state.search(entry.answer) for ask, state in ASKED_FACTS)
 
@@ -829,6 +831,9 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
         return base
     first = ranked[0]
     runner_up = ranked[1].score if len(ranked) > 1 else 0.0
+    # An in-scope entry that lists the out-of-scope business under `also` answers for it: the 考试日程
+    # 安排表 and 网上报名提示 are published in 站内消息 (操作手册 七), so "考试日程在哪看" is answered.
+    also_named = any(b in first.entry.also for b in m.businesses)
     # One word ("英语", "密码") names a topic, not a question: answer it only when it is a phrasing
     # of its own (a keyword like "免考"), otherwise list the candidates.
     single_word_topic = len(set(m.tokens)) == 1 and first.fit < 0.99
@@ -859,12 +864,12 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
             return replace(base, kind=REFER, entry=first.entry)
         if unstated_fact(m.text, first.entry):
             return replace(base, kind=REFER, entry=None)  # the general referral
-        if named_only_out_of_scope:
+        if named_only_out_of_scope and not also_named:
             # "报名照片要求": a question naming only an out-of-scope business is referred on, even when
             # an entry for every business (photo rules) fits its words.
             return replace(base, kind=REFER, entry=None)  # the general referral
         return replace(base, kind=ANSWER, entry=first.entry)
-    if named_only_out_of_scope:
+    if named_only_out_of_scope and not also_named:
         return replace(base, kind=REFER, entry=first.entry if refers(first.entry.business) else None)
     picks = tuple(s.entry for s in ranked[:3] if s.score >= th.suggest_floor * first.score)
     return replace(base, kind=SUGGEST, suggestions=picks)
