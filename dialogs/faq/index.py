@@ -165,6 +165,7 @@ class Thresholds:
     fit_min: float = 0.65  # wave 4: 0.7 -> 0.65 (same)
     fit_coverage: float = 0.6
     fit_gap: float = 0.2
+    fit_ratio: float = 0.9  # ... and the runner-up scores at most this share of the best (wave 4)
 
 
 @dataclass(frozen=True)
@@ -858,7 +859,7 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
             and runner_up <= th.lead_ratio * first.score)
     close_fit = max((s.fit for s in ranked[1:]), default=0.0)
     fits = (not single_word_topic and not m.unknown and first.fit >= th.fit_min and first.coverage >= th.fit_coverage
-            and close_fit <= first.fit - th.fit_gap)
+            and close_fit <= first.fit - th.fit_gap and runner_up <= th.fit_ratio * first.score)
     if exact or clear or slot or named or lead or fits:
         if first.entry.refer or refers(first.entry.business):
             return replace(base, kind=REFER, entry=first.entry)
