@@ -588,8 +588,11 @@ def test_fit_rule_answers_a_question_that_reads_like_one_phrasing(index):
     base = replace(index.match("凭证照片有什么要求"), businesses=frozenset(), aspects=frozenset())
     th = Thresholds()
     # close scores, but only one phrasing reads like the question: answer
-    near = replace(base, ranked=(Scored(photos, 10.0, 0.9, 0.85), Scored(materials, 9.5, 0.9, 0.5)))
+    near = replace(base, ranked=(Scored(photos, 10.0, 0.9, 0.85), Scored(materials, 8.5, 0.9, 0.5)))
     assert grade(near, th, index.topics).kind == ANSWER
+    # ... unless the runner-up scores nearly as much (wave 4: within fit_ratio 0.9): suggest
+    tied = replace(base, ranked=(Scored(photos, 10.0, 0.9, 0.85), Scored(materials, 9.5, 0.9, 0.5)))
+    assert grade(tied, th, index.topics).kind == SUGGEST
     # two phrasings read alike: suggest
     both = replace(base, ranked=(Scored(photos, 10.0, 0.9, 0.85), Scored(materials, 9.5, 0.9, 0.75)))
     assert grade(both, th, index.topics).kind == SUGGEST
