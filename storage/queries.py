@@ -397,7 +397,7 @@ async def load_candidates(conn: Any, candidate_ids: Iterable[int],
     if not ids:
         return {}
     dialect = conn.get_bind().dialect.name if isinstance(conn, AsyncSession) else conn.dialect.name
-    rows = await conn.execute(_CANDIDATES["postgresql" if dialect == "postgresql" else "sqlite"], {"ids": ids})
+    rows = (await conn.execute(_CANDIDATES["postgresql" if dialect == "postgresql" else "sqlite"], {"ids": ids})).all()
     found = _candidate_data(rows, majors or {})
     return {cid: found.get(cid, CandidateData((), ())) for cid in ids}
 
@@ -610,14 +610,10 @@ def cache_for(db: Database) -> ReadCache:
 
 def visible_results(results: Iterable[Result], ref: Reference, now: dt.datetime) -> list[Result]:
     """Results a candidate may see: exam results of a sitting whose release time has not come are held."""
-    out = []
-    for r in results:
-        if r.kind == "exam" and r.sitting_code:
-            s = ref.sittings.get(r.sitting_code)
-            if s is not None and not s.released(now):
-                continue
-        out.append(r)
-    return out
+    held = {code for code, s in ref.sittings.items() if not s.released(now)}
+    if not held:  # results day, after the release: everything shows
+        return list(results)
+    return [r for r in results if not (r.kind == "exam" and r.sitting_code in held)]
 
 
 def _deciding_order(r: Result) -> tuple[dt.date, int, str]:
@@ -732,25 +728,28 @@ def _summaries(ref: Reference, data: CandidateData, results: list[Result]) -> tu
                 passed[r.course_code] = [r]
             else:
                 got.append(r)
+    # (major, course) is unique in a plan (uq_plan_courses_major_course): each passed course of
+    # the plan counts once, found through plan_credits instead of a walk over the plan.
+    plan_credits = ref.plan_credits
     out = []
     for enrolment in data.enrolments:
         major = _major_info(ref, enrolment.major_code)
-        entries = ref.plans.get(major.code, ())
         exam = exempted = transferred = credits = 0
-        for e in entries:
-            records = passed.get(e.course_code)
-            if not records:
+        for course, records in passed.items():
+            course_credits = plan_credits.get((major.code, course))
+            if course_credits is None:
                 continue
             done = records[0] if len(records) == 1 else min(records, key=_deciding_order)
             status = STATUS_BY_KIND.get(done.kind, "已通过")
-            credits += e.credits
+            credits += course_credits
             if status == "免考":
                 exempted += 1
             elif status == "转入":
                 transferred += 1
             else:  # 已通过 / 补登
                 exam += 1
-        out.append(PlanSummary(major.code, major.name, len(entries), exam_passed=exam, exempted=exempted,
+        courses = len(ref.plans.get(major.code, ()))
+        out.append(PlanSummary(major.code, major.name, courses, exam_passed=exam, exempted=exempted,
                                transferred=transferred, credits=credits, required_credits=major.required_credits))
     return tuple(out)
 
