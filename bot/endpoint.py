@@ -207,8 +207,17 @@ class WeChatEndpoint:
             log.warning("took over a %s message whose first attempt died (its lease ran out)", msg.kind)
         metrics.MESSAGES.labels(msg.kind).inc()
         msg = replace(msg, prefetched=claim.prefetched, key=key)
+        # The handler runs as a task of its own so that, past the reply budget, it can go on and
+        # be delivered later (_finish_late); an inline await under asyncio.timeout would cancel it.
+        # Most answers (a warm query: nothing awaited on the database) finish in the task's first
+        # step, which the loop runs before this coroutine resumes from sleep(0): then no
+        # asyncio.wait (its waiter future, timer and callbacks) is set up at all.
         task = asyncio.create_task(self._run(msg))
-        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+        await asyncio.sleep(0)
+        if task.done():
+            done = True
+        else:
+            done = bool((await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic())))[0])
         durable = True
         if done:
             reply = task.result()

@@ -344,24 +344,43 @@ _CANDIDATES = {
 
 
 def _candidate_data(rows: Iterable[Any], majors: dict[str, MajorInfo]) -> dict[int, CandidateData]:
+    # The cold path of results day (one call per batch of new candidates): rows are unpacked by
+    # position (the statement's column order) rather than read by name, and scores converted once
+    # per distinct value (_score).
     enrolments: dict[int, list[Enrolment]] = {}
     results: dict[int, list[Result]] = {}
-    for r in rows:
-        if r.what == "m":
-            info = majors.get(r.course_code)
-            enrolments.setdefault(r.candidate_id, []).append(Enrolment(
-                r.course_code, info.name if info else r.course_code, info.level if info else "", r.admission_number))
+    for what, cid, number, code, kind, sitting, score, grade, passed, passed_on, note in rows:
+        if what == "m":
+            info = majors.get(code)
+            e = Enrolment(code, info.name if info else code, info.level if info else "", number)
+            got = enrolments.get(cid)
+            if got is None:
+                enrolments[cid] = [e]
+            else:
+                got.append(e)
         else:
-            results.setdefault(r.candidate_id, []).append(Result(
-                r.admission_number, r.course_code, r.kind, r.sitting_code or "", _score(r.score), r.grade,
-                bool(r.passed), r.passed_on, r.note))
+            r = Result(number, code, kind, sitting or "", _score(score), grade, bool(passed), passed_on, note)
+            got = results.get(cid)
+            if got is None:
+                results[cid] = [r]
+            else:
+                got.append(r)
     out = {}
-    for cid in set(enrolments) | set(results):
+    for cid in enrolments.keys() | results.keys():
         e, res = enrolments.get(cid, []), results.get(cid, [])
-        e.sort(key=lambda x: (x.admission_number or "", x.major_code))
-        res.sort(key=lambda x: (x.sitting_code, x.course_code, x.kind))
+        if len(e) > 1:
+            e.sort(key=_enrolment_order)
+        res.sort(key=_result_order)
         out[cid] = CandidateData(tuple(e), tuple(res))
     return out
+
+
+def _enrolment_order(x: Enrolment) -> tuple[str, str]:
+    return x.admission_number or "", x.major_code
+
+
+def _result_order(x: Result) -> tuple[str, str, str]:
+    return x.sitting_code, x.course_code, x.kind
 
 
 async def load_candidate(session: AsyncSession, candidate_id: int,
@@ -378,14 +397,26 @@ async def load_candidates(conn: Any, candidate_ids: Iterable[int],
     if not ids:
         return {}
     dialect = conn.get_bind().dialect.name if isinstance(conn, AsyncSession) else conn.dialect.name
-    rows = await conn.execute(_CANDIDATES["postgresql" if dialect == "postgresql" else "sqlite"], {"ids": ids})
+    rows = (await conn.execute(_CANDIDATES["postgresql" if dialect == "postgresql" else "sqlite"], {"ids": ids})).all()
     found = _candidate_data(rows, majors or {})
     return {cid: found.get(cid, CandidateData((), ())) for cid in ids}
 
 
+_SCORES: dict[Any, Decimal] = {}
+_TENTH = Decimal("0.1")
+
+
 def _score(v: Any) -> Optional[Decimal]:
-    # SQLite hands back floats for NUMERIC; one decimal is all a score has.
-    return None if v is None else Decimal(str(v)).quantize(Decimal("0.1"))
+    # SQLite hands back floats for NUMERIC; one decimal is all a score has. Scores take a few
+    # hundred distinct values: each is converted once (equal keys convert to equal Decimals).
+    if v is None:
+        return None
+    d = _SCORES.get(v)
+    if d is None:
+        d = Decimal(str(v)).quantize(_TENTH)
+        if len(_SCORES) < 10_000:
+            _SCORES[v] = d
+    return d
 
 
 # --- The cache ----------------------------------------------------------------------------------
@@ -579,14 +610,14 @@ def cache_for(db: Database) -> ReadCache:
 
 def visible_results(results: Iterable[Result], ref: Reference, now: dt.datetime) -> list[Result]:
     """Results a candidate may see: exam results of a sitting whose release time has not come are held."""
-    out = []
-    for r in results:
-        if r.kind == "exam" and r.sitting_code:
-            s = ref.sittings.get(r.sitting_code)
-            if s is not None and not s.released(now):
-                continue
-        out.append(r)
-    return out
+    held = {code for code, s in ref.sittings.items() if not s.released(now)}
+    if not held:  # results day, after the release: everything shows
+        return list(results)
+    return [r for r in results if not (r.kind == "exam" and r.sitting_code in held)]
+
+
+def _deciding_order(r: Result) -> tuple[dt.date, int, str]:
+    return r.passed_on or dt.date.max, _KIND_ORDER.get(r.kind, 9), r.sitting_code
 
 
 def _deciding(records: list[Result]) -> Optional[Result]:
@@ -594,7 +625,7 @@ def _deciding(records: list[Result]) -> Optional[Result]:
     passed = [r for r in records if r.passed]
     if not passed:
         return None
-    return min(passed, key=lambda r: (r.passed_on or dt.date.max, _KIND_ORDER.get(r.kind, 9), r.sitting_code))
+    return min(passed, key=_deciding_order)
 
 
 def _latest(records: list[Result]) -> Optional[Result]:
@@ -685,7 +716,42 @@ def _score_row(ref: Reference, enrolments: tuple[Enrolment, ...], r: Result) -> 
 
 
 def _summaries(ref: Reference, data: CandidateData, results: list[Result]) -> tuple[PlanSummary, ...]:
-    return tuple(_plan_view(ref, e, results).summary for e in data.enrolments)
+    """summarize(major, plan_rows(...)) of each enrolment, without building the rows: only the
+    passed records decide a summary (the cold 成绩 path computes this once per new candidate)."""
+    if not data.enrolments:
+        return ()
+    passed: dict[str, list[Result]] = {}
+    for r in results:
+        if r.passed:
+            got = passed.get(r.course_code)
+            if got is None:
+                passed[r.course_code] = [r]
+            else:
+                got.append(r)
+    # (major, course) is unique in a plan (uq_plan_courses_major_course): each passed course of
+    # the plan counts once, found through plan_credits instead of a walk over the plan.
+    plan_credits = ref.plan_credits
+    out = []
+    for enrolment in data.enrolments:
+        major = _major_info(ref, enrolment.major_code)
+        exam = exempted = transferred = credits = 0
+        for course, records in passed.items():
+            course_credits = plan_credits.get((major.code, course))
+            if course_credits is None:
+                continue
+            done = records[0] if len(records) == 1 else min(records, key=_deciding_order)
+            status = STATUS_BY_KIND.get(done.kind, "已通过")
+            credits += course_credits
+            if status == "免考":
+                exempted += 1
+            elif status == "转入":
+                transferred += 1
+            else:  # 已通过 / 补登
+                exam += 1
+        courses = len(ref.plans.get(major.code, ()))
+        out.append(PlanSummary(major.code, major.name, courses, exam_passed=exam, exempted=exempted,
+                               transferred=transferred, credits=credits, required_credits=major.required_credits))
+    return tuple(out)
 
 
 def latest_sheet(ref: Reference, data: CandidateData, now: dt.datetime) -> ScoreSheet:

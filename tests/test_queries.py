@@ -616,3 +616,27 @@ async def test_reference_data_changed_without_a_stamp_is_reloaded_after_its_maxi
     assert (await dq.textbooks(db, "00079")).text.endswith("暂无教材考纲信息。")  # no stamp: still cached
     cache.reference_ttl = 0
     assert (await dq.textbooks(db, "00079")).text == "【教材考纲】00079 保险学原理\n《保险学原理》\n　版次：2015年版"
+
+
+def test_summaries_without_rows_equal_summarize_of_plan_rows() -> None:
+    """The cold 成绩 path counts summaries from the passed records only (storage.queries._summaries);
+    they must equal summarize(plan_rows(...)) for any mix of kinds, dates and repeated passes."""
+    import random
+
+    rnd = random.Random(15)
+    courses = [f"{n:05d}" for n in range(1, 13)]
+    majors = {code: sq.MajorInfo(code, f"专业{code}", "本科", 70, None, None, {}) for code in ("A01", "B02")}
+    plans = {code: tuple(sq.PlanEntry(code, c, f"课程{c}", "理论", rnd.randint(2, 8), "必考", i)
+                         for i, c in enumerate(rnd.sample(courses, 8))) for code in majors}
+    ref = sq.Reference({}, majors, plans, {}, {}, ())
+    kinds = ("exam", "exam", "exam", "backfill", "exemption", "transfer", "other")
+    for _ in range(300):
+        results = [sq.Result("0123", rnd.choice(courses), rnd.choice(kinds), rnd.choice(("202304", "202310", "")),
+                             Decimal(rnd.randint(0, 99)), None, rnd.random() < 0.6,
+                             rnd.choice((None, dt.date(2023, 4, 20), dt.date(2023, 10, 20))), None)
+                   for _ in range(rnd.randint(0, 14))]
+        enrolments = tuple(sq.Enrolment(code, code, "本科", "0123")
+                           for code in rnd.sample(sorted(majors) + ["Z99"], rnd.randint(0, 3)))
+        data = sq.CandidateData(enrolments, tuple(results))
+        expected = tuple(sq._plan_view(ref, e, results).summary for e in enrolments)
+        assert sq._summaries(ref, data, results) == expected
