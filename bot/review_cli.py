@@ -284,15 +284,7 @@ async def _show(db, store: PhotoStore, app_id: int) -> str:
             lines.append(f"  凭证 {m}：{types.get(e.type_code, e.type_code)}  编号 {e.number or '-'}  "
                          f"获取时间 {apps.month_label(e.obtained_month) if e.obtained_month else '-'}  "
                          f"省份 {e.province or '-'}  备注 {e.note or '-'}")
-            if not e.photo_ids:
-                lines.append("    （没有照片）")
-            for k, pid in enumerate(e.photo_ids, 1):
-                p = photos.get(pid)
-                if p is None:
-                    lines.append(f"    照片 {k}：#{pid} 记录缺失")
-                    continue
-                missing = "" if await store.exists(p.storage_key) else "  （文件缺失）"
-                lines.append(f"    照片 {k}：{store.locate(p.storage_key)}  {_kb(p.size)}  {p.width}×{p.height}{missing}")
+            lines += await _photo_lines(e.photo_ids, photos, store)
     if events:
         lines.append("")
         lines.append("记录")
@@ -346,15 +338,7 @@ async def _degree_lines(db, store: PhotoStore, d: ApplicationData, photos: dict)
         lines.append(f"材料 {n}：{mv.title}  {mv.name}{need}")
         if mv.fields:
             lines.append("  " + "  ".join(f"{k} {v}" for k, v in mv.fields))
-        if not mv.photo_ids:
-            lines.append("    （没有照片）")
-        for k, pid in enumerate(mv.photo_ids, 1):
-            p = photos.get(pid)
-            if p is None:
-                lines.append(f"    照片 {k}：#{pid} 记录缺失")
-                continue
-            missing = "" if await store.exists(p.storage_key) else "  （文件缺失）"
-            lines.append(f"    照片 {k}：{store.locate(p.storage_key)}  {_kb(p.size)}  {p.width}×{p.height}{missing}")
+        lines += await _photo_lines(mv.photo_ids, photos, store)
     return lines
 
 
@@ -390,6 +374,7 @@ async def _graduation_lines(d: ApplicationData, photos: dict, store: PhotoStore)
 
 
 async def _photo_lines(ids: list[int], photos: dict, store: PhotoStore) -> list[str]:
+    """Each photo's file (where the store keeps it), size and pixels, or why it is missing."""
     if not ids:
         return ["    （没有照片）"]
     out = []
