@@ -37,7 +37,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from decimal import Decimal
 from typing import Any
@@ -46,10 +45,7 @@ from sqlalchemy import insert, select
 
 from storage import models as m
 from storage import queries as sq
-from storage.db import Database
-from storage.demo import DEMO_DIR
-from storage.importer import ImportReport, import_tables, read_directory
-from storage.migrate import upgrade_async
+from bench.scores import reference_database
 
 MAJOR = "020301K"
 OLD_SITTINGS = ("202304", "202310", "202404", "202410", "202504")
@@ -81,19 +77,8 @@ async def seed(url: str, n: int, *, rng: random.Random | None = None) -> dict[st
     Returns openid -> the strings that candidate's 成绩 reply must contain.
     """
     rng = rng or random.Random(15)
-    from storage import keys
-
-    if not keys.configured():  # the bench's bot runs with ZIKAO_MODE=demo: the same demo key
-        keys.configure(keys.DEMO_SECRET_KEY)
-    await upgrade_async(url)
-    db = Database(url)
+    db = await reference_database(url)
     try:
-        report = ImportReport("bench")
-        tables = read_directory(DEMO_DIR, report)
-        keep = ("sittings.csv", "courses.csv", "majors.csv", "plan_courses.csv", "textbooks.csv")
-        report = await import_tables(db, {k: v for k, v in tables.items() if k in keep}, report)
-        if not report.committed:
-            raise SystemExit(report.format())
         async with db.session() as s:
             plan = [(pc.course_code, c.name) for pc, c in await s.execute(
                 select(m.PlanCourse, m.Course).join(m.Course, m.Course.code == m.PlanCourse.course_code)

@@ -41,6 +41,25 @@ SITTINGS = ("202304", "202310", "202404", "202410", "202504")
 OPENID = "o_bench_{:06d}"
 
 
+async def reference_database(url: str) -> Database:
+    """Migrate `url` and import the demo's reference data (sittings, courses, majors, plans,
+    textbooks); the benches then add their own candidates."""
+    from storage import keys
+
+    if not keys.configured():  # the bench's bot runs with ZIKAO_MODE=demo: the same demo key
+        keys.configure(keys.DEMO_SECRET_KEY)
+    await upgrade_async(url)
+    db = Database(url)
+    report = ImportReport("bench")
+    tables = read_directory(DEMO_DIR, report)
+    keep = ("sittings.csv", "courses.csv", "majors.csv", "plan_courses.csv", "textbooks.csv")
+    report = await import_tables(db, {k: v for k, v in tables.items() if k in keep}, report)
+    if not report.committed:
+        await db.dispose()
+        raise SystemExit(report.format())
+    return db
+
+
 async def seed(url: str, users: int, *, rng: random.Random | None = None) -> dict[str, tuple[int, str]]:
     """Migrate, import the demo plans, add `users` bound candidates with results.
 
@@ -48,19 +67,8 @@ async def seed(url: str, users: int, *, rng: random.Random | None = None) -> dic
     password hashing: nobody logs in during the bench).
     """
     rng = rng or random.Random(7)
-    from storage import keys
-
-    if not keys.configured():  # the bench's bot runs with ZIKAO_MODE=demo: the same demo key
-        keys.configure(keys.DEMO_SECRET_KEY)
-    await upgrade_async(url)
-    db = Database(url)
+    db = await reference_database(url)
     try:
-        report = ImportReport("bench")
-        tables = read_directory(DEMO_DIR, report)
-        keep = ("sittings.csv", "courses.csv", "majors.csv", "plan_courses.csv", "textbooks.csv")
-        report = await import_tables(db, {k: v for k, v in tables.items() if k in keep}, report)
-        if not report.committed:
-            raise SystemExit(report.format())
         async with db.session() as s:
             plan = [(pc.course_code, pc.credits) for pc in await s.scalars(
                 select(m.PlanCourse).where(m.PlanCourse.major_code == MAJOR).order_by(m.PlanCourse.position))]

@@ -54,11 +54,6 @@ def _details(ctx: Ctx) -> dg.DegreeDetails:
     return dg.DegreeDetails.from_dict(A.work(ctx).details)
 
 
-async def _save(ctx: Ctx, d: dg.DegreeDetails) -> None:
-    A.work(ctx).details = d.to_dict()
-    await A.persist(ctx)
-
-
 async def _slots(ctx: Ctx) -> list[dg.Slot]:
     code = A.work(ctx).major_code
     return await dg.slots(ctx.db, code) if code else []
@@ -230,7 +225,7 @@ async def _set_major(ctx: Ctx, code: str) -> None:
         app.major_code = code
         keys = {s.key for s in await _slots(ctx)}
         d.materials = [m for m in d.materials if m.slot in keys]
-    await _save(ctx, d)
+    await A.save_details(ctx, d)
 
 
 async def _major_options(ctx: Ctx) -> list[F.Option]:
@@ -260,7 +255,7 @@ def _field_check(attr: str):
         setattr(d, attr, value or "")
         if attr == "work_phone":
             d.optional_asked = True
-        await _save(ctx, d)
+        await A.save_details(ctx, d)
         return value
     return check
 
@@ -327,7 +322,7 @@ async def _personal_done(ctx: Ctx, picked: Picked) -> str:
             raise Invalid("\n".join(problems))
         d = _details(ctx)
         d.personal_checked = True
-        await _save(ctx, d)
+        await A.save_details(ctx, d)
         return _resume(ctx)
     ctx.state.editing = "personal"
     return picked.target
@@ -337,7 +332,7 @@ async def _mobile_changed(ctx: Ctx, done: str) -> str:
     p = await accounts.profile(ctx.db, ctx.user.candidate_id)
     d = _details(ctx)
     d.mobile = p.get("mobile") or d.mobile
-    await _save(ctx, d)
+    await A.save_details(ctx, d)
     ctx.state.lead = "手机号码已更新。"
     return _resume(ctx)
 
@@ -506,7 +501,7 @@ async def _material_args(ctx: Ctx, key: str, redo: bool = False) -> MaterialStat
 async def _keep_material(ctx: Ctx, key: str, st: MaterialState) -> None:
     d = _details(ctx)
     d.put(st.m)
-    await _save(ctx, d)
+    await A.save_details(ctx, d)
 
 
 async def _material_progress(ctx: Ctx, st: MaterialState) -> None:

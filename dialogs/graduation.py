@@ -61,11 +61,6 @@ def _details(ctx: Ctx) -> G.GraduationDetails:
     return G.GraduationDetails.from_dict(A.work(ctx).details)
 
 
-async def _save(ctx: Ctx, d: G.GraduationDetails) -> None:
-    A.work(ctx).details = d.to_dict()
-    await A.persist(ctx)
-
-
 def _has_work(a: Optional[ApplicationData]) -> bool:
     return a is not None and bool(a.major_code or a.details)
 
@@ -235,7 +230,7 @@ async def _profile_check(ctx: Ctx, choice: str) -> str:
             raise Invalid("还没有手机号码，请回复2填写。")
         d = _details(ctx)
         d.profile_checked = True
-        await _save(ctx, d)
+        await A.save_details(ctx, d)
     return choice
 
 
@@ -253,7 +248,7 @@ async def _choose(ctx: Ctx, e: q.Enrolment) -> None:
         app.major_code = e.major_code
         d.level, d.results, d.results_confirmed = e.level, [], False
         d.extra_choice, d.missing, d.explanations = None, [], {}
-    await _save(ctx, d)
+    await A.save_details(ctx, d)
 
 
 async def _major_options(ctx: Ctx) -> list[F.Option]:
@@ -316,7 +311,7 @@ async def _results_check(ctx: Ctx, choice: str) -> str:
         raise EndFlow(WRONG_RESULTS)
     d = _details(ctx)
     d.results, d.results_confirmed = await _result_lines(ctx), True
-    await _save(ctx, d)
+    await A.save_details(ctx, d)
     return choice
 
 
@@ -335,7 +330,7 @@ async def _extra_options(ctx: Ctx) -> list[F.Option]:
 async def _extra_check(ctx: Ctx, label: str) -> str:
     d = _details(ctx)
     d.extra_choice = label
-    await _save(ctx, d)
+    await A.save_details(ctx, d)
     return label
 
 
@@ -349,7 +344,7 @@ async def _missing(ctx: Ctx) -> list[gr.MissingItem]:
     kept = {k: v for k, v in d.explanations.items() if k in {i.key for i in items}}
     if wanted != d.missing or kept != d.explanations:
         d.missing, d.explanations = wanted, kept
-        await _save(ctx, d)
+        await A.save_details(ctx, d)
     return items
 
 
@@ -371,7 +366,7 @@ def _explain_args(ctx: Ctx, key: str) -> Explanation:
 async def _keep_explanation(ctx: Ctx, key: str, done: Explanation) -> None:
     d = _details(ctx)
     d.explanations[key] = done.text
-    await _save(ctx, d)
+    await A.save_details(ctx, d)
 
 
 # --- 自我鉴定 ----------------------------------------------------------------------------------------------
@@ -396,7 +391,7 @@ async def _assessment_check(ctx: Ctx, text: str) -> str:
         raise Invalid(problem + "请修改后重新发送完整的自我鉴定。")
     d = _details(ctx)
     d.self_assessment = text.strip()
-    await _save(ctx, d)
+    await A.save_details(ctx, d)
     return text
 
 
@@ -420,7 +415,7 @@ async def _prior_progress(ctx: Ctx, child: PriorState) -> None:
     d.companion = ({"kind": companion.kind, "number": companion.number, "photo_ids": list(companion.photo_ids)}
                    if companion else None)
     if d.to_dict() != A.work(ctx).details:
-        await _save(ctx, d)
+        await A.save_details(ctx, d)
 
 
 # --- the review --------------------------------------------------------------------------------------------
@@ -471,11 +466,11 @@ async def _reviewed(ctx: Ctx, picked: Picked) -> str:
         keys = [target.partition(":")[2]] if ":" in target else list(d.explanations)
         for k in keys:  # written again: the old text is shown while writing
             ctx.state.before[k] = d.explanations.pop(k, "")
-        await _save(ctx, d)
+        await A.save_details(ctx, d)
         return "explain"
     if target == "results":
         d.results_confirmed = False
-        await _save(ctx, d)
+        await A.save_details(ctx, d)
     return target
 
 

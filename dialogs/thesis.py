@@ -53,8 +53,7 @@ async def _set(ctx: Ctx, **values: Any) -> None:
     d = _details(ctx)
     for k, v in values.items():
         setattr(d, k, v)
-    A.work(ctx).details = d.to_dict()
-    await A.persist(ctx)
+    await A.save_details(ctx, d)
 
 
 def major_name(m: list[str]) -> str:

@@ -55,8 +55,7 @@ async def _set(ctx: Ctx, **values: str) -> None:
     d = _details(ctx)
     for k, v in values.items():
         setattr(d, k, v)
-    A.work(ctx).details = d.to_dict()
-    await A.persist(ctx)
+    await A.save_details(ctx, d)
 
 
 # --- how applications read ---------------------------------------------------------------------------

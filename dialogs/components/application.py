@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from dialogs import fields as F
 from dialogs.components.review import Line, ReviewState, options
@@ -138,6 +138,13 @@ async def persist(ctx: Ctx) -> None:
         raise EndFlow(f"{e.message}\n回复“{st.keyword}”重新查看。") from None
     except apps.ApplicationError as e:
         raise Invalid(e.message) from None
+
+
+async def save_details(ctx: Ctx, details: Any) -> None:
+    """Put the flow's form (a dataclass with `to_dict`, e.g. `ThesisDetails`) on the working copy
+    and keep it (`persist`)."""
+    work(ctx).details = details.to_dict()
+    await persist(ctx)
 
 
 async def submit(ctx: Ctx, called: str, after: str) -> None:
