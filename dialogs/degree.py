@@ -93,10 +93,7 @@ async def _application_lines(ctx: Ctx, mine: list[ApplicationData]) -> list[str]
 
 
 async def _closed_lines(ctx: Ctx, mine: list[ApplicationData]) -> list[str]:
-    lines = await _application_lines(ctx, mine)
-    if lines and any(a.status == "rejected" for a in mine):
-        lines.append("未通过的申请可以在下次办理时间内修改后重新申请。")
-    return ["您的学位申请：", *lines] if lines else []
+    return A.closed_list("您的学位申请：", await _application_lines(ctx, mine), mine)
 
 
 # --- the first choice, 考生须知, the major ------------------------------------------------------------

@@ -47,10 +47,7 @@ class ExemptionState(A.AppState):
 
 
 async def _closed_lines(ctx: Ctx, mine: list[apps.ApplicationData]) -> list[str]:
-    lines = await _application_lines(ctx, mine)
-    if lines and any(a.status == "rejected" for a in mine):
-        lines.append("未通过的申请可以在下次办理时间内修改后重新提交。")
-    return ["您的免考申请：", *lines] if lines else []
+    return A.closed_list("您的免考申请：", await _application_lines(ctx, mine), mine, again="重新提交")
 
 
 async def _application_lines(ctx: Ctx, mine: list[apps.ApplicationData]) -> list[str]:

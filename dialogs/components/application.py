@@ -236,6 +236,16 @@ def day(t) -> str:
     return shanghai_time(t)[:11] if t else ""
 
 
+def closed_list(heading: str, lines: list[str], mine: list[ApplicationData], *, again: str = "重新申请") -> list[str]:
+    """What a flow shows outside its window: the candidate's applications under `heading`, and,
+    when one is 未通过, that it can be reworked in the next window."""
+    if not lines:
+        return []
+    if any(a.status == "rejected" for a in mine):
+        lines = [*lines, f"未通过的申请可以在下次办理时间内修改后{again}。"]
+    return [heading, *lines]
+
+
 def status_line(a: ApplicationData) -> str:
     """'第12号｜待审核｜2026年11月20日提交' and, for 未通过, the reason."""
     when = f"{day(a.submitted_at)}提交" if a.submitted_at else f"{day(a.created_at)}创建"
