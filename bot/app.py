@@ -207,6 +207,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         mode=settings.mode,
         nonces=nonces,
         max_age_seconds=settings.wechat_max_age_seconds,
+        cached=router.cached if settings.warm else None,
+        views=router.views() if settings.warm else None,
     )
 
     # Scheduled jobs run in whichever process holds the scheduler lease (bot/scheduler.py);

@@ -36,6 +36,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     reply_budget_seconds: float = 4.5
+    # The warm path (docs/delivery.md): an idle follower's query answered with no database
+    # statement awaited (claims and nonces in memory, written behind). auto: on with SQLite (one
+    # process) and with REDIS_URL (claims across processes); off for PostgreSQL without Redis.
+    warm_path: str = "auto"
     # How long dedupe records (with the reply texts) are kept: WeChat retries for ~15 s.
     dedupe_retention_minutes: int = 10
     api_timeout_seconds: float = 5.0
@@ -94,6 +98,14 @@ class Settings:
     def mode(self) -> str:
         """The message mode in force: WECHAT_MODE, or safe with an AES key and plain without."""
         return self.wechat_mode.lower() or ("safe" if self.wechat_aes_key else "plain")
+
+    @property
+    def warm(self) -> bool:
+        """Whether the warm path is on (WARM_PATH; auto: SQLite, or any database with Redis)."""
+        w = self.warm_path.lower()
+        if w != "auto":
+            return w == "on"
+        return bool(self.redis_url) or self.database_url.startswith("sqlite")
 
     @property
     def safe_mode(self) -> bool:
@@ -260,6 +272,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("REDIS_URL: expected redis://host:port/db")
     if not 0 < s.port < 65536:
         raise ConfigError(f"PORT: expected 1-65535, got {s.port}")
+    if s.warm_path.lower() not in ("auto", "on", "off"):
+        raise ConfigError(f"WARM_PATH: auto, on or off, got {s.warm_path!r}")
     if not 0.5 <= s.reply_budget_seconds <= 4.8:
         raise ConfigError("REPLY_BUDGET_SECONDS: must stay between 0.5 and 4.8 (WeChat waits 5 s)")
     if not 1 <= s.dedupe_retention_minutes <= 2880:

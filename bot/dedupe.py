@@ -39,8 +39,11 @@ from storage.models import InboundMessage, InboundNonce, WechatUser, utcnow
 
 log = logging.getLogger("zikao.dedupe")
 
-# (connection of the claim's transaction, openids of the claimed messages) -> one value per openid.
-Prefetch = Callable[[Any, list[str]], Awaitable[list[Any]]]
+# (connection of the claim's transaction, openids of the claimed messages[, their followers.Token])
+# -> one value per openid.
+Prefetch = Callable[..., Awaitable[list[Any]]]
+# A reply to store: (key, reply, openid whose interaction it counts as, openid if claimed in memory).
+_Stored = tuple[str, str, Optional[str], Optional[str]]
 
 POLL_SECONDS = 0.05
 # Replies of read-only messages are written this long after the first of a batch arrived.
@@ -49,6 +52,9 @@ WRITE_BEHIND_SECONDS = 0.2
 # for the user is older than this; the window is 48 hours, a minute's lag changes nothing.
 INTERACTION_REFRESH_SECONDS = 60.0
 _SEEN_MEMORY = 200_000  # users whose last write this process remembers
+# The warm path (memory claims): keys this process handled are remembered this long, so that a
+# WeChat retry (three attempts within about 15 s) is recognised without the database.
+RECENT_SECONDS = 30.0
 # How long a claim holds a message before a retry may take it over: longer than the reply budget
 # (a live owner marks the row done by then) plus the time that write can take under load.
 LEASE_MARGIN_SECONDS = 1.5
@@ -81,6 +87,39 @@ class Claim:
     prefetched: Any = None  # for the owner: what `Deduper.prefetch` read for this message
     taken_over: bool = False  # owner because the first holder's lease ran out (it died)
     replay: bool = False  # the request's (timestamp, nonce) was used before: refuse it, process nothing
+    memory: bool = False  # claimed on the warm path: no database statement awaited (no row yet)
+
+
+class SeenPairs:
+    """The (timestamp, nonce) pairs of the requests this process accepted, by timestamp.
+
+    A pair is acceptable only while its timestamp is within the window of the clock, so a bucket
+    whose timestamp is older than the newest seen minus twice the window can never match again
+    and is dropped (no wall clock involved: tests sign with fixed timestamps)."""
+
+    def __init__(self, window_seconds: float) -> None:
+        self.span = int(2 * window_seconds) + 1
+        self._by_ts: dict[int, set[str]] = {}
+        self._newest = 0
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._by_ts.values())
+
+    def first_use(self, pair: str) -> bool:
+        ts_text, _, nonce = pair.partition(":")
+        ts = int(ts_text) if ts_text.isdigit() else 0
+        bucket = self._by_ts.get(ts)
+        if bucket is None:
+            bucket = self._by_ts[ts] = set()
+            if ts > self._newest:
+                self._newest = ts
+                oldest = ts - self.span
+                for old in [t for t in self._by_ts if t < oldest]:
+                    del self._by_ts[old]
+        if nonce in bucket:
+            return False
+        bucket.add(nonce)
+        return True
 
 
 class Deduper:
@@ -90,7 +129,9 @@ class Deduper:
     def __init__(self, db: Database, *, prefetch: Optional[Prefetch] = None, lease_seconds: float = 6.0,
                  write_behind_seconds: float = WRITE_BEHIND_SECONDS,
                  interaction_refresh_seconds: float = INTERACTION_REFRESH_SECONDS,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 cached: Optional[Callable[[str, Any], Any]] = None, views: Any = None,
+                 nonce_window_seconds: float = 300.0) -> None:
         self.db = db
         self.lease = dt.timedelta(seconds=lease_seconds)
         # Reads the dialog layer needs for each claimed message, done in the claim's round trip
@@ -100,11 +141,12 @@ class Deduper:
         self.interaction_refresh = interaction_refresh_seconds
         self.monotonic = monotonic  # when interaction times were written (tests inject a clock)
         parallel = 1 if db.is_sqlite else 4
-        self._claims: Coalescer[tuple[Optional[str], str, Optional[str]], tuple[str, Any]] = Coalescer(
+        self._claims: Coalescer[tuple[Optional[str], str, Optional[str], Any], tuple[str, Any]] = Coalescer(
             self._insert_claims, parallel=parallel)
-        self._replies: Coalescer[tuple[str, str, str | None], None] = Coalescer(self._store_replies, parallel=parallel)
+        # (key, stored reply, openid whose interaction it is, openid when claimed in memory)
+        self._replies: Coalescer[_Stored, None] = Coalescer(self._store_replies, parallel=parallel)
         # Replies written behind: nobody waits for them, so no wait for the WAL flush either.
-        self._behind_replies: Coalescer[tuple[str, str, str | None], None] = Coalescer(
+        self._behind_replies: Coalescer[_Stored, None] = Coalescer(
             lambda items: self._store_replies(items, relaxed=True), parallel=parallel)
         table = InboundMessage.__table__
         self._claim_stmt = (
@@ -153,26 +195,79 @@ class Deduper:
         # Replies answered but not written yet (write-behind): a retry reaching this process gets
         # them from here.
         self._unwritten: dict[str, Reply] = {}
-        self._behind: list[tuple[str, str, str | None]] = []
+        self._behind: list[_Stored] = []
         self._behind_task: Optional[asyncio.Task] = None
         self._seen: dict[str, float] = {}  # openid -> when this process last wrote its interaction
+        # The warm path (docs/delivery.md): with `cached` (the router's kept view of an idle
+        # follower) a message of such a follower is claimed in memory, its nonce too, and both are
+        # written behind. Only for one process per database, or across processes with Redis.
+        self.cached = cached
+        self.views = views  # storage.followers.Views: generations taken before each prefetch
+        self.memory = cached is not None
+        self.nonce_window = nonce_window_seconds
+        self._pairs = SeenPairs(nonce_window_seconds)
+        self._pairs_loaded = False
+        self._pairs_lock = asyncio.Lock()
+        self._behind_nonces: list[str] = []
+        self._recent: dict[str, float] = {}  # key -> when this process finished it (memory mode)
+        self._memory_keys: dict[str, str] = {}  # key -> openid, claimed in memory, no row yet
+        table = InboundMessage.__table__
+        if self._pg:
+            self._insert_reply_stmt: Any = text(
+                "INSERT INTO inbound_messages (key, openid, status, received_at, finished_at, reply) "
+                "SELECT k, o, 'done', :at, :at, r FROM unnest(:keys, :openids, :replies) AS v(k, o, r) "
+                "ON CONFLICT (key) DO UPDATE SET status = 'done', reply = excluded.reply, "
+                "finished_at = excluded.finished_at"
+            ).bindparams(bindparam("keys", type_=ARRAY(String)), bindparam("openids", type_=ARRAY(String)),
+                         bindparam("replies", type_=ARRAY(Text)), bindparam("at", type_=table.c.received_at.type))
+            self._behind_nonce_stmt: Any = self._nonce_stmt
+        else:
+            ins = db.insert(table).values(key=bindparam("b_key"), openid=bindparam("b_openid"), status="done",
+                                          received_at=bindparam("b_at"), finished_at=bindparam("b_at"),
+                                          reply=bindparam("b_reply"))
+            self._insert_reply_stmt = ins.on_conflict_do_update(
+                index_elements=["key"], set_={"status": "done", "reply": ins.excluded.reply,
+                                              "finished_at": ins.excluded.finished_at})
+            self._behind_nonce_stmt = self._nonce_stmt
 
     async def claim(self, key: str, openid: str, wait_seconds: float, *, nonce: Optional[str] = None) -> Claim:
         """Become the owner of `key`, or get the owner's reply (waiting up to `wait_seconds`).
 
         `nonce` (bot.freshness.nonce_key of the request): recorded in the same transaction as the
         claim; a pair seen before makes the claim a `replay` and nothing is claimed."""
+        token = None
+        if self.memory:
+            if nonce is not None:
+                if not self._pairs_loaded:
+                    await self._load_pairs()
+                if not self._pairs.first_use(nonce):
+                    return Claim(False, replay=True)
+                self._behind_nonces.append(nonce)  # durable in the next timed batch
+                self._schedule_behind()
+                nonce = None
+            fut, known = self._running.get(key), self._unwritten.get(key)
+            if fut is not None or known is not None:
+                return Claim(False, known if fut is None else await _wait(fut, wait_seconds))
+            if key not in self._recent:
+                view = self.cached(openid, None)  # type: ignore[misc]
+                if view is not None:
+                    # Warm: an idle follower this process has read and nothing has changed since.
+                    self._running[key] = asyncio.get_running_loop().create_future()
+                    self._memory_keys[key] = openid
+                    return Claim(owner=True, prefetched=view, memory=True)
+            if self.views is not None:
+                token = self.views.token(openid)
         fut = self._running.get(key)
         known = self._unwritten.get(key)
         if fut is not None or known is not None:
             # A retry of a message this process has (or had) in hand. Its nonce still counts.
-            if nonce is not None and (await self._claims.submit((None, openid, nonce)))[0] == "replay":
+            if nonce is not None and (await self._claims.submit((None, openid, nonce, None)))[0] == "replay":
                 return Claim(False, replay=True)
             return Claim(False, known if fut is None else await _wait(fut, wait_seconds))
         fut = asyncio.get_running_loop().create_future()
         self._running[key] = fut
         try:
-            status, prefetched = await self._claims.submit((key, openid, nonce))
+            status, prefetched = await self._claims.submit((key, openid, nonce, token))
         except BaseException:
             self._release(key, None)
             raise
@@ -196,8 +291,31 @@ class Deduper:
         fut = self._running.pop(key, None)
         if fut is not None and not fut.done():
             fut.set_result(reply)
+        if self.memory:
+            now = self.monotonic()
+            self._recent[key] = now
+            # Oldest first (insertion order): drop what WeChat can no longer retry.
+            while self._recent:
+                first = next(iter(self._recent))
+                if now - self._recent[first] < RECENT_SECONDS:
+                    break
+                del self._recent[first]
 
-    async def _insert_claims(self, items: list[tuple[Optional[str], str, Optional[str]]]) -> list[tuple[str, Any]]:
+    async def _load_pairs(self) -> None:
+        """Once, before the first nonce check in memory: the pairs recorded in the database inside
+        the window (this process may be a restart; a replay of a request answered before must
+        still be refused)."""
+        async with self._pairs_lock:
+            if self._pairs_loaded:
+                return
+            since = utcnow() - dt.timedelta(seconds=2 * self.nonce_window)
+            nonces = InboundNonce.__table__
+            async with self.db.engine.connect() as conn:
+                for (k,) in (await conn.execute(select(nonces.c.key).where(nonces.c.seen_at >= since))).all():
+                    self._pairs.first_use(k)
+            self._pairs_loaded = True
+
+    async def _insert_claims(self, items: list[tuple[Optional[str], str, Optional[str], Any]]) -> list[tuple[str, Any]]:
         """One transaction for a batch: the nonces, then the claims of requests whose nonce was
         fresh, then the dialog layer's read for the claims won. Statuses: owner / taken / replay."""
         # executemany of one cached statement: a multi-VALUES insert would be compiled anew for
@@ -209,18 +327,18 @@ class Deduper:
         # (applied_key) keeps from being applied twice (docs/delivery.md).
         async with self.db.relaxed_engine.begin() as conn:
             fresh = [True] * len(items)
-            nonces = list(dict.fromkeys(n for _, _, n in items if n is not None))
+            nonces = list(dict.fromkeys(n for _, _, n, _ in items if n is not None))
             if nonces:
                 params: Any = ({"keys": nonces, "at": now} if self._pg
                                else [{"key": n, "seen_at": now} for n in nonces])
                 new = set((await conn.execute(self._nonce_stmt, params)).scalars())
                 taken: set[str] = set()
-                for i, (_, _, n) in enumerate(items):
+                for i, (_, _, n, _) in enumerate(items):
                     if n is not None:
                         # The same pair twice in one batch: only its first occurrence is fresh.
                         fresh[i] = n in new and n not in taken
                         taken.add(n)
-            claims = [(i, k, o) for i, (k, o, _) in enumerate(items) if fresh[i] and k is not None]
+            claims = [(i, k, o) for i, (k, o, _, _) in enumerate(items) if fresh[i] and k is not None]
             inserted: set[str] = set()
             if claims:
                 if self._pg:
@@ -234,8 +352,11 @@ class Deduper:
             owned = [(i, o) for i, k, o in claims if k in inserted]
             prefetched: list[Any] = [None] * len(owned)
             if self.prefetch is not None and owned:
-                prefetched = await self.prefetch(conn, [o for _, o in owned])
-        for i, (k, _, _) in enumerate(items):
+                if self.memory:
+                    prefetched = await self.prefetch(conn, [o for _, o in owned], [items[i][3] for i, _ in owned])
+                else:
+                    prefetched = await self.prefetch(conn, [o for _, o in owned])
+        for i, (k, _, _, _) in enumerate(items):
             if not fresh[i]:
                 out[i] = ("replay", None)
             elif k is None:
@@ -278,17 +399,21 @@ class Deduper:
 
         `durable=False` (a read-only message): the reply is answered from memory to a retry
         reaching this process and written in the next timed batch; nothing waits for it."""
+        owner = self._memory_keys.pop(key, None)  # claimed in memory: the row is inserted, not updated
         if not durable:
             self._unwritten[key] = reply
             self._release(key, reply)
-            self._behind.append((key, encode_reply(reply), openid))
-            if self._behind_task is None:
-                self._behind_task = asyncio.create_task(self._write_behind())
+            self._behind.append((key, encode_reply(reply), openid, owner))
+            self._schedule_behind()
             return
         try:
-            await self._replies.submit((key, encode_reply(reply), openid))
+            await self._replies.submit((key, encode_reply(reply), openid, owner))
         finally:
             self._release(key, reply)
+
+    def _schedule_behind(self) -> None:
+        if self._behind_task is None:
+            self._behind_task = asyncio.create_task(self._write_behind())
 
     async def _write_behind(self) -> None:
         try:
@@ -298,7 +423,16 @@ class Deduper:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write the replies held behind now (shutdown, tests)."""
+        """Write the replies (and warm-path nonces) held behind now (shutdown, tests)."""
+        while self._behind_nonces:
+            batch_n, self._behind_nonces = self._behind_nonces[:5000], self._behind_nonces[5000:]
+            try:
+                async with self.db.relaxed_engine.begin() as conn:
+                    params: Any = ({"keys": list(dict.fromkeys(batch_n)), "at": utcnow()} if self._pg
+                                   else [{"key": n, "seen_at": utcnow()} for n in dict.fromkeys(batch_n)])
+                    await conn.execute(self._behind_nonce_stmt, params)
+            except Exception:  # this process still refuses them; only a restart forgets them
+                log.exception("could not write %d nonces behind", len(batch_n))
         while self._behind:
             batch, self._behind = self._behind[:5000], self._behind[5000:]
             try:
@@ -306,7 +440,7 @@ class Deduper:
             except Exception:  # the rows stay `processing`: a retry after the lease re-runs a query
                 log.exception("could not write %d replies behind", len(batch))
             finally:
-                for key, _, _ in batch:
+                for key, _, _, _ in batch:
                     self._unwritten.pop(key, None)
 
     def _stale(self, openids: list[str], mono: float) -> list[str]:
@@ -317,17 +451,29 @@ class Deduper:
             self._seen.clear()  # forgetting only costs a write each
         return out
 
-    async def _store_replies(self, items: list[tuple[str, str, str | None]], *, relaxed: bool = False) -> list[None]:
+    async def _store_replies(self, items: list[_Stored], *,
+                             relaxed: bool = False) -> list[None]:
         now, mono = utcnow(), self.monotonic()
         # One row per user per batch: PostgreSQL refuses to upsert a row twice in one statement.
-        openids = self._stale(sorted({o for _, _, o in items if o}), mono)
+        openids = self._stale(sorted({o for _, _, o, _ in items if o}), mono)
         engine = self.db.relaxed_engine if relaxed else self.db.engine
+        claimed = [(k, r) for k, r, _, owner in items if owner is None]
+        fresh = [(k, r, owner) for k, r, _, owner in items if owner is not None]  # warm path: no row yet
         async with engine.begin() as conn:
-            if self._pg:
-                await conn.execute(self._reply_stmt, {"keys": [k for k, _, _ in items],
-                                                      "replies": [r for _, r, _ in items], "at": now})
-            else:
-                await conn.execute(self._reply_stmt, [{"b_key": k, "b_reply": r, "b_at": now} for k, r, _ in items])
+            if claimed:
+                if self._pg:
+                    await conn.execute(self._reply_stmt, {"keys": [k for k, _ in claimed],
+                                                          "replies": [r for _, r in claimed], "at": now})
+                else:
+                    await conn.execute(self._reply_stmt, [{"b_key": k, "b_reply": r, "b_at": now} for k, r in claimed])
+            if fresh:
+                if self._pg:
+                    await conn.execute(self._insert_reply_stmt, {
+                        "keys": [k for k, _, _ in fresh], "openids": [o for _, _, o in fresh],
+                        "replies": [r for _, r, _ in fresh], "at": now})
+                else:
+                    await conn.execute(self._insert_reply_stmt, [
+                        {"b_key": k, "b_openid": o, "b_reply": r, "b_at": now} for k, r, o in fresh])
             if openids:
                 if self._pg:
                     await conn.execute(self._seen_pg, {"openids": openids, "at": now})

@@ -88,6 +88,8 @@ class WeChatEndpoint:
         nonces: Optional[NonceStore] = None,
         max_age_seconds: float = 300,
         clock: Clock = system_clock,
+        cached=None,
+        views=None,
     ) -> None:
         self.token = token
         self.crypto = crypto
@@ -100,7 +102,9 @@ class WeChatEndpoint:
         self.nonces = nonces
         self.max_age = max_age_seconds
         self.clock = clock
-        self.deduper = Deduper(db, prefetch=prefetch, lease_seconds=budget_seconds + LEASE_MARGIN_SECONDS)
+        # `cached` (the router's kept views of idle followers) turns the warm path on (bot/dedupe.py).
+        self.deduper = Deduper(db, prefetch=prefetch, lease_seconds=budget_seconds + LEASE_MARGIN_SECONDS,
+                               cached=cached, views=views, nonce_window_seconds=max_age_seconds)
         self.pager = Pager(db)
         self.handler = handler
         self.deliver_later = deliver_later

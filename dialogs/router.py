@@ -160,15 +160,36 @@ class Router:
     async def _peek_batch(self, openids: list[str]) -> list[tuple[User, Conversation]]:
         return self._peeked(openids, await followers.peek(self.db, openids))
 
-    async def prefetch(self, conn: Any, openids: list[str]) -> list[tuple[User, Conversation]]:
+    async def prefetch(self, conn: Any, openids: list[str],
+                       tokens: Optional[list[followers.Token]] = None) -> list[tuple[User, Conversation]]:
         """Who each user is and where their conversation is, on `conn`: the edge calls this in
-        its dedupe round trip (bot/dedupe.py), so the hot path needs no read of its own."""
+        its dedupe round trip (bot/dedupe.py), so the hot path needs no read of its own.
+
+        `tokens` (the followers' generations, taken before this read): idle followers are kept in
+        memory for the warm path (`cached`)."""
         rows = await followers.peek_on(conn, openids)
+        if tokens is not None:
+            views = followers.views_for(self.db)
+            for o, token in zip(openids, tokens, strict=True):
+                r = rows.get(o)
+                if r is not None:
+                    views.keep(r, token)
         # Bound users' results, when not in memory yet, in the same round trip: on results day
         # nearly every message of a bound user is a score query, and its cold load is the cost.
         await stored_queries.cache_for(self.db).preload(
             conn, [r.candidate_id for r in rows.values() if r.candidate_id is not None])
         return self._peeked(openids, rows)
+
+    def views(self) -> followers.Views:
+        return followers.views_for(self.db)
+
+    def cached(self, openid: str, remote: Any = None) -> Optional[tuple[User, Conversation]]:
+        """The kept view of an idle follower (no database read), or None. `remote`: the
+        follower's Redis generation read by the edge, when Redis is used."""
+        peek = followers.views_for(self.db).get(openid, remote)
+        if peek is None:
+            return None
+        return self._peeked([openid], {openid: peek})[0]
 
     @staticmethod
     def _peeked(openids: list[str], rows: dict[str, followers.Peek]) -> list[tuple[User, Conversation]]:

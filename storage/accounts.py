@@ -13,7 +13,7 @@ from typing import Any, Optional
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import keys, outbox
+from storage import followers, keys, outbox
 from storage.db import Database
 from storage.identifiers import mask_id_number, mask_mobile
 from storage.models import AccountEvent, AdmissionNumber, BindFailure, Candidate, SmsCode, WechatUser, utcnow
@@ -314,6 +314,7 @@ async def bind(db: Database, openid: str, candidate_id: int, *, verified_mobile:
         if bound_text:
             await outbox.account_alert(s, openid=openid, text=bound_text,
                                        cause=("bound", candidate_id, int(now.timestamp())))
+    await followers.changed(db, [openid, *previous])
     return Bound(active, previous[0] if previous else None)
 
 
@@ -324,6 +325,7 @@ async def unbind(db: Database, openid: str) -> None:
                         .values(candidate_id=None, active_admission_number=None, bound_at=None))
         if cand is not None:
             await _audit(s, "unbind", candidate_id=cand, openid=openid)
+    await followers.changed(db, [openid])
 
 
 async def set_active_number(db: Database, openid: str, candidate_id: int, number: str) -> bool:
@@ -334,6 +336,7 @@ async def set_active_number(db: Database, openid: str, candidate_id: int, number
             return False
         await s.execute(update(WechatUser).where(WechatUser.openid == openid, WechatUser.candidate_id == candidate_id)
                         .values(active_admission_number=number))
+    await followers.changed(db, [openid])
     return True
 
 

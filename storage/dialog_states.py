@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from sqlalchemy import and_, or_, update
 
+from storage import followers
 from storage.db import Database
 from storage.models import DialogState, WechatUser, utcnow
 
@@ -61,3 +62,5 @@ async def release(db: Database, openid: str, owner: str, state: Optional[dict[st
     async with db.session() as s, s.begin():
         await s.execute(update(DialogState).where(and_(DialogState.openid == openid, DialogState.locked_by == owner))
                         .values(**values))
+    if state is not None:
+        await followers.changed(db, [openid])

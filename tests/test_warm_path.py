@@ -1,0 +1,163 @@
+"""Issue 15's warm path: an idle follower's query is claimed and answered with no database
+statement awaited; the claim, the nonce and the reply are written behind, and a change of the
+follower's binding or conversation is seen at once (docs/delivery.md, "The warm path")."""
+from __future__ import annotations
+
+import contextlib
+
+from aiohttp import web
+from sqlalchemy import event, func, select
+
+from bot.endpoint import WeChatEndpoint
+from bot.freshness import nonce_key
+from storage import accounts, followers
+from storage import queries as sq
+from storage.models import InboundMessage, InboundNonce
+from tests.dialog_fixtures import demo_router_bound
+from tests.test_endpoint import EP, NOW, TOKEN, signed, text_xml
+
+OPENID = "o_warm_000000000000000000001"
+
+
+@contextlib.contextmanager
+def statements(db):
+    """Every SQL statement any of `db`'s engines runs inside the block."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    engines = {id(e): e for e in (db.engine.sync_engine, db.relaxed_engine.sync_engine)}.values()
+    for e in engines:
+        event.listen(e, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        for e in engines:
+            event.remove(e, "before_cursor_execute", record)
+
+
+class Counting:
+    def __init__(self, router) -> None:
+        self.router, self.calls = router, 0
+
+    async def __call__(self, msg):
+        self.calls += 1
+        return await self.router.handle(msg)
+
+
+def warm_app(db, router, handler=None, *, warm: bool = True) -> web.Application:
+    async def deliver(openid, reply):
+        return None
+
+    endpoint = WeChatEndpoint(token=TOKEN, crypto=None, db=db, handler=handler or router.handle, deliver_later=deliver,
+                              prefetch=router.prefetch, clock=lambda: NOW,
+                              cached=router.cached if warm else None, views=router.views() if warm else None)
+    endpoint.deduper.write_behind_seconds = 3600  # written when the test flushes
+    app = web.Application()
+    app.router.add_post("/wechat", endpoint.post)
+    app[EP] = endpoint
+    return app
+
+
+@contextlib.contextmanager
+def no_clock_expiry(db):
+    """The caches' time-based re-checks off: what is tested is invalidation by change."""
+    cache, views = sq.cache_for(db), followers.views_for(db)
+    before = cache.recheck_seconds, views.ttl
+    cache.recheck_seconds, views.ttl = 1e9, 1e9
+    try:
+        yield
+    finally:
+        cache.recheck_seconds, views.ttl = before
+
+
+async def test_a_warm_score_query_runs_no_statement_and_is_written_behind(db, aiohttp_client):
+    router = await demo_router_bound(db, OPENID)
+    handler = Counting(router)
+    app = warm_app(db, router, handler)
+    c = await aiohttp_client(app)
+    with no_clock_expiry(db):
+        first = await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "成绩", "2001"))).text()
+        assert "当次成绩" in first
+        params = signed()
+        with statements(db) as seen:
+            r = await c.post("/wechat", params=params, data=text_xml(OPENID, "成绩", "2002"))
+            second = await r.text()
+        assert r.status == 200 and "当次成绩" in second
+        assert seen == []  # claim, nonce, who the user is, the scores, the reply: all from memory
+        # A retry of it (another nonce) is answered from memory, not run again.
+        retry = await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "成绩", "2002"))).text()
+        assert retry == second and handler.calls == 2
+        await app[EP].deduper.flush()
+    async with db.session() as s:
+        row = await s.get(InboundMessage, f"{OPENID}:2002")
+        assert row.status == "done" and "当次成绩" in row.reply and row.openid == OPENID
+        assert await s.get(InboundNonce, nonce_key(params["timestamp"], params["nonce"])) is not None
+
+
+async def test_a_retry_after_the_write_is_answered_from_the_stored_reply(db, aiohttp_client):
+    router = await demo_router_bound(db, OPENID)
+    handler = Counting(router)
+    app = warm_app(db, router, handler)
+    c = await aiohttp_client(app)
+    with no_clock_expiry(db):
+        await c.post("/wechat", params=signed(), data=text_xml(OPENID, "成绩", "2011"))
+        first = await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "历史成绩", "2012"))).text()
+        await app[EP].deduper.flush()
+        again = await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "历史成绩", "2012"))).text()
+    assert again == first and handler.calls == 2
+    async with db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(InboundMessage)) == 2
+
+
+async def test_a_replayed_request_is_refused_also_after_a_restart(db, aiohttp_client):
+    router = await demo_router_bound(db, OPENID)
+    app = warm_app(db, router)
+    c = await aiohttp_client(app)
+    with no_clock_expiry(db):
+        await c.post("/wechat", params=signed(), data=text_xml(OPENID, "成绩", "2021"))
+        params = signed()
+        assert (await c.post("/wechat", params=params, data=text_xml(OPENID, "成绩", "2022"))).status == 200
+        # The same URL again, with another message body: a replay.
+        assert (await c.post("/wechat", params=params, data=text_xml(OPENID, "成绩", "2023"))).status == 403
+        await app[EP].deduper.flush()
+    # A new process (its memory empty) on the same database refuses it too.
+    restarted = await aiohttp_client(warm_app(db, router))
+    assert (await restarted.post("/wechat", params=params, data=text_xml(OPENID, "成绩", "2024"))).status == 403
+
+
+async def test_unbinding_is_seen_by_the_next_message(db, aiohttp_client):
+    router = await demo_router_bound(db, OPENID)
+    c = await aiohttp_client(warm_app(db, router))
+    with no_clock_expiry(db):
+        assert "当次成绩" in await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "成绩", "2031"))).text()
+        assert router.cached(OPENID) is not None
+        await accounts.unbind(db, OPENID)  # e.g. on another page of this process
+        assert router.cached(OPENID) is None
+        reply = await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "成绩", "2032"))).text()
+    assert "当次成绩" not in reply and "绑定" in reply
+
+
+async def test_a_conversation_started_is_not_answered_from_the_idle_copy(db, aiohttp_client):
+    router = await demo_router_bound(db, OPENID)
+    c = await aiohttp_client(warm_app(db, router))
+    with no_clock_expiry(db):
+        await c.post("/wechat", params=signed(), data=text_xml(OPENID, "成绩", "2041"))
+        started = await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "修改联系方式", "2042"))).text()
+        assert "请选择要修改的项目" in started
+        assert router.cached(OPENID) is None
+        with statements(db) as seen:
+            reply = await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "取消", "2043"))).text()
+        assert seen  # read under the step lock, not from the idle copy
+    assert "已取消「修改联系方式」" in reply
+
+
+async def test_without_the_warm_path_every_message_reads_the_database(db, aiohttp_client):
+    router = await demo_router_bound(db, OPENID)
+    c = await aiohttp_client(warm_app(db, router, warm=False))
+    with no_clock_expiry(db):
+        await c.post("/wechat", params=signed(), data=text_xml(OPENID, "成绩", "2051"))
+        with statements(db) as seen:
+            assert "当次成绩" in await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "成绩", "2052"))).text()
+    assert seen  # the claim's round trip
