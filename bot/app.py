@@ -31,7 +31,7 @@ from dialogs.faq import FaqError, FaqService
 from dialogs.router import Router
 from dialogs.services import MediaUnavailable, Services
 from dialogs.types import Reply
-from storage import outbox
+from storage import followers, outbox
 from storage.db import Database
 from storage.photos import LocalPhotoStore
 
@@ -179,6 +179,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         pay_link=pay.link if pay else None,
     )
     app[H5].db, app[H5].services, app[H5].http = db, services, session
+    # Changes of a follower's binding or conversation reach every process's warm path (storage/followers.py).
+    followers.views_for(db).redis = redis
     # jieba's dictionary and the BM25 index (seconds with an empty jieba cache) are built in a
     # thread while the listener already answers: score queries and menus need neither, and a
     # consultation arriving meanwhile waits for them (dialogs/consult.py). An invalid knowledge
@@ -205,10 +207,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         budget_seconds=settings.reply_budget_seconds,
         prefetch=router.prefetch,
         mode=settings.mode,
-        nonces=nonces,
+        # On the warm path with Redis the nonce is checked in the claim's Redis round trip.
+        nonces=None if settings.warm else nonces,
         max_age_seconds=settings.wechat_max_age_seconds,
         cached=router.cached if settings.warm else None,
         views=router.views() if settings.warm else None,
+        redis=redis,
     )
 
     # Scheduled jobs run in whichever process holds the scheduler lease (bot/scheduler.py);

@@ -35,6 +35,7 @@ from bot.delivery import release_waiting_statement
 from dialogs.types import Reply
 from storage.batch import Coalescer
 from storage.db import Database
+from storage.followers import VIEW_KEY
 from storage.models import InboundMessage, InboundNonce, WechatUser, utcnow
 
 log = logging.getLogger("zikao.dedupe")
@@ -42,8 +43,9 @@ log = logging.getLogger("zikao.dedupe")
 # (connection of the claim's transaction, openids of the claimed messages[, their followers.Token])
 # -> one value per openid.
 Prefetch = Callable[..., Awaitable[list[Any]]]
-# A reply to store: (key, reply, openid whose interaction it counts as, openid if claimed in memory).
-_Stored = tuple[str, str, Optional[str], Optional[str]]
+# A reply to store: (key, reply, openid whose interaction it counts as, (openid, arrival) if claimed
+# in memory: no row yet).
+_Stored = tuple[str, str, Optional[str], Optional[tuple[str, dt.datetime]]]
 
 POLL_SECONDS = 0.05
 # Replies of read-only messages are written this long after the first of a batch arrived.
@@ -55,6 +57,16 @@ _SEEN_MEMORY = 200_000  # users whose last write this process remembers
 # The warm path (memory claims): keys this process handled are remembered this long, so that a
 # WeChat retry (three attempts within about 15 s) is recognised without the database.
 RECENT_SECONDS = 30.0
+CLAIM_PREFIX = "zikao:claim:"
+NONCE_PREFIX = "zikao:nonce:"  # the same keys as bot.freshness.RedisNonces
+# KEYS: the nonce, the claim, the follower's generation; ARGV: nonce TTL s, claim TTL ms, has nonce.
+_REDIS_CLAIM = """
+if ARGV[3] == '1' then
+  if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0, 0, false} end
+end
+local won = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2])
+return {1, won and 1 or 0, redis.call('GET', KEYS[3])}
+"""
 # How long a claim holds a message before a retry may take it over: longer than the reply budget
 # (a live owner marks the row done by then) plus the time that write can take under load.
 LEASE_MARGIN_SECONDS = 1.5
@@ -131,7 +143,7 @@ class Deduper:
                  interaction_refresh_seconds: float = INTERACTION_REFRESH_SECONDS,
                  monotonic: Callable[[], float] = time.monotonic,
                  cached: Optional[Callable[[str, Any], Any]] = None, views: Any = None,
-                 nonce_window_seconds: float = 300.0) -> None:
+                 nonce_window_seconds: float = 300.0, redis: Any = None) -> None:
         self.db = db
         self.lease = dt.timedelta(seconds=lease_seconds)
         # Reads the dialog layer needs for each claimed message, done in the claim's round trip
@@ -210,20 +222,26 @@ class Deduper:
         self._pairs_lock = asyncio.Lock()
         self._behind_nonces: list[str] = []
         self._recent: dict[str, float] = {}  # key -> when this process finished it (memory mode)
-        self._memory_keys: dict[str, str] = {}  # key -> openid, claimed in memory, no row yet
+        # key -> (openid, when it arrived): claimed in memory (or in Redis), no row yet
+        self._memory_keys: dict[str, tuple[str, dt.datetime]] = {}
+        # With Redis (several processes): nonces, claims and followers' generations there.
+        self.redis = redis if self.memory else None
+        self._redis_script: Any = None
+        self._redis_done: list[str] = []  # claims to keep while WeChat may retry (written behind)
         table = InboundMessage.__table__
         if self._pg:
             self._insert_reply_stmt: Any = text(
                 "INSERT INTO inbound_messages (key, openid, status, received_at, finished_at, reply) "
-                "SELECT k, o, 'done', :at, :at, r FROM unnest(:keys, :openids, :replies) AS v(k, o, r) "
+                "SELECT k, o, 'done', t, :at, r FROM unnest(:keys, :openids, :received, :replies) AS v(k, o, t, r) "
                 "ON CONFLICT (key) DO UPDATE SET status = 'done', reply = excluded.reply, "
                 "finished_at = excluded.finished_at"
             ).bindparams(bindparam("keys", type_=ARRAY(String)), bindparam("openids", type_=ARRAY(String)),
+                         bindparam("received", type_=ARRAY(table.c.received_at.type)),
                          bindparam("replies", type_=ARRAY(Text)), bindparam("at", type_=table.c.received_at.type))
             self._behind_nonce_stmt: Any = self._nonce_stmt
         else:
             ins = db.insert(table).values(key=bindparam("b_key"), openid=bindparam("b_openid"), status="done",
-                                          received_at=bindparam("b_at"), finished_at=bindparam("b_at"),
+                                          received_at=bindparam("b_received"), finished_at=bindparam("b_at"),
                                           reply=bindparam("b_reply"))
             self._insert_reply_stmt = ins.on_conflict_do_update(
                 index_elements=["key"], set_={"status": "done", "reply": ins.excluded.reply,
@@ -235,28 +253,55 @@ class Deduper:
 
         `nonce` (bot.freshness.nonce_key of the request): recorded in the same transaction as the
         claim; a pair seen before makes the claim a `replay` and nothing is claimed."""
-        token = None
         if self.memory:
-            if nonce is not None:
-                if not self._pairs_loaded:
-                    await self._load_pairs()
-                if not self._pairs.first_use(nonce):
-                    return Claim(False, replay=True)
-                self._behind_nonces.append(nonce)  # durable in the next timed batch
-                self._schedule_behind()
-                nonce = None
-            fut, known = self._running.get(key), self._unwritten.get(key)
-            if fut is not None or known is not None:
-                return Claim(False, known if fut is None else await _wait(fut, wait_seconds))
-            if key not in self._recent:
-                view = self.cached(openid, None)  # type: ignore[misc]
-                if view is not None:
-                    # Warm: an idle follower this process has read and nothing has changed since.
-                    self._running[key] = asyncio.get_running_loop().create_future()
-                    self._memory_keys[key] = openid
-                    return Claim(owner=True, prefetched=view, memory=True)
-            if self.views is not None:
-                token = self.views.token(openid)
+            return await self._claim_warm(key, openid, wait_seconds, nonce)
+        return await self._claim_db(key, openid, wait_seconds, nonce, None)
+
+    async def _claim_warm(self, key: str, openid: str, wait_seconds: float, nonce: Optional[str]) -> Claim:
+        """The warm path's claim: in memory (one process per database) or in Redis (several)."""
+        remote, won = None, True
+        if self.redis is not None:
+            # One Redis round trip: the nonce, the claim and the follower's generation.
+            fresh, won, remote = await self._redis_claim(key, openid, nonce)
+            if not fresh:
+                return Claim(False, replay=True)
+        elif nonce is not None:
+            if not self._pairs_loaded:
+                await self._load_pairs()
+            if not self._pairs.first_use(nonce):
+                return Claim(False, replay=True)
+            self._behind_nonces.append(nonce)  # durable in the next timed batch
+            self._schedule_behind()
+        fut, known = self._running.get(key), self._unwritten.get(key)
+        if fut is not None or known is not None:
+            # A retry of a message this process has (or had) in hand.
+            return Claim(False, known if fut is None else await _wait(fut, wait_seconds))
+        if not won:
+            # Another process holds it (or finished it a moment ago): its reply is in the database.
+            self._running[key] = asyncio.get_running_loop().create_future()
+            return await self._from_other(key, wait_seconds, openid)
+        if key not in self._recent:
+            view = self.cached(openid, remote)  # type: ignore[misc]
+            if view is not None:
+                # Warm: an idle follower this process has read, and nothing has changed since.
+                self._running[key] = asyncio.get_running_loop().create_future()
+                self._memory_keys[key] = (openid, utcnow())
+                return Claim(owner=True, prefetched=view, memory=True)
+        token = self.views.token(openid, remote) if self.views is not None else None
+        return await self._claim_db(key, openid, wait_seconds, None, token)
+
+    async def _redis_claim(self, key: str, openid: str, nonce: Optional[str]) -> tuple[bool, bool, Any]:
+        """(nonce fresh, claim won, the follower's generation) in one script: a replayed pair
+        claims nothing."""
+        if self._redis_script is None:
+            self._redis_script = self.redis.register_script(_REDIS_CLAIM)
+        lease_ms = int(self.lease.total_seconds() * 1000)
+        fresh, won, gen = await self._redis_script(
+            keys=[NONCE_PREFIX + (nonce or ""), CLAIM_PREFIX + key, VIEW_KEY + openid],
+            args=[int(2 * self.nonce_window) or 1, lease_ms, 1 if nonce else 0])
+        return bool(fresh), bool(won), gen
+
+    async def _claim_db(self, key: str, openid: str, wait_seconds: float, nonce: Optional[str], token: Any) -> Claim:
         fut = self._running.get(key)
         known = self._unwritten.get(key)
         if fut is not None or known is not None:
@@ -276,9 +321,12 @@ class Deduper:
         if status == "replay":
             self._release(key, None)
             return Claim(False, replay=True)
-        # Another process has it: read its reply from the database (or take it over).
+        return await self._from_other(key, wait_seconds)
+
+    async def _from_other(self, key: str, wait_seconds: float, openid: str = "") -> Claim:
+        """Another process has the message: read its reply from the database (or take it over)."""
         try:
-            taken, reply = await self._poll(key, wait_seconds)
+            taken, reply = await self._poll(key, wait_seconds, openid)
         except BaseException:
             self._release(key, None)
             raise
@@ -365,7 +413,7 @@ class Deduper:
             out[i] = ("owner", value)
         return out
 
-    async def _poll(self, key: str, wait_seconds: float) -> tuple[bool, Optional[Reply]]:
+    async def _poll(self, key: str, wait_seconds: float, openid: str = "") -> tuple[bool, Optional[Reply]]:
         """(True, None) when this attempt took the message over; else (False, the reply or None)."""
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -375,7 +423,15 @@ class Deduper:
                     .where(InboundMessage.key == key))).first()
             if row is not None and row.status == "done":
                 return False, decode_reply(row.reply)
-            if row is not None and (row.lease_until is None or row.lease_until < utcnow()) and await self._take_over(key):
+            if self.redis is not None:
+                # The claim is Redis's: once the holder's lease ran out (it died) the key is gone,
+                # and whoever sets it again owns the message, row or no row (a warm claim has none).
+                if await self.redis.set(CLAIM_PREFIX + key, b"1", nx=True, px=int(self.lease.total_seconds() * 1000)):
+                    if row is None:
+                        # finish() inserts the row
+                        self._memory_keys[key] = (openid or key.split(":", 1)[0], utcnow())
+                    return True, None
+            elif row is not None and (row.lease_until is None or row.lease_until < utcnow()) and await self._take_over(key):
                 return True, None
             if time.monotonic() + POLL_SECONDS > deadline:
                 return False, None
@@ -400,6 +456,9 @@ class Deduper:
         `durable=False` (a read-only message): the reply is answered from memory to a retry
         reaching this process and written in the next timed batch; nothing waits for it."""
         owner = self._memory_keys.pop(key, None)  # claimed in memory: the row is inserted, not updated
+        if self.redis is not None:
+            self._redis_done.append(key)
+            self._schedule_behind()
         if not durable:
             self._unwritten[key] = reply
             self._release(key, reply)
@@ -424,6 +483,17 @@ class Deduper:
 
     async def flush(self) -> None:
         """Write the replies (and warm-path nonces) held behind now (shutdown, tests)."""
+        while self._redis_done:
+            done, self._redis_done = self._redis_done[:5000], self._redis_done[5000:]
+            try:
+                # The claim outlives the lease while WeChat may retry: a retry elsewhere then
+                # reads the stored reply instead of running the message again.
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in done:
+                        pipe.expire(CLAIM_PREFIX + key, int(RECENT_SECONDS))
+                    await pipe.execute()
+            except Exception:
+                log.warning("could not extend %d claims in Redis", len(done), exc_info=True)
         while self._behind_nonces:
             batch_n, self._behind_nonces = self._behind_nonces[:5000], self._behind_nonces[5000:]
             try:
@@ -458,7 +528,7 @@ class Deduper:
         openids = self._stale(sorted({o for _, _, o, _ in items if o}), mono)
         engine = self.db.relaxed_engine if relaxed else self.db.engine
         claimed = [(k, r) for k, r, _, owner in items if owner is None]
-        fresh = [(k, r, owner) for k, r, _, owner in items if owner is not None]  # warm path: no row yet
+        fresh = [(k, r, owner[0], owner[1]) for k, r, _, owner in items if owner is not None]  # warm: no row yet
         async with engine.begin() as conn:
             if claimed:
                 if self._pg:
@@ -469,11 +539,11 @@ class Deduper:
             if fresh:
                 if self._pg:
                     await conn.execute(self._insert_reply_stmt, {
-                        "keys": [k for k, _, _ in fresh], "openids": [o for _, _, o in fresh],
-                        "replies": [r for _, r, _ in fresh], "at": now})
+                        "keys": [f[0] for f in fresh], "openids": [f[2] for f in fresh],
+                        "received": [f[3] for f in fresh], "replies": [f[1] for f in fresh], "at": now})
                 else:
                     await conn.execute(self._insert_reply_stmt, [
-                        {"b_key": k, "b_openid": o, "b_reply": r, "b_at": now} for k, r, o in fresh])
+                        {"b_key": k, "b_openid": o, "b_reply": r, "b_received": t, "b_at": now} for k, r, o, t in fresh])
             if openids:
                 if self._pg:
                     await conn.execute(self._seen_pg, {"openids": openids, "at": now})

@@ -90,6 +90,7 @@ class WeChatEndpoint:
         clock: Clock = system_clock,
         cached=None,
         views=None,
+        redis=None,
     ) -> None:
         self.token = token
         self.crypto = crypto
@@ -104,7 +105,7 @@ class WeChatEndpoint:
         self.clock = clock
         # `cached` (the router's kept views of idle followers) turns the warm path on (bot/dedupe.py).
         self.deduper = Deduper(db, prefetch=prefetch, lease_seconds=budget_seconds + LEASE_MARGIN_SECONDS,
-                               cached=cached, views=views, nonce_window_seconds=max_age_seconds)
+                               cached=cached, views=views, nonce_window_seconds=max_age_seconds, redis=redis)
         self.pager = Pager(db)
         self.handler = handler
         self.deliver_later = deliver_later

@@ -4,6 +4,7 @@ follower's binding or conversation is seen at once (docs/delivery.md, "The warm 
 from __future__ import annotations
 
 import contextlib
+import uuid
 
 from aiohttp import web
 from sqlalchemy import event, func, select
@@ -161,3 +162,58 @@ async def test_without_the_warm_path_every_message_reads_the_database(db, aiohtt
         with statements(db) as seen:
             assert "当次成绩" in await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "成绩", "2052"))).text()
     assert seen  # the claim's round trip
+
+
+# --- Several processes: claims, nonces and followers' generations in Redis ----------------------
+
+
+def fresh() -> dict:
+    """A signed query with a nonce no earlier run used: Redis keeps nonces across test runs."""
+    return signed(nonce=uuid.uuid4().hex)
+
+
+async def _other_process(db_url: str):
+    """A second service process's database handle: its own pools and its own kept views."""
+    from storage.db import Database
+
+    return Database(db_url)
+
+
+async def test_with_redis_a_retry_reaching_another_process_is_not_run_again(db, db_url, redis_client, aiohttp_client):
+    oid = f"o_warm_{uuid.uuid4().hex[:22]}"  # Redis outlives the test: keys of its own
+    router = await demo_router_bound(db, oid)
+    other_db = await _other_process(db_url)
+    try:
+        from tests.dialog_fixtures import make_router
+
+        other_router = make_router(other_db)
+        followers.views_for(db).redis = followers.views_for(other_db).redis = redis_client
+        h1, h2 = Counting(router), Counting(other_router)
+        app1, app2 = warm_app(db, router, h1), warm_app(other_db, other_router, h2)
+        for app in (app1, app2):
+            app[EP].deduper.redis = redis_client
+        c1, c2 = await aiohttp_client(app1), await aiohttp_client(app2)
+        with no_clock_expiry(db), no_clock_expiry(other_db):
+            # Both processes have read the follower (cold), then one answers from memory.
+            await c1.post("/wechat", params=fresh(), data=text_xml(oid, "成绩", "3001"))
+            await c2.post("/wechat", params=fresh(), data=text_xml(oid, "成绩", "3002"))
+            with statements(db) as seen:
+                first = await (await c1.post("/wechat", params=fresh(), data=text_xml(oid, "成绩", "3003"))).text()
+            assert seen == [] and "当次成绩" in first
+            await app1[EP].deduper.flush()
+            # WeChat's retry lands on the other process: it reads the stored reply.
+            retry = await (await c2.post("/wechat", params=fresh(), data=text_xml(oid, "成绩", "3003"))).text()
+            assert retry == first
+            assert (h1.calls, h2.calls) == (2, 1)
+            # A replayed URL is refused by either process.
+            params = fresh()
+            assert (await c1.post("/wechat", params=params, data=text_xml(oid, "成绩", "3004"))).status == 200
+            assert (await c2.post("/wechat", params=params, data=text_xml(oid, "成绩", "3005"))).status == 403
+            # Unbinding in one process is seen by the other's next message.
+            await accounts.unbind(db, oid)
+            reply = await (await c2.post("/wechat", params=fresh(), data=text_xml(oid, "成绩", "3006"))).text()
+            assert "当次成绩" not in reply and "绑定" in reply
+        await app2[EP].deduper.flush()
+    finally:
+        followers.views_for(db).redis = None
+        await other_db.dispose()
