@@ -3,6 +3,7 @@
     python -m bench.results_day                      # the table of docs/performance.md (~6 min)
     python -m bench.results_day --quick              # 2 s per run, 20,000 candidates: a smoke test
     python -m bench.results_day --no-postgres        # SQLite only
+    python -m bench.results_day --no-redis           # without the PostgreSQL + Redis rows
 
 `seed(url, n)` fills a migrated database with the demo reference data (sittings, courses,
 majors, plans: through the importer, as the office loads them) and `n` bound candidates, each
@@ -22,8 +23,10 @@ so the load generator checks every reply against that candidate's real scores
 
 `main()` runs the table: the no-storage floor, "帮助", and "成绩" for cold candidates (first
 question: their data is not in the process yet) and warm ones (second question), flat out and
-open loop at 1,000 msg/s, on SQLite and on PostgreSQL, with the server's resident memory after
-each run. Every row comes from this one run, so ratios are read within it.
+open loop at 1,000 msg/s, on SQLite, on PostgreSQL, and on PostgreSQL with Redis (the warm path
+across processes: claims, nonces and followers' generations in Redis; without Redis a PostgreSQL
+service keeps the claim's database round trip), with the server's resident memory after each run.
+Every row comes from this one run, so ratios are read within it.
 """
 from __future__ import annotations
 
@@ -179,9 +182,26 @@ def _floor(duration: float, concurrency: int, pin: bool) -> dict:
             proc.kill()
 
 
+def _flush_redis(url: str) -> None:
+    """Empty the bench's Redis database (claims, nonces and generations of an earlier run)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
 def _database_rows(label: str, database_url: str | None, *, candidates: int, duration: float, rate: float,
-                   pin: bool) -> list[dict]:
+                   pin: bool, redis_url: str = "") -> list[dict]:
     from bench import loadgen as lg
+
+    # The bot reads REDIS_URL from its environment (spawn_bot copies ours): with it, the warm path
+    # claims in Redis (docs/delivery.md); without it, PostgreSQL runs the claim's round trip.
+    os.environ.pop("REDIS_URL", None)
+    if redis_url:
+        os.environ["REDIS_URL"] = redis_url
 
     expected: dict[str, list[str]] = {}
     seeded: dict[str, float] = {}
@@ -220,6 +240,7 @@ def _database_rows(label: str, database_url: str | None, *, candidates: int, dur
             add("成绩 cold", mode, phases["cold"])
             add("成绩 warm", mode, phases["warm"])
     finally:
+        os.environ.pop("REDIS_URL", None)
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(10)
@@ -289,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/zikao_bench",
                    help="a PostgreSQL database the bench may drop and create")
     p.add_argument("--no-postgres", action="store_true")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/7",
+                   help="a Redis database the bench may empty: PostgreSQL is measured once more with it (the warm "
+                        "path across processes)")
+    p.add_argument("--no-redis", action="store_true")
     p.add_argument("--quick", action="store_true", help="2 s runs, 20,000 candidates (a smoke test)")
     p.add_argument("--no-pin", action="store_true")
     p.add_argument("--json", help="also write every row to this file")
@@ -312,6 +337,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rows += _database_rows("PostgreSQL", args.postgres_url, candidates=args.candidates,
                                    duration=args.duration, rate=args.rate, pin=pin)
+            if not args.no_redis:
+                try:
+                    _flush_redis(args.redis_url)
+                except Exception as e:
+                    print(f"PostgreSQL + Redis skipped: {e}", file=sys.stderr)
+                else:
+                    _reset_postgres(args.postgres_url)
+                    rows += _database_rows("PostgreSQL + Redis", args.postgres_url, candidates=args.candidates,
+                                           duration=args.duration, rate=args.rate, pin=pin, redis_url=args.redis_url)
     print(f"\n{args.candidates:,} candidates, {args.duration:g} s per run, 32 connections flat out, "
           f"256 at {args.rate:.0f}/s; whole run {time.perf_counter() - started:.0f} s\n")
     print(_table(rows, floor["msg_per_s"]))

@@ -79,7 +79,7 @@ class Result:
     lost: list[tuple[str, int]] = field(default_factory=list)  # (openid, message no.) with no answer at all
     broken: set[tuple[str, int]] = field(default_factory=set)  # messages that met a broken connection (the kill)
     out_of_order: list[str] = field(default_factory=list)
-    claims: Counter = field(default_factory=Counter)  # inbound key -> rows (must be 1)
+    claims: Counter = field(default_factory=Counter)  # inbound key -> rows (at most 1)
     push_deliveries: Counter = field(default_factory=Counter)  # push openid -> deliveries
     push_rows: Counter = field(default_factory=Counter)  # outbox status -> rows at the end
     killed_pid: int = 0
@@ -119,7 +119,10 @@ class Result:
             out.append(f"messages with no answer at all: {lost[:5]}")
         if self.out_of_order:
             out.append(f"messages claimed out of order: {self.out_of_order[:5]}")
-        if len(self.claims) != self.sent_messages or any(n != 1 for n in self.claims.values()):
+        # One row per message at most. A row may be missing: on the warm path (docs/delivery.md) the
+        # row of an answered query is written behind, and the killed process takes its last ~0.2 s
+        # of them along; each of those messages was still answered once (checked above).
+        if len(self.claims) > self.sent_messages or any(n != 1 for n in self.claims.values()):
             out.append(f"{len(self.claims)} dedupe rows for {self.sent_messages} messages")
         twice = {o: n for o, n in self.push_deliveries.items() if n != 1}
         if twice or len(self.push_deliveries) != self.pushes:
@@ -211,7 +214,10 @@ async def run(database_url: str, redis_url: str, *, processes: int = 3, users: i
     res = Result(processes=processes, users=users, messages_per_user=messages, pushes=pushes,
                  lease_seconds=LEASE_SECONDS, renew_seconds=RENEW_SECONDS)
     app_id = "wx5ca1e" + secrets.token_hex(6)  # own Redis keys: other runs may share the server
-    msg_users = [f"o_so_user_{i:05d}" for i in range(users)]
+    # Openids of this run only: claims and nonces in Redis outlive a run by up to a few minutes,
+    # and a message key (openid + MsgId) seen there is a WeChat retry, not a new message.
+    run_tag = secrets.token_hex(3)
+    msg_users = [f"o_so_user_{run_tag}_{i:05d}" for i in range(users)]
     push_users = [f"o_so_push_{i:05d}" for i in range(pushes)]
 
     # 1. WeChat's API, counting every delivered message.

@@ -227,6 +227,10 @@ class Deduper:
         # With Redis (several processes): nonces, claims and followers' generations there.
         self.redis = redis if self.memory else None
         self._redis_script: Any = None
+        # Cold messages on the warm path: no claim to insert, only the router's read (batched).
+        self._reads: Coalescer[tuple[str, Any], Any] = Coalescer(self._read_batch, parallel=parallel)
+        self._redis_claims: Coalescer[tuple[str, str, Optional[str]], tuple[bool, bool, Any]] = Coalescer(
+            self._redis_batch, parallel=2)
         self._redis_done: list[str] = []  # claims to keep while WeChat may retry (written behind)
         table = InboundMessage.__table__
         if self._pg:
@@ -280,26 +284,46 @@ class Deduper:
             # Another process holds it (or finished it a moment ago): its reply is in the database.
             self._running[key] = asyncio.get_running_loop().create_future()
             return await self._from_other(key, wait_seconds, openid)
-        if key not in self._recent:
-            view = self.cached(openid, remote)  # type: ignore[misc]
-            if view is not None:
-                # Warm: an idle follower this process has read, and nothing has changed since.
-                self._running[key] = asyncio.get_running_loop().create_future()
-                self._memory_keys[key] = (openid, utcnow())
-                return Claim(owner=True, prefetched=view, memory=True)
+        if key in self._recent:
+            # Answered here a moment ago and its row is written: the claim finds the stored reply.
+            return await self._claim_db(key, openid, wait_seconds, None, None)
+        self._running[key] = asyncio.get_running_loop().create_future()
+        self._memory_keys[key] = (openid, utcnow())  # the row is inserted with the reply
+        view = self.cached(openid, remote)  # type: ignore[misc]
+        if view is not None:
+            # Warm: an idle follower this process has read, and nothing has changed since.
+            return Claim(owner=True, prefetched=view, memory=True)
+        # Cold: the claim is already this process's (in memory, or Redis's); only the router's
+        # read is left, batched with every other cold message of the moment.
         token = self.views.token(openid, remote) if self.views is not None else None
-        return await self._claim_db(key, openid, wait_seconds, None, token)
+        try:
+            prefetched = await self._reads.submit((openid, token)) if self.prefetch is not None else None
+        except BaseException:
+            self._memory_keys.pop(key, None)
+            self._release(key, None)
+            raise
+        return Claim(owner=True, prefetched=prefetched, memory=True)
+
+    async def _read_batch(self, items: list[tuple[str, Any]]) -> list[Any]:
+        async with self.db.relaxed_engine.connect() as conn:
+            return await self.prefetch(conn, [o for o, _ in items], [t for _, t in items])  # type: ignore[misc]
 
     async def _redis_claim(self, key: str, openid: str, nonce: Optional[str]) -> tuple[bool, bool, Any]:
         """(nonce fresh, claim won, the follower's generation) in one script: a replayed pair
-        claims nothing."""
+        claims nothing. Concurrent claims share one pipelined round trip (and one connection)."""
+        return await self._redis_claims.submit((key, openid, nonce))
+
+    async def _redis_batch(self, items: list[tuple[str, str, Optional[str]]]) -> list[tuple[bool, bool, Any]]:
         if self._redis_script is None:
             self._redis_script = self.redis.register_script(_REDIS_CLAIM)
         lease_ms = int(self.lease.total_seconds() * 1000)
-        fresh, won, gen = await self._redis_script(
-            keys=[NONCE_PREFIX + (nonce or ""), CLAIM_PREFIX + key, VIEW_KEY + openid],
-            args=[int(2 * self.nonce_window) or 1, lease_ms, 1 if nonce else 0])
-        return bool(fresh), bool(won), gen
+        ttl = int(2 * self.nonce_window) or 1
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, openid, nonce in items:
+                await self._redis_script(keys=[NONCE_PREFIX + (nonce or ""), CLAIM_PREFIX + key, VIEW_KEY + openid],
+                                         args=[ttl, lease_ms, 1 if nonce else 0], client=pipe)
+            results = await pipe.execute()
+        return [(bool(fresh), bool(won), gen) for fresh, won, gen in results]
 
     async def _claim_db(self, key: str, openid: str, wait_seconds: float, nonce: Optional[str], token: Any) -> Claim:
         fut = self._running.get(key)
@@ -456,9 +480,6 @@ class Deduper:
         `durable=False` (a read-only message): the reply is answered from memory to a retry
         reaching this process and written in the next timed batch; nothing waits for it."""
         owner = self._memory_keys.pop(key, None)  # claimed in memory: the row is inserted, not updated
-        if self.redis is not None:
-            self._redis_done.append(key)
-            self._schedule_behind()
         if not durable:
             self._unwritten[key] = reply
             self._release(key, reply)
@@ -467,8 +488,18 @@ class Deduper:
             return
         try:
             await self._replies.submit((key, encode_reply(reply), openid, owner))
+            self._keep_claim([key])
         finally:
             self._release(key, reply)
+
+    def _keep_claim(self, keys: list[str]) -> None:
+        """With Redis: once a message's row (with its reply) is written, keep its claim while WeChat
+        may retry, so that a retry reaching another process reads the reply instead of running the
+        message again. Never before the row: a claim kept for a row a crash lost would leave the
+        retry nothing to read and nothing to take over."""
+        if self.redis is not None:
+            self._redis_done.extend(keys)
+            self._schedule_behind()
 
     def _schedule_behind(self) -> None:
         if self._behind_task is None:
@@ -483,17 +514,6 @@ class Deduper:
 
     async def flush(self) -> None:
         """Write the replies (and warm-path nonces) held behind now (shutdown, tests)."""
-        while self._redis_done:
-            done, self._redis_done = self._redis_done[:5000], self._redis_done[5000:]
-            try:
-                # The claim outlives the lease while WeChat may retry: a retry elsewhere then
-                # reads the stored reply instead of running the message again.
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for key in done:
-                        pipe.expire(CLAIM_PREFIX + key, int(RECENT_SECONDS))
-                    await pipe.execute()
-            except Exception:
-                log.warning("could not extend %d claims in Redis", len(done), exc_info=True)
         while self._behind_nonces:
             batch_n, self._behind_nonces = self._behind_nonces[:5000], self._behind_nonces[5000:]
             try:
@@ -507,11 +527,23 @@ class Deduper:
             batch, self._behind = self._behind[:5000], self._behind[5000:]
             try:
                 await self._behind_replies.submit_many(batch)
-            except Exception:  # the rows stay `processing`: a retry after the lease re-runs a query
+                self._keep_claim([key for key, _, _, _ in batch])
+            except Exception:  # no row (or `processing`): a retry after the lease re-runs a query
                 log.exception("could not write %d replies behind", len(batch))
             finally:
                 for key, _, _, _ in batch:
                     self._unwritten.pop(key, None)
+        while self._redis_done:
+            done, self._redis_done = self._redis_done[:5000], self._redis_done[5000:]
+            try:
+                # The claim outlives the lease while WeChat may retry: a retry elsewhere then
+                # reads the stored reply instead of running the message again.
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in done:
+                        pipe.expire(CLAIM_PREFIX + key, int(RECENT_SECONDS))
+                    await pipe.execute()
+            except Exception:
+                log.warning("could not extend %d claims in Redis", len(done), exc_info=True)
 
     def _stale(self, openids: list[str], mono: float) -> list[str]:
         if self.interaction_refresh <= 0:
