@@ -1,11 +1,11 @@
 """A service process killed between a dialog step's commit and the stored reply: run by
 tests/test_crash_recovery.py, then SIGKILLed.
 
-`python -m tests.crash_applier DATABASE_URL` serves the real /wechat endpoint with the real router
+`python -m tests.crash_applier DATABASE_URL [warm]` serves the real /wechat endpoint with the real router
 (and docs/dialogs.md's example flow, started by "情况说明") on a free port and prints `ready PORT`.
 Its dedupe store hangs before writing the reply of a message that changed state and prints
 `applied <reply>` first: the step is committed, the reply not stored, the message row still
-`processing`. The test kills the process there. Leases are one second so the test is quick.
+`processing` (with `warm`, the warm path of docs/delivery.md: no row at all). The test kills the process there. Leases are one second so the test is quick.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ TOKEN = "testtoken"
 LEASE_SECONDS = 1.0
 
 
-async def main(url: str) -> None:
+async def main(url: str, warm: bool = False) -> None:
     db = Database(url)
     router = make_router(db)
     router.add_flow(example.EXAMPLE)
@@ -36,7 +36,8 @@ async def main(url: str) -> None:
         return None
 
     endpoint = WeChatEndpoint(token=TOKEN, crypto=None, db=db, handler=router.handle, deliver_later=deliver,
-                              budget_seconds=4.5, prefetch=router.prefetch, clock=lambda: 1700000001.0)
+                              budget_seconds=4.5, prefetch=router.prefetch, clock=lambda: 1700000001.0,
+                              cached=router.cached if warm else None, views=router.views() if warm else None)
     endpoint.deduper.lease = dt.timedelta(seconds=LEASE_SECONDS)
     finish = endpoint.deduper.finish
 
@@ -58,4 +59,4 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], warm=sys.argv[2:] == ["warm"]))

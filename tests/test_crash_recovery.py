@@ -157,7 +157,8 @@ def test_lease_lengths_line_up(budget):
     assert LEASE_MARGIN_SECONDS >= 1.0
 
 
-async def test_a_step_committed_before_a_sigkill_is_not_applied_again_by_the_retry(db_url, aiohttp_client):
+@pytest.mark.parametrize("warm", [False, True], ids=["claim-row", "warm-path"])
+async def test_a_step_committed_before_a_sigkill_is_not_applied_again_by_the_retry(db_url, aiohttp_client, warm):
     """Exactly once for a message that changes state: the process commits the step ("是" moves the
     example flow from its yes/no question to the first 情况说明) and is SIGKILLed before the reply
     is stored. WeChat's retry, taking the message over in another process, must get the same
@@ -184,7 +185,7 @@ async def test_a_step_committed_before_a_sigkill_is_not_applied_again_by_the_ret
         started = await router.handle(Message(openid="o_user1", kind="text", text="情况说明", msg_id="600"))
         assert "手机号码还在用吗" in started.text
 
-        proc = subprocess.Popen([sys.executable, "-m", "tests.crash_applier", db_url], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "tests.crash_applier", db_url] + (["warm"] if warm else []), cwd=ROOT,
                                 stdout=subprocess.PIPE, text=True)
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
         assert line.startswith("ready "), line
@@ -203,16 +204,24 @@ async def test_a_step_committed_before_a_sigkill_is_not_applied_again_by_the_ret
         async with db.session() as s:
             row = await s.get(InboundMessage, "o_user1:601")
             state = await s.get(DialogState, "o_user1")
-        assert row.status == "processing"  # the reply was never stored
+        if warm:
+            assert row is None  # claimed in memory; the row would have come with the reply
+        else:
+            assert row.status == "processing"  # the reply was never stored
         assert state.applied_key == "o_user1:601" and state.locked_by is None
         after_first = (state.flow, state.step, dict(state.data), state.version)
 
         retry_router = make_router(db)
         retry_router.add_flow(example.EXAMPLE)
-        app = endpoint_app(db, Recorder())
         from tests.test_endpoint import EP
 
-        app[EP].handler = retry_router.handle
+        if warm:
+            from tests.test_warm_path import warm_app
+
+            app = warm_app(db, retry_router)
+        else:
+            app = endpoint_app(db, Recorder())
+            app[EP].handler = retry_router.handle
         c = await aiohttp_client(app)
         retry = await c.post("/wechat", params=signed(), data=text_xml(msg_id="601", content="是"))
         assert parse_xml(await retry.text())["Content"] == first_reply
