@@ -203,7 +203,8 @@ class Deduper:
         # ... so pushes that waited for it (outbox status "waiting") are due now.
         self._release_stmt = release_waiting_statement(db.dialect)
         # Keys this process is handling; a same-process retry waits on the future, no polling.
-        self._running: dict[str, asyncio.Future[Optional[Reply]]] = {}
+        # None until a retry waits for it: most messages never meet a retry, so no future is made.
+        self._running: dict[str, Optional[asyncio.Future[Optional[Reply]]]] = {}
         # Replies answered but not written yet (write-behind): a retry reaching this process gets
         # them from here.
         self._unwritten: dict[str, Reply] = {}
@@ -276,18 +277,17 @@ class Deduper:
                 return Claim(False, replay=True)
             self._behind_nonces.append(nonce)  # durable in the next timed batch
             self._schedule_behind()
-        fut, known = self._running.get(key), self._unwritten.get(key)
-        if fut is not None or known is not None:
+        if key in self._running or key in self._unwritten:
             # A retry of a message this process has (or had) in hand.
-            return Claim(False, known if fut is None else await _wait(fut, wait_seconds))
+            return Claim(False, await self._in_hand(key, wait_seconds))
         if not won:
             # Another process holds it (or finished it a moment ago): its reply is in the database.
-            self._running[key] = asyncio.get_running_loop().create_future()
+            self._running[key] = None
             return await self._from_other(key, wait_seconds, openid)
         if key in self._recent:
             # Answered here a moment ago and its row is written: the claim finds the stored reply.
             return await self._claim_db(key, openid, wait_seconds, None, None)
-        self._running[key] = asyncio.get_running_loop().create_future()
+        self._running[key] = None
         self._memory_keys[key] = (openid, utcnow())  # the row is inserted with the reply
         view = self.cached(openid, remote)  # type: ignore[misc]
         if view is not None:
@@ -326,15 +326,12 @@ class Deduper:
         return [(bool(fresh), bool(won), gen) for fresh, won, gen in results]
 
     async def _claim_db(self, key: str, openid: str, wait_seconds: float, nonce: Optional[str], token: Any) -> Claim:
-        fut = self._running.get(key)
-        known = self._unwritten.get(key)
-        if fut is not None or known is not None:
+        if key in self._running or key in self._unwritten:
             # A retry of a message this process has (or had) in hand. Its nonce still counts.
             if nonce is not None and (await self._claims.submit((None, openid, nonce, None)))[0] == "replay":
                 return Claim(False, replay=True)
-            return Claim(False, known if fut is None else await _wait(fut, wait_seconds))
-        fut = asyncio.get_running_loop().create_future()
-        self._running[key] = fut
+            return Claim(False, await self._in_hand(key, wait_seconds))
+        self._running[key] = None
         try:
             status, prefetched = await self._claims.submit((key, openid, nonce, token))
         except BaseException:
@@ -358,6 +355,15 @@ class Deduper:
             return Claim(owner=True, taken_over=True)  # finish() releases the future
         self._release(key, reply)
         return Claim(False, reply)
+
+    async def _in_hand(self, key: str, wait_seconds: float) -> Optional[Reply]:
+        """The reply of a message this process is handling (waiting for it) or has just answered."""
+        if key not in self._running:
+            return self._unwritten.get(key)
+        fut = self._running[key]
+        if fut is None:
+            fut = self._running[key] = asyncio.get_running_loop().create_future()
+        return await _wait(fut, wait_seconds)
 
     def _release(self, key: str, reply: Optional[Reply]) -> None:
         fut = self._running.pop(key, None)
