@@ -172,7 +172,7 @@ class Router:
             views = followers.views_for(self.db)
             for o, token in zip(openids, tokens, strict=True):
                 r = rows.get(o)
-                if r is not None:
+                if r is not None and token is not None:
                     views.keep(r, token)
         # Bound users' results, when not in memory yet, in the same round trip: on results day
         # nearly every message of a bound user is a score query, and its cold load is the cost.

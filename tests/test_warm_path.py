@@ -217,3 +217,18 @@ async def test_with_redis_a_retry_reaching_another_process_is_not_run_again(db, 
     finally:
         followers.views_for(db).redis = None
         await other_db.dispose()
+
+
+async def test_a_recent_key_whose_row_is_missing_runs_again(db, aiohttp_client):
+    """A key answered here a moment ago goes through the database claim to find its stored reply;
+    if the row is missing (its write failed), the claim is won and the message runs again."""
+    router = await demo_router_bound(db, OPENID)
+    app = warm_app(db, router)
+    c = await aiohttp_client(app)
+    with no_clock_expiry(db):
+        first = await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "帮助", "2061"))).text()
+        await app[EP].deduper.flush()
+        async with db.session() as s, s.begin():  # as if that write had failed: no row to find
+            await s.execute(InboundMessage.__table__.delete().where(InboundMessage.key == f"{OPENID}:2061"))
+        again = await (await c.post("/wechat", params=signed(), data=text_xml(OPENID, "帮助", "2061"))).text()
+    assert again == first
