@@ -514,9 +514,18 @@ class Deduper:
     async def _write_behind(self) -> None:
         try:
             await asyncio.sleep(self.write_behind_seconds)
-        finally:
-            self._behind_task = None
-            await self.flush()
+        except asyncio.CancelledError:
+            return  # close() writes them
+        if self._behind_task is asyncio.current_task():
+            self._behind_task = None  # what arrives during this flush schedules the next one
+        await self.flush()
+
+    async def close(self) -> None:
+        """At shutdown: write what is held behind now and stop the timer that would have."""
+        task, self._behind_task = self._behind_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        await self.flush()
 
     async def flush(self) -> None:
         """Write the replies (and warm-path nonces) held behind now (shutdown, tests)."""

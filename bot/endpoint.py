@@ -285,7 +285,7 @@ class WeChatEndpoint:
         """Let late results finish before shutdown; write the replies held behind."""
         if self._background:
             await asyncio.wait(set(self._background), timeout=timeout)
-        await self.deduper.flush()
+        await self.deduper.close()
 
 
 async def _read_limited(request: web.Request, limit: int) -> Optional[bytes]:
