@@ -133,6 +133,11 @@ _LATIN_HAN = re.compile(r"(?<![a-z0-9])([a-z]{1,6})([\u4e00-\u9fff]{1,3})")
 _HAN_LATIN = re.compile(r"([\u4e00-\u9fff]{1,3})([a-z]{1,6})(?![a-z0-9])")
 
 
+# Question and function characters are typed on purpose, never a typo of a domain word: "一年考几次"
+# reads kao ji like 考籍, "考几分" is not 考籍分 (wave 5).
+_FUNCTION_CHARS = frozenset("几什么吗哪多啥谁怎呢吧了的是不没有在和也都就还要能会可")
+
+
 class TypoFolder:
     """Replaces a homophone typo of a domain word by the word: 免烤 -> 免考, 毕叶证 -> 毕业证, 准考正号 ->
     准考证号. Candidates type pinyin on phones, so a wrong character usually has the right sound.
@@ -200,7 +205,8 @@ class TypoFolder:
                     i += n
                     break
                 same = sum(a == b for a, b in zip(word, piece))
-                if same * 2 >= n and not self.known.get(piece) and not self._holds_a_word(piece):
+                if same * 2 >= n and not self.known.get(piece) and not self._holds_a_word(piece) \
+                        and not any(a != b and b in _FUNCTION_CHARS for a, b in zip(word, piece)):
                     out.append(word)
                     i += n
                     break
