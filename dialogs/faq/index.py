@@ -520,7 +520,9 @@ class Analyzer:
         for word, f, tag in userdict:
             tok.add_word(word, f, tag)
         for word in synonyms:
-            if word not in tok.FREQ or not tok.FREQ[word]:
+            # A variant the main dictionary knows only as a rare word (转来: 3) is still split ("转"
+            # + "来"): raise it to the frequency that keeps it whole.
+            if not tok.FREQ.get(word) or (len(word) > 1 and tok.FREQ[word] < tok.suggest_freq(word, False)):
                 tok.add_word(word)
         self.tokenizer = tok
         # Homophone typos of the domain's own words (免烤 -> 免考), see understand.TypoFolder.
