@@ -135,7 +135,7 @@ _HAN_LATIN = re.compile(r"([\u4e00-\u9fff]{1,3})([a-z]{1,6})(?![a-z0-9])")
 
 # Question and function characters are typed on purpose, never a typo of a domain word: "一年考几次"
 # reads kao ji like 考籍, "考几分" is not 考籍分 (wave 5).
-_FUNCTION_CHARS = frozenset("几什么吗哪多啥谁怎呢吧了的是不没有在和也都就还要能会可")
+_FUNCTION_CHARS = frozenset("几什么吗哪多啥谁怎呢吧了的是不没有在和也都就还要能会可前后上下里中时")
 
 
 class TypoFolder:
