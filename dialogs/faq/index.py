@@ -542,7 +542,8 @@ class Analyzer:
                 self.course_of[name] = course
             self.course_of.setdefault(course.code, course)
         names = sorted((n for n in self.course_of if not n.isdigit()), key=len, reverse=True)
-        self._course_re = re.compile("|".join(map(re.escape, names))) if names else None
+        # "公共英语二级" is PETS-2, not the course 英语(二): a course name right before 级 is not the course.
+        self._course_re = re.compile("(?:" + "|".join(map(re.escape, names)) + ")(?!级)") if names else None
 
     def prepare(self, text: str) -> str:
         """Normalised, with homophone typos of domain words corrected: what the rest works on."""
@@ -787,6 +788,9 @@ class FaqIndex:
         if "怎么办" in tokens and len(set(tokens)) == 2 \
                 and self.topics.businesses_of([t for t in tokens if t != "怎么办"]):
             tokens = ["怎么" if t == "怎么办" else t for t in tokens]
+        # The 备案表's code is its 在线验证码, not the login's SMS code ("备案表的验证码填哪").
+        if "验证码" in tokens and "电子注册备案表" in tokens:
+            tokens = ["在线验证码" if t == "验证码" else t for t in tokens]
         businesses = self.topics.businesses_of(tokens)
         aspects = self.topics.aspects_of(prepared)
         ranked = self.rank(tokens, businesses=businesses, aspects=aspects)
