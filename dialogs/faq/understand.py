@@ -160,6 +160,13 @@ class TypoFolder:
         n = len(piece)
         return any(piece[i:j] in self.words for i in range(n) for j in range(i + 2, n + 1) if j - i < n)
 
+    def _overlaps_a_word(self, text: str, i: int, n: int) -> bool:
+        """"办一下免考": 下免 reads like 下面, but its 免 starts 免考, spelt right: a run reaching into a
+        domain word written correctly is no typo."""
+        longest = self.lengths[0] if self.lengths else 0
+        return any(text[j:j + k] in self.words
+                   for j in range(i + 1, i + n) for k in range(2, longest + 1) if j + k > i + n)
+
     def _fold_pinyin(self, text: str) -> str:
         """"mian考" -> 免考, "bu登" -> 补登: one character of a domain word typed as its pinyin, the rest
         as characters (the input method was switched half-way)."""
@@ -206,7 +213,8 @@ class TypoFolder:
                     break
                 same = sum(a == b for a, b in zip(word, piece))
                 if same * 2 >= n and not self.known.get(piece) and not self._holds_a_word(piece) \
-                        and not any(a != b and b in _FUNCTION_CHARS for a, b in zip(word, piece)):
+                        and not any(a != b and b in _FUNCTION_CHARS for a, b in zip(word, piece)) \
+                        and not self._overlaps_a_word(text, i, n):
                     out.append(word)
                     i += n
                     break
