@@ -323,6 +323,9 @@ def test_seen_set_figures_stay_above_the_measured_floor(index):
     assert report.rate("right") >= 0.78, report.format_misses()  # wave 4: 80.9 %
     assert report.rate("wrong") <= 0.03, report.format_misses()
     assert report.rate("oos-overconfident") <= 0.10, report.format_misses()
+    # The ranking alone (wave 5): the best-ranked entry states the facts, whatever the confidence.
+    top1 = sum(o.top1_right for o in report.in_scope) / len(report.in_scope)
+    assert top1 >= 0.96, report.format_top1_misses()  # wave 4: 94.8 %, wave 5: 98.9 %
 
 
 def test_seen2_set_figures_stay_above_the_measured_floor(index):
@@ -333,6 +336,16 @@ def test_seen2_set_figures_stay_above_the_measured_floor(index):
     assert report.rate("right") >= 0.66, report.format_misses()  # wave 4: 68.2 %
     assert report.rate("wrong") <= 0.03, report.format_misses()  # wave 4: 0.7 %
     assert report.rate("oos-overconfident") <= 0.10, report.format_misses()  # wave 4: 4.8 %
+    top1 = sum(o.top1_right for o in report.in_scope) / len(report.in_scope)
+    assert top1 >= 0.95, report.format_top1_misses()  # wave 4: 90.9 %, wave 5: 97.8 %
+
+
+def test_fact_set_script_prints_the_top1_share(cache_dir, capsys):
+    assert faq_eval.main(["--set", "seen", "--cache-dir", cache_dir, "--top1"]) == 0
+    out = capsys.readouterr().out
+    assert "top-1 states facts" in out and "not sure, top-1 ok" in out
+    assert faq_eval.main(["--set", "seen", "--cache-dir", cache_dir, "--top1", "--misses"]) == 0
+    assert "want:" in capsys.readouterr().out
 
 
 def test_fact_set_script_prints_the_four_figures(cache_dir, capsys, tmp_path):
