@@ -130,6 +130,7 @@ _HAN = re.compile(r"[\u4e00-\u9fff]")
 _LATIN = re.compile(r"[a-z]")
 # A pinyin syllable (letters only, as typed) right before or after Chinese characters.
 _LATIN_HAN = re.compile(r"(?<![a-z0-9])([a-z]{1,6})([\u4e00-\u9fff]{1,3})")
+_PINYIN_WORD = re.compile(r"(?<![a-z0-9])[a-z]{4,18}(?![a-z0-9])")
 _HAN_LATIN = re.compile(r"([\u4e00-\u9fff]{1,3})([a-z]{1,6})(?![a-z0-9])")
 
 
@@ -153,6 +154,8 @@ class TypoFolder:
             if 2 <= len(w) <= 6 and all(_HAN.match(c) for c in w):
                 self.by_sound.setdefault(tuple(_pinyin(w)), w)
         self.lengths = sorted({len(k) for k in self.by_sound}, reverse=True)
+        # A whole word typed as pinyin ("mima忘了", "mianKao"): the readings run together.
+        self.by_spelling = {"".join(k): w for k, w in self.by_sound.items() if len("".join(k)) >= 4}
         self.words = frozenset(self.by_sound.values())
 
     def _holds_a_word(self, piece: str) -> bool:
@@ -193,6 +196,7 @@ class TypoFolder:
         if not self.by_sound or not _HAN.search(text):
             return text
         if _LATIN.search(text):
+            text = _PINYIN_WORD.sub(lambda m: self.by_spelling.get(m.group(0), m.group(0)), text)
             text = self._fold_pinyin(text)
         sounds = _pinyin(text, errors=lambda s: ["?"] * len(s))
         if len(sounds) != len(text):  # defensive: keep the text as it is if readings do not line up
