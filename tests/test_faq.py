@@ -723,6 +723,7 @@ def test_an_in_scope_entry_answers_for_an_out_of_scope_business_it_lists_under_a
     ("成绩那栏是 - 什么意思", ["横杠"], []),  # a lone dash is the score pages' 横杠
     ("公共英语二级能免考吗", ["pets"], ["@course"]),  # PETS-2, not the course 英语(二)
     ("备案表的验证码填哪个", ["在线验证码"], ["验证码"]),  # the 备案表's code is its 在线验证码
+    ("mima忘了", ["密码", "忘记"], []),  # a whole domain word typed as pinyin
 ])
 def test_colloquial_questions_read_as_meant(index, text, present, absent):
     tokens = index.match(text).tokens
