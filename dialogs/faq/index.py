@@ -468,6 +468,8 @@ _WORD = re.compile(r"\w")
 # "取消这个微信的绑定", "解除微信绑定": the words that undo 绑定 stand apart from it; read them as 解绑
 # (a bag of words would otherwise take the question for one about binding).
 _UNDO_BINDING = re.compile(r"(?:取消|解除)(.{0,8}?)(?:的)?绑定")
+# An application that "failed" was not approved ("转出失败了"); an upload or payment that failed is another matter.
+_FAILED = re.compile(r"(审核|申请|办理|转出|转入|免考|毕业|补登|论文|学位|提交)(了)?失败")
 # A dash standing alone ("成绩那栏是 - 什么意思"): the score pages' 横杠, which would be dropped as punctuation.
 _DASH = re.compile(r"(?:(?<=[\s\u4e00-\u9fff])|^)[-—–－~]+(?=[\s\u4e00-\u9fff]|$)")
 # Moving one's records to or from a named province ("转到江苏去考", "从浙江转到上海"): the province
@@ -548,6 +550,7 @@ class Analyzer:
     def prepare(self, text: str) -> str:
         """Normalised, with homophone typos of domain words corrected: what the rest works on."""
         text = _UNDO_BINDING.sub(r"解绑\1", self.typos.fold(_DASH.sub("横杠", normalize(text))))
+        text = _FAILED.sub(r"\1\2没通过", text)
         text = _MOVE_OUT.sub(lambda m: f"转出{m.group(1)}", text)  # the province stays: 外省 is a word of 转出's phrasings
         return _MOVE_IN.sub(lambda m: f"{m.group(1) or m.group(2)}转入", text)
 
