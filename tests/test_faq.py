@@ -724,6 +724,7 @@ def test_an_in_scope_entry_answers_for_an_out_of_scope_business_it_lists_under_a
     ("公共英语二级能免考吗", ["pets"], ["@course"]),  # PETS-2, not the course 英语(二)
     ("备案表的验证码填哪个", ["在线验证码"], ["验证码"]),  # the 备案表's code is its 在线验证码
     ("mima忘了", ["密码", "忘记"], []),  # a whole domain word typed as pinyin
+    ("转出失败了", ["转出", "未通过"], []),  # an application that failed was not approved
 ])
 def test_colloquial_questions_read_as_meant(index, text, present, absent):
     tokens = index.match(text).tokens
