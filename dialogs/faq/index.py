@@ -776,12 +776,15 @@ class FaqIndex:
         if aspects:
             boost = 1 + self.params.aspect_boost
             best = {i: s * boost if self.entries[i].aspect in aspects else s for i, s in best.items()}
-        top = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        top = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:limit + TIE_POOL]
         out = []
         for i, s in top:
             covered = sum(w for t, w in weight.items() if t in self._entry_terms[i])
             out.append(Scored(self.entries[i], s, covered / total, fit[i]))
-        return out
+        # Near ties (within TIE_MARGIN of the score) go to the entry whose phrasings hold more of the
+        # question (wave 5): "学历认证报告在哪里办" ties the evidence-fields entry, which lacks 申请.
+        out.sort(key=lambda x: -x.score * (1 + TIE_MARGIN * x.coverage))
+        return out[:limit]
 
     def match(self, text: str) -> Match:
         prepared = self.analyzer.prepare(text)
@@ -805,6 +808,11 @@ class FaqIndex:
     def warm(self) -> None:
         """Run one question through every stage so the first real one is as fast as the hundredth."""
         self.match("我想申请免考，英语二多少分？")
+
+
+# Ranking near ties: how many entries beyond the limit are looked at, and how close counts as a tie.
+TIE_POOL = 3
+TIE_MARGIN = 0.02
 
 
 def _general():
