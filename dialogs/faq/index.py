@@ -475,8 +475,9 @@ _DASH = re.compile(r"(?:(?<=[\s\u4e00-\u9fff])|^)[-—–－~]+(?=[\s\u4e00-\u9f
 # Moving one's records to or from a named province ("转到江苏去考", "从浙江转到上海"): the province
 # is folded to 外省 only as a token, so the phrase is read here as the business it names (wave 5).
 _PROVINCES = ("北京|天津|河北|山西|内蒙古|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|湖南|广东|广西|"
-              "海南|重庆|四川|贵州|云南|西藏|陕西|甘肃|青海|宁夏|新疆|外地|外省|别的省|其他省")
-_MOVE_OUT = re.compile(rf"(?<!从)(?:转|迁)(?:到|去|往|至)({_PROVINCES})")
+              "海南|重庆|四川|贵州|云南|西藏|陕西|甘肃|青海|宁夏|新疆|外地|外省|别的省|其他省|老家|"
+              "杭州|南京|苏州|无锡|宁波|合肥|广州|深圳|成都|武汉|长沙|郑州|西安|济南|青岛|厦门|福州|南昌|沈阳|哈尔滨")
+_MOVE_OUT = re.compile(rf"(?<!从)(?:转|迁)(?:到|去|往|至)({_PROVINCES})|(?:回|去|到)({_PROVINCES})(?=.{{0,4}}考)")
 _MOVE_IN = re.compile(rf"(?:从)?({_PROVINCES})(?:转|迁)(?:到|来|回|入|进)(?:上海|本市|这边|这里)?|(?:转|迁)(?:到|来|回)(?:上海|本市)()")
 
 _jieba_lock = threading.Lock()
@@ -551,7 +552,7 @@ class Analyzer:
         """Normalised, with homophone typos of domain words corrected: what the rest works on."""
         text = _UNDO_BINDING.sub(r"解绑\1", self.typos.fold(_DASH.sub("横杠", normalize(text))))
         text = _FAILED.sub(r"\1\2没通过", text)
-        text = _MOVE_OUT.sub(lambda m: f"转出{m.group(1)}", text)  # the province stays: 外省 is a word of 转出's phrasings
+        text = _MOVE_OUT.sub(lambda m: f"转出{m.group(1) or m.group(2)}", text)  # the province stays: 外省 is a word of 转出's phrasings
         return _MOVE_IN.sub(lambda m: f"{m.group(1) or m.group(2)}转入", text)
 
     def analyze(self, text: str, *, prepared: bool = False) -> tuple[list[str], Optional[Course]]:
