@@ -325,7 +325,7 @@ def test_seen_set_figures_stay_above_the_measured_floor(index):
     assert report.rate("oos-overconfident") <= 0.10, report.format_misses()
     # The ranking alone (wave 5): the best-ranked entry states the facts, whatever the confidence.
     top1 = sum(o.top1_right for o in report.in_scope) / len(report.in_scope)
-    assert top1 >= 0.96, report.format_top1_misses()  # wave 4: 94.8 %, wave 5: 98.9 %
+    assert top1 >= 0.96, report.format_top1_misses()  # wave 4: 94.8 %, wave 5: 99.3 %
 
 
 def test_seen2_set_figures_stay_above_the_measured_floor(index):
