@@ -3,7 +3,8 @@
 Prints top-1 and top-3 accuracy, the right / not sure / wrong confident rates and time per question;
 for the fact-graded sets (--set seen, the former held-out set now used for development, and
 --set heldout, the sealed set installed as dialogs/faq/eval/heldout.yaml): right / not sure / wrong /
-out-of-scope answered confidently.
+out-of-scope answered confidently; with --top1 also the share whose best-ranked entry states the expected
+facts whatever the confidence (what the ranking achieves), and how many not-sure replies had a right top-1.
 The same report runs as a benchmark: `python -m bench.faq_eval` (bench/faq_eval.py).
 """
 from __future__ import annotations
