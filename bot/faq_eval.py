@@ -3,7 +3,8 @@
 Prints top-1 and top-3 accuracy, the right / not sure / wrong confident rates and time per question;
 for the fact-graded sets (--set seen, the former held-out set now used for development, and
 --set heldout, the sealed set installed as dialogs/faq/eval/heldout.yaml): right / not sure / wrong /
-out-of-scope answered confidently.
+out-of-scope answered confidently; with --top1 also the share whose best-ranked entry states the expected
+facts whatever the confidence (what the ranking achieves), and how many not-sure replies had a right top-1.
 The same report runs as a benchmark: `python -m bench.faq_eval` (bench/faq_eval.py).
 """
 from __future__ import annotations
@@ -26,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kb", help="knowledge base file (default: the packaged dialogs/faq/kb.yaml)")
     p.add_argument("--cache-dir", help="where jieba keeps its dictionary cache (default: a temp dir)")
     p.add_argument("--misses", action="store_true", help="list every question not answered right")
+    p.add_argument("--top1", action="store_true",
+                   help="fact-graded sets: also the share whose best-ranked entry states the expected facts "
+                        "(with --misses: list the top-1 misses instead)")
     p.add_argument("--repeat", type=int, default=20, help="timing passes over the set (default 20)")
     p.add_argument("--tune", action="store_true", help="grid-search ranking and thresholds (dev set only)")
 
@@ -82,6 +86,9 @@ def run_facts(args: argparse.Namespace) -> int:
     print(f"knowledge base: {len(index)} entries")
     report = evaluate_facts(index, cases)
     print(report.format(f"{name}: "))
+    top1 = getattr(args, "top1", False)
+    if top1:
+        print(report.format_top1())
     if args.misses:
-        print(report.format_misses())
+        print(report.format_top1_misses() if top1 else report.format_misses())
     return 0

@@ -349,6 +349,15 @@ class FactOutcome:
             return "not sure"
         return "right" if _says(reply_text(self.match), self.case.expect) else "wrong"
 
+    @property
+    def top1_right(self) -> bool:
+        """In scope, and the best-ranked entry's reply states the expected facts, whatever the
+        confidence class (what the ranking alone achieves: the confidence rules may still hold it back)."""
+        if self.case.out_of_scope or not self.match.ranked:
+            return False
+        first = replace(self.match, kind=ANSWER, entry=self.match.ranked[0].entry)
+        return _says(reply_text(first), self.case.expect)
+
 
 @dataclass
 class FactReport:
@@ -386,6 +395,34 @@ class FactReport:
             mine = [o for o in ins if o.case.business == a]
             v = [o.verdict for o in mine]
             lines.append(f"    {a:6} {v.count('right'):3} / {v.count('not sure'):3} / {v.count('wrong'):3}  of {len(mine)}")
+        return "\n".join(lines)
+
+    def format_top1(self) -> str:
+        """The ranking's share: in-scope questions whose best-ranked entry states the expected facts,
+        overall and by confidence class."""
+        ins = self.in_scope
+        hit = sum(o.top1_right for o in ins)
+        unsure = [o for o in ins if o.verdict == "not sure"]
+        unsure_hit = sum(o.top1_right for o in unsure)
+        wrong = [o for o in ins if o.verdict == "wrong"]
+        return "\n".join([
+            f"  top-1 states facts  {hit / len(ins) if ins else 0.0:6.1%}   ({hit} of {len(ins)} in scope: the best-ranked "
+            f"entry's reply says the expected facts, whatever the confidence)",
+            f"  not sure, top-1 ok  {unsure_hit:4} of {len(unsure):<4}  (held back although the best-ranked entry was right)",
+            f"  top-1 misses        {len(ins) - hit:4}        (confident and wrong {len(wrong)}, "
+            f"not sure with a wrong top-1 {len(unsure) - unsure_hit})",
+        ])
+
+    def format_top1_misses(self) -> str:
+        lines = []
+        for o in self.in_scope:
+            if o.top1_right:
+                continue
+            top = " ".join(f"{s.entry.id}:{s.score:.1f}/{s.coverage:.2f}" for s in o.match.ranked[:3]) or "-"
+            want = " & ".join("|".join(g) for g in o.case.expect)
+            lines.append(f"  [{o.verdict:8}] {o.case.text!r} ({o.case.business}/{o.case.aspect}) "
+                         f"tokens={'/'.join(o.match.tokens)} b={','.join(sorted(o.match.businesses))} "
+                         f"a={','.join(sorted(o.match.aspects))}  {top}  want: {want}")
         return "\n".join(lines)
 
     def format_misses(self) -> str:

@@ -468,6 +468,17 @@ _WORD = re.compile(r"\w")
 # "取消这个微信的绑定", "解除微信绑定": the words that undo 绑定 stand apart from it; read them as 解绑
 # (a bag of words would otherwise take the question for one about binding).
 _UNDO_BINDING = re.compile(r"(?:取消|解除)(.{0,8}?)(?:的)?绑定")
+# An application that "failed" was not approved ("转出失败了"); an upload or payment that failed is another matter.
+_FAILED = re.compile(r"(审核|申请|办理|转出|转入|免考|毕业|补登|论文|学位|提交)(了)?失败")
+# A dash standing alone ("成绩那栏是 - 什么意思"): the score pages' 横杠, which would be dropped as punctuation.
+_DASH = re.compile(r"(?:(?<=[\s\u4e00-\u9fff])|^)[-—–－~]+(?=[\s\u4e00-\u9fff]|$)")
+# Moving one's records to or from a named province ("转到江苏去考", "从浙江转到上海"): the province
+# is folded to 外省 only as a token, so the phrase is read here as the business it names (wave 5).
+_PROVINCES = ("北京|天津|河北|山西|内蒙古|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|湖南|广东|广西|"
+              "海南|重庆|四川|贵州|云南|西藏|陕西|甘肃|青海|宁夏|新疆|外地|外省|别的省|其他省|老家|"
+              "杭州|南京|苏州|无锡|宁波|合肥|广州|深圳|成都|武汉|长沙|郑州|西安|济南|青岛|厦门|福州|南昌|沈阳|哈尔滨")
+_MOVE_OUT = re.compile(rf"(?<!从)(?:转|迁)(?:到|去|往|至)({_PROVINCES})|(?:回|去|到)({_PROVINCES})(?=.{{0,4}}考)")
+_MOVE_IN = re.compile(rf"(?:从)?({_PROVINCES})(?:转|迁)(?:到|来|回|入|进)(?:上海|本市|这边|这里)?|(?:转|迁)(?:到|来|回)(?:上海|本市)()")
 
 _jieba_lock = threading.Lock()
 _base_dicts: dict[str, tuple[dict, int]] = {}
@@ -520,7 +531,9 @@ class Analyzer:
         for word, f, tag in userdict:
             tok.add_word(word, f, tag)
         for word in synonyms:
-            if word not in tok.FREQ or not tok.FREQ[word]:
+            # A variant the main dictionary knows only as a rare word (转来: 3) is still split ("转"
+            # + "来"): raise it to the frequency that keeps it whole.
+            if not tok.FREQ.get(word) or (len(word) > 1 and tok.FREQ[word] < tok.suggest_freq(word, False)):
                 tok.add_word(word)
         self.tokenizer = tok
         # Homophone typos of the domain's own words (免烤 -> 免考), see understand.TypoFolder.
@@ -532,11 +545,15 @@ class Analyzer:
                 self.course_of[name] = course
             self.course_of.setdefault(course.code, course)
         names = sorted((n for n in self.course_of if not n.isdigit()), key=len, reverse=True)
-        self._course_re = re.compile("|".join(map(re.escape, names))) if names else None
+        # "公共英语二级" is PETS-2, not the course 英语(二): a course name right before 级 is not the course.
+        self._course_re = re.compile("(?:" + "|".join(map(re.escape, names)) + ")(?!级)") if names else None
 
     def prepare(self, text: str) -> str:
         """Normalised, with homophone typos of domain words corrected: what the rest works on."""
-        return _UNDO_BINDING.sub(r"解绑\1", self.typos.fold(normalize(text)))
+        text = _UNDO_BINDING.sub(r"解绑\1", self.typos.fold(_DASH.sub("横杠", normalize(text))))
+        text = _FAILED.sub(r"\1\2没通过", text)
+        text = _MOVE_OUT.sub(lambda m: f"转出{m.group(1) or m.group(2)}", text)  # the province stays: 外省 is a word of 转出's phrasings
+        return _MOVE_IN.sub(lambda m: f"{m.group(1) or m.group(2)}转入", text)
 
     def analyze(self, text: str, *, prepared: bool = False) -> tuple[list[str], Optional[Course]]:
         text = text if prepared else self.prepare(text)
@@ -760,12 +777,15 @@ class FaqIndex:
         if aspects:
             boost = 1 + self.params.aspect_boost
             best = {i: s * boost if self.entries[i].aspect in aspects else s for i, s in best.items()}
-        top = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        top = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:limit + TIE_POOL]
         out = []
         for i, s in top:
             covered = sum(w for t, w in weight.items() if t in self._entry_terms[i])
             out.append(Scored(self.entries[i], s, covered / total, fit[i]))
-        return out
+        # Near ties (within TIE_MARGIN of the score) go to the entry whose phrasings hold more of the
+        # question (wave 5): "学历认证报告在哪里办" ties the evidence-fields entry, which lacks 申请.
+        out.sort(key=lambda x: -x.score * (1 + TIE_MARGIN * x.coverage))
+        return out[:limit]
 
     def match(self, text: str) -> Match:
         prepared = self.analyzer.prepare(text)
@@ -775,6 +795,9 @@ class FaqIndex:
         if "怎么办" in tokens and len(set(tokens)) == 2 \
                 and self.topics.businesses_of([t for t in tokens if t != "怎么办"]):
             tokens = ["怎么" if t == "怎么办" else t for t in tokens]
+        # The 备案表's code is its 在线验证码, not the login's SMS code ("备案表的验证码填哪").
+        if "验证码" in tokens and "电子注册备案表" in tokens:
+            tokens = ["在线验证码" if t == "验证码" else t for t in tokens]
         businesses = self.topics.businesses_of(tokens)
         aspects = self.topics.aspects_of(prepared)
         ranked = self.rank(tokens, businesses=businesses, aspects=aspects)
@@ -786,6 +809,11 @@ class FaqIndex:
     def warm(self) -> None:
         """Run one question through every stage so the first real one is as fast as the hundredth."""
         self.match("我想申请免考，英语二多少分？")
+
+
+# Ranking near ties: how many entries beyond the limit are looked at, and how close counts as a tie.
+TIE_POOL = 3
+TIE_MARGIN = 0.02
 
 
 def _general():

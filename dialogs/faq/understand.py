@@ -130,7 +130,13 @@ _HAN = re.compile(r"[\u4e00-\u9fff]")
 _LATIN = re.compile(r"[a-z]")
 # A pinyin syllable (letters only, as typed) right before or after Chinese characters.
 _LATIN_HAN = re.compile(r"(?<![a-z0-9])([a-z]{1,6})([\u4e00-\u9fff]{1,3})")
+_PINYIN_WORD = re.compile(r"(?<![a-z0-9])[a-z]{4,18}(?![a-z0-9])")
 _HAN_LATIN = re.compile(r"([\u4e00-\u9fff]{1,3})([a-z]{1,6})(?![a-z0-9])")
+
+
+# Question and function characters are typed on purpose, never a typo of a domain word: "一年考几次"
+# reads kao ji like 考籍, "考几分" is not 考籍分 (wave 5).
+_FUNCTION_CHARS = frozenset("几什么吗哪多啥谁怎呢吧了的是不没有在和也都就还要能会可前后上下里中时")
 
 
 class TypoFolder:
@@ -148,12 +154,21 @@ class TypoFolder:
             if 2 <= len(w) <= 6 and all(_HAN.match(c) for c in w):
                 self.by_sound.setdefault(tuple(_pinyin(w)), w)
         self.lengths = sorted({len(k) for k in self.by_sound}, reverse=True)
+        # A whole word typed as pinyin ("mima忘了", "mianKao"): the readings run together.
+        self.by_spelling = {"".join(k): w for k, w in self.by_sound.items() if len("".join(k)) >= 4}
         self.words = frozenset(self.by_sound.values())
 
     def _holds_a_word(self, piece: str) -> bool:
         """"免考时" holds 免考 spelt right: the odd character belongs to the next word, not a typo."""
         n = len(piece)
         return any(piece[i:j] in self.words for i in range(n) for j in range(i + 2, n + 1) if j - i < n)
+
+    def _overlaps_a_word(self, text: str, i: int, n: int) -> bool:
+        """"办一下免考": 下免 reads like 下面, but its 免 starts 免考, spelt right: a run reaching into a
+        domain word written correctly is no typo."""
+        longest = self.lengths[0] if self.lengths else 0
+        return any(text[j:j + k] in self.words
+                   for j in range(i + 1, i + n) for k in range(2, longest + 1) if j + k > i + n)
 
     def _fold_pinyin(self, text: str) -> str:
         """"mian考" -> 免考, "bu登" -> 补登: one character of a domain word typed as its pinyin, the rest
@@ -181,6 +196,7 @@ class TypoFolder:
         if not self.by_sound or not _HAN.search(text):
             return text
         if _LATIN.search(text):
+            text = _PINYIN_WORD.sub(lambda m: self.by_spelling.get(m.group(0), m.group(0)), text)
             text = self._fold_pinyin(text)
         sounds = _pinyin(text, errors=lambda s: ["?"] * len(s))
         if len(sounds) != len(text):  # defensive: keep the text as it is if readings do not line up
@@ -200,7 +216,9 @@ class TypoFolder:
                     i += n
                     break
                 same = sum(a == b for a, b in zip(word, piece))
-                if same * 2 >= n and not self.known.get(piece) and not self._holds_a_word(piece):
+                if same * 2 >= n and not self.known.get(piece) and not self._holds_a_word(piece) \
+                        and not any(a != b and b in _FUNCTION_CHARS for a, b in zip(word, piece)) \
+                        and not self._overlaps_a_word(text, i, n):
                     out.append(word)
                     i += n
                     break
