@@ -21,12 +21,14 @@ from dialogs.faq.index import FaqError, FaqFiles, FaqIndex
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", default="eval",
-                   help="eval (default, entry ids), dev (tuning), seen/dev3 (graded by facts, development), "
+                   help="eval (default, entry ids), dev (tuning; dev1 and dev2 are its halves), seen/dev3 (graded by facts, development), "
                         "seen2 (wave 3's sealed set, development now), heldout (graded by facts, sealed), or a path to a labelled YAML file")
     p.add_argument("--kb", help="knowledge base file (default: the packaged dialogs/faq/kb.yaml)")
     p.add_argument("--cache-dir", help="where jieba keeps its dictionary cache (default: a temp dir)")
     p.add_argument("--misses", action="store_true", help="list every question not answered right")
     p.add_argument("--repeat", type=int, default=20, help="timing passes over the set (default 20)")
+    p.add_argument("--top1", action="store_true",
+                   help="fact-graded sets: also print the share whose best-ranked (best three) entry says the facts")
     p.add_argument("--tune", action="store_true", help="grid-search ranking and thresholds (dev set only)")
 
 
@@ -82,6 +84,9 @@ def run_facts(args: argparse.Namespace) -> int:
     print(f"knowledge base: {len(index)} entries")
     report = evaluate_facts(index, cases)
     print(report.format(f"{name}: "))
+    if args.top1:
+        print(f"  top-1 says the facts {report.top1:6.1%}   (in scope: the best-ranked entry's reply, whatever the confidence)")
+        print(f"  top-3 says the facts {report.top3:6.1%}   (in scope: one of the best three)")
     if args.misses:
         print(report.format_misses())
     return 0
