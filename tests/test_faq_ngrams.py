@@ -127,3 +127,14 @@ def test_leave_one_set_out_picks_on_four_sets_and_never_a_setting_raising_wrong(
     rows = faq_ngram.loso([("off", base), ("risky", risky), ("good", good), ("odd", odd)])
     assert [r[0] for r in rows] == list(sets)
     assert {r[1] for r in rows} == {"good"}
+
+
+def test_suggestions_when_one_of_the_best_three_covers_the_question(index):
+    from dialogs.faq.index import NONE, SUGGEST, Match, Scored, grade
+    a, b, c = (index.get(i) for i in ("password-forgot", "password-change", "password-initial"))
+    th = index.params.thresholds
+    ranked = (Scored(a, 4.0, 0.35, 0.3), Scored(b, 4.5, 0.6, 0.4), Scored(c, 1.0, 0.2, 0.1))
+    m = grade(Match(kind=NONE, text="密码给忘啦", ranked=ranked, tokens=("密码", "忘啦")), th, index.topics)
+    assert m.kind == SUGGEST and m.suggestion_ids[:2] == ("password-forgot", "password-change")
+    low = tuple(replace(s, coverage=0.3) for s in ranked)
+    assert grade(Match(kind=NONE, text="x", ranked=low, tokens=("x",)), th, index.topics).kind == NONE

@@ -196,8 +196,9 @@ class Params:
     ngram_cross: bool = False  # n-grams within each token (True: across tokens too)
     ngram_union_weight: float = 0.5  # the entry's all-phrasings vector beside its best phrasing
     ngram_mode: str = "add"  # or "mult" (see ngrams.fuse)
-    ngram_floor: float = 0.3  # an entry BM25 did not reach enters the list from this similarity on
-    #                           (0 to 1.1: the same figures on all five sets; 0.3 keeps the list short: time)
+    ngram_floor: float = 0.3  # an entry BM25 did not reach enters the list from this similarity (and
+    #                           union cosine) on (0 to 1.1: the same figures on all five sets; 0.3 keeps
+    #                           the list short: time)
     ngram_score: str = "bm25"  # what grade() reads as Scored.score: BM25's ("bm25") or the fused score
     thresholds: Thresholds = field(default_factory=Thresholds)
 
@@ -776,8 +777,9 @@ class FaqIndex:
             # Character n-grams (ngrams.py): typos, other segmentations, partial words. Only the
             # score moves; coverage and fit below stay word-based.
             plain = best
-            best = fused = fuse(best, self._ngrams.scores(tokens), self.params.ngram_weight, self.params.ngram_mode,
-                                self.params.ngram_floor)
+            floor = self.params.ngram_floor
+            best = fused = fuse(best, self._ngrams.scores(tokens, best, floor), self.params.ngram_weight,
+                                self.params.ngram_mode, floor)
         if businesses:
             best = {i: s for i, s in best.items()
                     if self.entries[i].of(businesses) or self.entries[i].business == GENERAL}
@@ -856,7 +858,9 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
     base = replace(m, kind=NONE, entry=None, suggestions=())
     refers = topics.refers if topics is not None else (lambda b: False)
     named_only_out_of_scope = bool(m.businesses) and all(refers(b) for b in m.businesses)
-    if not ranked or ranked[0].coverage < th.suggest_coverage:
+    # Nothing to suggest when none of the best three covers enough of the question (the best three:
+    # the character n-grams may rank first an entry covering a little less than the runner-up).
+    if not ranked or max(s.coverage for s in ranked[:3]) < th.suggest_coverage:
         if named_only_out_of_scope:
             # "报名费多少钱": nothing in the knowledge base, but clearly outside the manuals: refer on.
             first = ranked[0].entry if ranked and refers(ranked[0].entry.business) else None

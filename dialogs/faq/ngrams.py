@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from typing import Iterable, Sequence
+from typing import Container, Iterable, Optional, Sequence
 
 
 def grams(tokens: Sequence[str], orders: Sequence[int], cross: bool) -> Counter:
@@ -75,9 +75,11 @@ class NgramIndex:
                 postings[k].append((d, x))
         return dict(postings)
 
-    def scores(self, tokens: Sequence[str]) -> dict[int, float]:
+    def scores(self, tokens: Sequence[str], among: Optional[Container[int]] = None,
+               floor: float = 0.0) -> dict[int, float]:
         """entry index -> similarity in [0, 1]: the best phrasing's cosine plus union_weight times the
-        entry's, over 1 + union_weight. Entries sharing no n-gram are absent."""
+        entry's, over 1 + union_weight. Entries sharing no n-gram are absent; with `among`, so are
+        the others whose union cosine is below `floor` (time: only the candidates are scored)."""
         q = self._vector(grams(tokens, self.orders, self.cross))
         if not q:
             return {}
@@ -93,7 +95,7 @@ class NgramIndex:
         scale = 1 / (1 + uw)
         ranges = self._ranges
         return {i: (max(per_doc[ranges[i][0]:ranges[i][1]]) + uw * s) * scale
-                for i, s in enumerate(per_entry) if s}
+                for i, s in enumerate(per_entry) if s and (among is None or i in among or s >= floor)}
 
 
 def fuse(bm25: dict[int, float], ngram: dict[int, float], weight: float, mode: str = "add",
