@@ -6,7 +6,7 @@ they share characters. Here every phrasing and every entry (the union of its phr
 vector of the character n-grams of its tokens, i.e. of the text after normalisation, entities,
 synonym folding and stop words; a question is scored by cosine against each phrasing and its
 entry's union, and `FaqIndex.rank` fuses that with BM25 (`fuse`). Built once per index (load),
-scored with postings in plain Python: a few hundredths of a millisecond per question.
+scored with postings in plain Python: about 0.1 ms per question.
 
 Only the ranking changes: coverage and fit, which grade() uses for confidence, stay word-based.
 """
