@@ -4,7 +4,8 @@
     .venv/bin/python -m bench.faq_eval --set seen      # the former held-out set, graded by facts (development now)
     .venv/bin/python -m bench.faq_eval --set heldout   # the sealed held-out set graded by facts, once installed
     .venv/bin/python -m bench.faq_eval --set dev --misses
-    .venv/bin/python -m bench.faq_eval --set seen2 --top1   # also: how often the best-ranked entry states the facts
+    .venv/bin/python -m bench.faq_eval --set dev2              # one half of the dev split (dev1: the other)
+    .venv/bin/python -m bench.faq_eval --set seen2 --top1      # + how often the best-ranked entry says the facts
     .venv/bin/python -m bench.faq_eval --set dev --tune   # grid search on the dev split only
 
 Prints top-1 and top-3 accuracy, the right / not sure / wrong confident rates and time per question.

@@ -22,7 +22,7 @@ from dialogs.faq.index import FaqError, FaqFiles, FaqIndex
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", default="eval",
-                   help="eval (default, entry ids), dev (tuning), seen/dev3 (graded by facts, development), "
+                   help="eval (default, entry ids), dev (tuning; dev1 and dev2 are its halves), seen/dev3 (graded by facts, development), "
                         "seen2 (wave 3's sealed set, development now), heldout (graded by facts, sealed), or a path to a labelled YAML file")
     p.add_argument("--kb", help="knowledge base file (default: the packaged dialogs/faq/kb.yaml)")
     p.add_argument("--cache-dir", help="where jieba keeps its dictionary cache (default: a temp dir)")

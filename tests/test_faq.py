@@ -343,7 +343,7 @@ def test_seen2_set_figures_stay_above_the_measured_floor(index):
 def test_fact_set_script_prints_the_top1_share(cache_dir, capsys):
     assert faq_eval.main(["--set", "seen", "--cache-dir", cache_dir, "--top1"]) == 0
     out = capsys.readouterr().out
-    assert "top-1 states facts" in out and "not sure, top-1 ok" in out
+    assert "top-1 says the facts" in out and "not sure, top-1 ok" in out
     assert faq_eval.main(["--set", "seen", "--cache-dir", cache_dir, "--top1", "--misses"]) == 0
     assert "want:" in capsys.readouterr().out
 
