@@ -157,9 +157,6 @@ class Deduper:
             self._insert_claims, parallel=parallel)
         # (key, stored reply, openid whose interaction it is, openid when claimed in memory)
         self._replies: Coalescer[_Stored, None] = Coalescer(self._store_replies, parallel=parallel)
-        # Replies written behind: nobody waits for them, so no wait for the WAL flush either.
-        self._behind_replies: Coalescer[_Stored, None] = Coalescer(
-            lambda items: self._store_replies(items, relaxed=True), parallel=parallel)
         table = InboundMessage.__table__
         self._claim_stmt = (
             db.insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key)
@@ -529,22 +526,16 @@ class Deduper:
 
     async def flush(self) -> None:
         """Write the replies (and warm-path nonces) held behind now (shutdown, tests)."""
-        while self._behind_nonces:
-            batch_n, self._behind_nonces = self._behind_nonces[:5000], self._behind_nonces[5000:]
-            try:
-                async with self.db.relaxed_engine.begin() as conn:
-                    params: Any = ({"keys": list(dict.fromkeys(batch_n)), "at": utcnow()} if self._pg
-                                   else [{"key": n, "seen_at": utcnow()} for n in dict.fromkeys(batch_n)])
-                    await conn.execute(self._behind_nonce_stmt, params)
-            except Exception:  # this process still refuses them; only a restart forgets them
-                log.exception("could not write %d nonces behind", len(batch_n))
-        while self._behind:
+        while self._behind or self._behind_nonces:
             batch, self._behind = self._behind[:5000], self._behind[5000:]
+            pairs, self._behind_nonces = self._behind_nonces[:5000], self._behind_nonces[5000:]
             try:
-                await self._behind_replies.submit_many(batch)
+                # One transaction for the replies and the warm path's nonces of the moment.
+                await self._store_replies(batch, relaxed=True, nonces=pairs)
                 self._keep_claim([key for key, _, _, _ in batch])
-            except Exception:  # no row (or `processing`): a retry after the lease re-runs a query
-                log.exception("could not write %d replies behind", len(batch))
+            except Exception:  # no row (or `processing`): a retry after the lease re-runs a query;
+                # the nonces: this process still refuses them, only a restart forgets them
+                log.exception("could not write %d replies and %d nonces behind", len(batch), len(pairs))
             finally:
                 for key, _, _, _ in batch:
                     self._unwritten.pop(key, None)
@@ -568,8 +559,8 @@ class Deduper:
             self._seen.clear()  # forgetting only costs a write each
         return out
 
-    async def _store_replies(self, items: list[_Stored], *,
-                             relaxed: bool = False) -> list[None]:
+    async def _store_replies(self, items: list[_Stored], *, relaxed: bool = False,
+                             nonces: list[str] | tuple[str, ...] = ()) -> list[None]:
         now, mono = utcnow(), self.monotonic()
         # One row per user per batch: PostgreSQL refuses to upsert a row twice in one statement.
         openids = self._stale(sorted({o for _, _, o, _ in items if o}), mono)
@@ -577,6 +568,10 @@ class Deduper:
         claimed = [(k, r) for k, r, _, owner in items if owner is None]
         fresh = [(k, r, owner[0], owner[1]) for k, r, _, owner in items if owner is not None]  # warm: no row yet
         async with engine.begin() as conn:
+            if nonces:
+                unique = list(dict.fromkeys(nonces))
+                await conn.execute(self._behind_nonce_stmt, {"keys": unique, "at": now} if self._pg
+                                   else [{"key": n, "seen_at": now} for n in unique])
             if claimed:
                 if self._pg:
                     await conn.execute(self._reply_stmt, {"keys": [k for k, _ in claimed],
