@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Optional
 
 import yaml
 
+from dialogs.faq.confidence import DEFAULT_MODEL, ConfidenceModel, feature_values, parse_model
 from dialogs.faq.facts import facts, fill
 from dialogs.faq.understand import GENERAL, Topics, TypoFolder, parse_topics
 
@@ -199,13 +200,16 @@ class FaqFiles:
     stopwords: Path = PACKAGE_DIR / "stopwords.txt"
     courses: Path = PACKAGE_DIR / "courses.txt"
     topics: Path = PACKAGE_DIR / "topics.yaml"
+    # The learned confidence model (confidence.py, fitted by bench/faq_calibrate.py); without the
+    # file the hand-written rules alone decide.
+    confidence: Path = DEFAULT_MODEL
 
     @classmethod
     def with_kb(cls, kb: str | os.PathLike | None) -> "FaqFiles":
         return cls() if kb is None else cls(kb=Path(kb))
 
     def all(self) -> tuple[Path, ...]:
-        return (self.kb, self.synonyms, self.userdict, self.stopwords, self.courses, self.topics)
+        return (self.kb, self.synonyms, self.userdict, self.stopwords, self.courses, self.topics, self.confidence)
 
     def stamp(self) -> tuple:
         """What changes when any of the files changes (modification time and size)."""
@@ -595,8 +599,10 @@ class FaqIndex:
     """One validated knowledge base, ready to answer. Immutable: a reload builds a new one."""
 
     def __init__(self, entries: list[Entry], analyzer: Analyzer, params: Params = DEFAULT_PARAMS,
-                 files: Optional[FaqFiles] = None, topics: Optional[Topics] = None) -> None:
+                 files: Optional[FaqFiles] = None, topics: Optional[Topics] = None,
+                 confidence: Optional[ConfidenceModel] = None) -> None:
         self.entries = entries
+        self.confidence = confidence  # None: the hand-written rules decide (see grade)
         self.topics = topics or Topics({GENERAL: _general()}, {})
         self.by_id = {e.id: e for e in entries}
         self.analyzer = analyzer
@@ -665,7 +671,8 @@ class FaqIndex:
         for name, parse, path in (("entries", parse_entries, files.kb), ("synonyms", parse_synonyms, files.synonyms),
                                   ("stopwords", parse_stopwords, files.stopwords),
                                   ("userdict", parse_userdict, files.userdict), ("courses", parse_courses, files.courses),
-                                  ("topics", _parse_topics, files.topics)):
+                                  ("topics", _parse_topics, files.topics),
+                                  ("confidence", parse_confidence, files.confidence)):
             try:
                 parts[name] = parse(path)
             except FaqError as e:
@@ -679,7 +686,7 @@ class FaqIndex:
                             for w in bad_stop])
         analyzer = Analyzer(synonyms=parts["synonyms"], stopwords=parts["stopwords"], userdict=parts["userdict"],
                             courses=parts["courses"], cache_dir=cache_dir or default_cache_dir(), hmm=params.hmm)
-        return cls(parts["entries"], analyzer, params, files, parts["topics"])
+        return cls(parts["entries"], analyzer, params, files, parts["topics"], parts["confidence"])
 
     def with_params(self, params: Params) -> "FaqIndex":
         """The same knowledge base ranked with other parameters (for tuning)."""
@@ -689,7 +696,14 @@ class FaqIndex:
             analyzer.hmm = params.hmm
         else:
             analyzer = self.analyzer
-        return FaqIndex(self.entries, analyzer, params, self.files, self.topics)
+        return FaqIndex(self.entries, analyzer, params, self.files, self.topics, self.confidence)
+
+    def with_confidence(self, model: Optional[ConfidenceModel]) -> "FaqIndex":
+        """The same index graded with another confidence model (None: the rules alone), for calibration."""
+        other = FaqIndex.__new__(FaqIndex)
+        other.__dict__.update(self.__dict__)
+        other.confidence = model
+        return other
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -781,7 +795,7 @@ class FaqIndex:
         unknown = tuple(t for t in dict.fromkeys(tokens) if t not in self.idf)
         return grade(Match(kind=NONE, text=text, course=course, ranked=tuple(ranked), tokens=tuple(tokens),
                            businesses=businesses, aspects=aspects, unknown=unknown),
-                     self.params.thresholds, self.topics)
+                     self.params.thresholds, self.topics, self.confidence)
 
     def warm(self) -> None:
         """Run one question through every stage so the first real one is as fast as the hundredth."""
@@ -795,6 +809,14 @@ def _general():
 
 def _parse_topics(path: Path) -> Topics:
     return parse_topics(path, read_yaml, strip_lines, normalize, FaqError)
+
+
+def parse_confidence(path: Path) -> Optional[ConfidenceModel]:
+    """The learned confidence model, or None when the file is absent (the rules alone decide)."""
+    if not path.exists():
+        log.warning("FAQ: no confidence model at %s; the hand-written rules decide", path)
+        return None
+    return parse_model(strip_lines(read_yaml(path)), str(path), FaqError)
 
 
 # Asked facts: a question asking for a count of days ("免考一般几天出结果"), an invoice ("审定费能开发
@@ -817,24 +839,29 @@ def unstated_fact(text: str, entry: Entry) -> bool:
     return any(ask.search(q) and not state.search(entry.answer) for ask, state in ASKED_FACTS)
 
 
-def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
-    """The confidence class of a ranking: answer (clear winner), refer (a clear winner outside the
-    manuals' scope), suggest (up to three) or none."""
+@dataclass(frozen=True)
+class Rules:
+    """Which hand-written confidence rules a ranking meets (docs/faq.md "How matching works"); the
+    learned model (confidence.py) reads them as features."""
+
+    single_word_topic: bool = False
+    exact: bool = False
+    clear: bool = False
+    slot: bool = False
+    named: bool = False
+    lead: bool = False
+    fits: bool = False
+
+    @property
+    def any(self) -> bool:
+        return self.exact or self.clear or self.slot or self.named or self.lead or self.fits
+
+
+def rules_of(m: Match, th: Thresholds) -> Rules:
+    """The rules a ranking (at least one entry) meets."""
     ranked = m.ranked
-    base = replace(m, kind=NONE, entry=None, suggestions=())
-    refers = topics.refers if topics is not None else (lambda b: False)
-    named_only_out_of_scope = bool(m.businesses) and all(refers(b) for b in m.businesses)
-    if not ranked or ranked[0].coverage < th.suggest_coverage:
-        if named_only_out_of_scope:
-            # "报名费多少钱": nothing in the knowledge base, but clearly outside the manuals: refer on.
-            first = ranked[0].entry if ranked and refers(ranked[0].entry.business) else None
-            return replace(base, kind=REFER, entry=first)
-        return base
     first = ranked[0]
     runner_up = ranked[1].score if len(ranked) > 1 else 0.0
-    # An in-scope entry that lists the out-of-scope business under `also` answers for it: the 考试日程
-    # 安排表 and 网上报名提示 are published in 站内消息 (操作手册 七), so "考试日程在哪看" is answered.
-    also_named = any(b in first.entry.also for b in m.businesses)
     # One word ("英语", "密码") names a topic, not a question: answer it only when it is a phrasing
     # of its own (a keyword like "免考"), otherwise list the candidates.
     single_word_topic = len(set(m.tokens)) == 1 and first.fit < 0.99
@@ -860,7 +887,32 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
     close_fit = max((s.fit for s in ranked[1:]), default=0.0)
     fits = (not single_word_topic and not m.unknown and first.fit >= th.fit_min and first.coverage >= th.fit_coverage
             and close_fit <= first.fit - th.fit_gap and runner_up <= th.fit_ratio * first.score)
-    if exact or clear or slot or named or lead or fits:
+    return Rules(single_word_topic, exact, clear, slot, named, lead, fits)
+
+
+def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None,
+          model: Optional[ConfidenceModel] = None) -> Match:
+    """The confidence class of a ranking: answer (clear winner), refer (a clear winner outside the
+    manuals' scope), suggest (up to three) or none. Without a model the hand-written rules decide
+    whether the best entry is clear; with one (confidence.yaml), the model does (docs/faq.md
+    "Confidence model"); what follows a confident ranking (referrals, asked facts) is the same."""
+    ranked = m.ranked
+    base = replace(m, kind=NONE, entry=None, suggestions=())
+    refers = topics.refers if topics is not None else (lambda b: False)
+    named_only_out_of_scope = bool(m.businesses) and all(refers(b) for b in m.businesses)
+    if not ranked or ranked[0].coverage < th.suggest_coverage:
+        if named_only_out_of_scope:
+            # "报名费多少钱": nothing in the knowledge base, but clearly outside the manuals: refer on.
+            first = ranked[0].entry if ranked and refers(ranked[0].entry.business) else None
+            return replace(base, kind=REFER, entry=first)
+        return base
+    first = ranked[0]
+    # An in-scope entry that lists the out-of-scope business under `also` answers for it: the 考试日程
+    # 安排表 and 网上报名提示 are published in 站内消息 (操作手册 七), so "考试日程在哪看" is answered.
+    also_named = any(b in first.entry.also for b in m.businesses)
+    rules = rules_of(m, th)
+    confident = rules.any if model is None else model.confident(feature_values(m, rules, refers), rules)
+    if confident:
         if first.entry.refer or refers(first.entry.business):
             return replace(base, kind=REFER, entry=first.entry)
         if unstated_fact(m.text, first.entry):
