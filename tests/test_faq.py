@@ -320,7 +320,7 @@ def test_seen_set_figures_stay_above_the_measured_floor(index):
     # the reply says. Floors below the figures measured, with a margin for knowledge-base edits.
     report = evaluate_facts(index, load_fact_cases())
     assert len(report.in_scope) >= 200 and len(report.out_of_scope) >= 30
-    assert report.rate("right") >= 0.78, report.format_misses()  # wave 4: 80.9 %
+    assert report.rate("right") >= 0.79, report.format_misses()  # wave 4: 80.9 %; with the confidence model: 80.9 %
     assert report.rate("wrong") <= 0.03, report.format_misses()
     assert report.rate("oos-overconfident") <= 0.10, report.format_misses()
 
@@ -330,7 +330,7 @@ def test_seen2_set_figures_stay_above_the_measured_floor(index):
     # a development set since wave 4 (docs/faq.md).
     report = evaluate_facts(index, load_fact_cases(SEEN2))
     assert len(report.in_scope) >= 250 and len(report.out_of_scope) >= 40
-    assert report.rate("right") >= 0.66, report.format_misses()  # wave 4: 68.2 %
+    assert report.rate("right") >= 0.67, report.format_misses()  # wave 4: 68.2 %; with the confidence model: 68.6 %
     assert report.rate("wrong") <= 0.03, report.format_misses()  # wave 4: 0.7 %
     assert report.rate("oos-overconfident") <= 0.10, report.format_misses()  # wave 4: 4.8 %
 
