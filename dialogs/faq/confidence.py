@@ -105,10 +105,11 @@ class ConfidenceModel:
         z = self.intercept + sum(w * values[f] for f, w in zip(self.features, self.weights))
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
-    def confident(self, values: Mapping[str, float], rules) -> bool:
+    def confident(self, values: Mapping[str, float] | Callable[[], Mapping[str, float]], rules) -> bool:
+        """values: the features, or a function computing them (only called when the rules do not settle it)."""
         if rules.exact or (self.combine == "rules_or_model" and rules.any):
             return True
-        return self.probability(values) >= self.threshold
+        return self.probability(values() if callable(values) else values) >= self.threshold
 
     def stale(self, files) -> bool:
         """True when the files the model was fitted on (knowledge base and matching data) changed since."""

@@ -911,7 +911,7 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None,
     # 安排表 and 网上报名提示 are published in 站内消息 (操作手册 七), so "考试日程在哪看" is answered.
     also_named = any(b in first.entry.also for b in m.businesses)
     rules = rules_of(m, th)
-    confident = rules.any if model is None else model.confident(feature_values(m, rules, refers), rules)
+    confident = rules.any if model is None else model.confident(lambda: feature_values(m, rules, refers), rules)
     if confident:
         if first.entry.refer or refers(first.entry.business):
             return replace(base, kind=REFER, entry=first.entry)
