@@ -330,7 +330,7 @@ def test_seen2_set_figures_stay_above_the_measured_floor(index):
     # a development set since wave 4 (docs/faq.md).
     report = evaluate_facts(index, load_fact_cases(SEEN2))
     assert len(report.in_scope) >= 250 and len(report.out_of_scope) >= 40
-    assert report.rate("right") >= 0.67, report.format_misses()  # wave 4: 68.2 %; with the confidence model: 68.6 %
+    assert report.rate("right") >= 0.67, report.format_misses()  # wave 4: 68.2 %; with the confidence model: 69.0 %
     assert report.rate("wrong") <= 0.03, report.format_misses()  # wave 4: 0.7 %
     assert report.rate("oos-overconfident") <= 0.10, report.format_misses()  # wave 4: 4.8 %
 

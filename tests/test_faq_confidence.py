@@ -81,7 +81,7 @@ def test_the_model_loads_and_answers_without_scikit_learn(tmp_path):
 
 def test_without_a_model_file_the_rules_decide(tmp_path, cache_dir):
     files = replace(FaqFiles(), confidence=tmp_path / "absent.yaml")
-    assert parse_confidence(files.confidence) is None
+    assert parse_confidence(files.confidence) is None and parse_confidence(None) is None
     ix = FaqIndex.load(files, cache_dir=cache_dir)
     assert ix.confidence is None and ix.match("免考要准备什么材料").kind == ANSWER
 
@@ -109,6 +109,20 @@ def test_the_model_answers_when_no_rule_fires_and_it_is_sure(index):
     assert rules_of(clear, th).any and not rules_of(clear, th).exact
     assert grade(clear, th, index.topics, unsure).kind == ANSWER
     assert grade(clear, th, index.topics, replace(unsure, combine="model")).kind == SUGGEST
+
+
+def test_the_model_leaves_referrals_to_the_rules(index):
+    # A ranking led by a referral entry (成绩复核) that no rule settles stays a suggestion list, however
+    # sure the model is: a confident referral would replace the list, and no set tells a wrong one.
+    base = index.match("成绩复核怎么申请")
+    review, other = index.get("score-recheck"), index.get("score-course")
+    assert review.refer
+    close = replace(base, businesses=frozenset(), aspects=frozenset(),
+                    ranked=(Scored(review, 10.0, 0.5, 0.5), Scored(other, 9.0, 0.5, 0.45)))
+    th = index.params.thresholds
+    assert not rules_of(close, th).any
+    sure = ConfidenceModel(FEATURES, tuple(0.0 for _ in FEATURES), 5.0, 0.5, "rules_or_model")
+    assert grade(close, th, index.topics, sure).kind == SUGGEST
 
 
 def test_the_probability_is_the_logistic_of_the_weighted_sum():

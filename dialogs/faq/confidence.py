@@ -42,7 +42,6 @@ FEATURES: tuple[str, ...] = (
     "rule_named",
     "rule_lead",
     "rule_fits",
-    "refer_entry",     # the best entry refers on (refer: true, or an out-of-scope business)
     "action_entry",    # the best entry carries an action (a flow or query)
 )
 
@@ -53,7 +52,8 @@ COMBINE = ("model", "rules_or_model")
 
 
 def feature_values(m, rules, refers: Callable[[Optional[str]], bool]) -> dict[str, float]:
-    """The features of a ranked Match (index.Match) whose rules (index.Rules) were evaluated."""
+    """The features of a ranked Match (index.Match) whose rules (index.Rules) were evaluated (refers: whether
+    a business is outside the manuals; no feature uses it while the model leaves referrals to the rules)."""
     ranked = m.ranked
     first = ranked[0]
     e = first.entry
@@ -85,7 +85,6 @@ def feature_values(m, rules, refers: Callable[[Optional[str]], bool]) -> dict[st
         "rule_named": float(rules.named),
         "rule_lead": float(rules.lead),
         "rule_fits": float(rules.fits),
-        "refer_entry": float(e.refer or refers(e.business)),
         "action_entry": float(e.action is not None),
     }
 

@@ -201,15 +201,16 @@ class FaqFiles:
     courses: Path = PACKAGE_DIR / "courses.txt"
     topics: Path = PACKAGE_DIR / "topics.yaml"
     # The learned confidence model (confidence.py, fitted by bench/faq_calibrate.py); without the
-    # file the hand-written rules alone decide.
-    confidence: Path = DEFAULT_MODEL
+    # file (or with None: calibration) the hand-written rules alone decide.
+    confidence: Optional[Path] = DEFAULT_MODEL
 
     @classmethod
     def with_kb(cls, kb: str | os.PathLike | None) -> "FaqFiles":
         return cls() if kb is None else cls(kb=Path(kb))
 
     def all(self) -> tuple[Path, ...]:
-        return (self.kb, self.synonyms, self.userdict, self.stopwords, self.courses, self.topics, self.confidence)
+        return tuple(p for p in (self.kb, self.synonyms, self.userdict, self.stopwords, self.courses, self.topics,
+                                 self.confidence) if p is not None)
 
     def stamp(self) -> tuple:
         """What changes when any of the files changes (modification time and size)."""
@@ -811,8 +812,10 @@ def _parse_topics(path: Path) -> Topics:
     return parse_topics(path, read_yaml, strip_lines, normalize, FaqError)
 
 
-def parse_confidence(path: Path) -> Optional[ConfidenceModel]:
+def parse_confidence(path: Optional[Path]) -> Optional[ConfidenceModel]:
     """The learned confidence model, or None when the file is absent (the rules alone decide)."""
+    if path is None:
+        return None
     if not path.exists():
         log.warning("FAQ: no confidence model at %s; the hand-written rules decide", path)
         return None
@@ -911,7 +914,14 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None,
     # 安排表 and 网上报名提示 are published in 站内消息 (操作手册 七), so "考试日程在哪看" is answered.
     also_named = any(b in first.entry.also for b in m.businesses)
     rules = rules_of(m, th)
-    confident = rules.any if model is None else model.confident(lambda: feature_values(m, rules, refers), rules)
+    # The model decides answers only: whether a ranking led by a referral entry (or an entry of an
+    # out-of-scope business) is referred on stays with the rules, as a confident referral replaces
+    # the suggestion list and the evaluation cannot tell a wrong referral from a right one.
+    refer_first = first.entry.refer or refers(first.entry.business)
+    if model is None or refer_first:
+        confident = rules.any
+    else:
+        confident = model.confident(lambda: feature_values(m, rules, refers), rules)
     if confident:
         if first.entry.refer or refers(first.entry.business):
             return replace(base, kind=REFER, entry=first.entry)
