@@ -67,10 +67,13 @@ def test_fusion_keeps_bm25s_scale_and_lets_in_only_close_strangers():
 
 # ---------------------------------------------------------------- in the packaged knowledge base
 
+# A character dropped while typing splits a word into pieces BM25 does not know (wave 5's synonyms
+# now cover the earlier examples 免烤, 忘啦 and 转出去, so these are what only the n-grams still catch).
 @pytest.mark.parametrize("text, entry_id", [
-    ("免烤什么时候开始", "exemption-window"),  # typo (folded to 免考) + "when does it open": BM25 says 申请
-    ("密码给忘啦", "password-forgot"),  # 忘啦 is no word of the KB; its 忘 is 忘记's
-    ("转出去外地", "transfer-out"),
+    ("绑定不上", "bind-how"),  # BM25 alone: the forgotten-password entry
+    ("在线证码是什么", "grad-verification-code"),  # 验 dropped
+    ("毕证书去哪里领", "grad-certificate"),  # 业 dropped: BM25 alone says the degree certificate
+    ("免考么时候可以申请", "exemption-window"),  # 什 dropped: BM25 alone says how to apply
 ])
 def test_questions_unlike_the_phrasings_rank_the_right_entry_first(index, without, text, entry_id):
     assert top(index, text) == entry_id
