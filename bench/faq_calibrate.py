@@ -30,7 +30,7 @@ import yaml
 
 from dialogs.faq.confidence import DEFAULT_MODEL, FEATURES, ConfidenceModel, feature_values, fingerprint
 from dialogs.faq.evaluate import (
-    EVAL_DIR, SEEN, SEEN2, Case, FactCase, FactOutcome, Outcome, _says, load_cases, load_fact_cases, reply_text,
+    EVAL_DIR, SEEN, SEEN2, Case, FactCase, FactOutcome, Outcome, load_cases, load_fact_cases,
 )
 from dialogs.faq.index import ANSWER, FaqError, FaqFiles, FaqIndex, Match, grade, parse_confidence, rules_of
 
@@ -97,7 +97,7 @@ def collect(index: FaqIndex) -> list[Item]:
     sure, unsure = _Always(True), None
     items: list[Item] = []
 
-    def add(name: str, text: str, flags, case, in_scope: bool, oos: bool, top_right) -> None:
+    def add(name: str, text: str, flags, case, in_scope: bool, oos: bool) -> None:
         m = index.match(text)
         a, b = grade(m, th, topics, sure), grade(m, th, topics, unsure)
         item = Item(name, text, flags(case, a), flags(case, b), in_scope, oos)
@@ -109,13 +109,10 @@ def collect(index: FaqIndex) -> list[Item]:
 
     for name, path in ID_SETS.items():
         for c in load_cases(path, index):
-            add(name, c.text, _id_flags, c, True, c.label is None and not c.ambiguous,
-                lambda e, a, c=c: e.id == c.label if c.label is not None else a.kind != ANSWER)
+            add(name, c.text, _id_flags, c, True, c.label is None and not c.ambiguous)
     for name, path in FACT_SETS.items():
         for c in load_fact_cases(path):
-            add(name, c.text, _fact_flags, c, not c.out_of_scope, c.out_of_scope,
-                lambda e, a, c=c: (a.kind != ANSWER) if c.out_of_scope
-                else _says(reply_text(Match(kind=ANSWER, text=c.text, entry=e)), c.expect))
+            add(name, c.text, _fact_flags, c, not c.out_of_scope, c.out_of_scope)
     return items
 
 

@@ -71,7 +71,7 @@ def confidence_line(index: FaqIndex) -> str:
     m = index.confidence
     if m is None:
         return "confidence: the hand-written rules"
-    stale = " (fitted on other files: refit with python -m bench.faq_calibrate)" \
+    stale = " (warning: fitted on other files; it still applies, a refit may do better: python -m bench.faq_calibrate)" \
         if index.files is not None and m.stale(index.files) else ""
     return f"confidence: rules, then the model (threshold {m.threshold:.2f}){stale}"
 
