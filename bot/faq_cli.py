@@ -110,4 +110,11 @@ def run(args: argparse.Namespace, settings: Any) -> int:
 def _summary(index: FaqIndex, path: Path) -> str:
     questions = sum(len(e.questions) for e in index.entries)
     actions = sum(1 for e in index.entries if e.action)
-    return f"{path}: ok, {len(index)} entries, {questions} questions, {actions} with an action"
+    model = index.confidence
+    if model is None:
+        state = "no confidence model (the hand-written rules decide)"
+    elif index.files is not None and model.stale(index.files):
+        state = "warning: the confidence model was fitted on other files (it still applies; refit: python -m bench.faq_calibrate)"
+    else:
+        state = "confidence model fitted on these files"
+    return f"{path}: ok, {len(index)} entries, {questions} questions, {actions} with an action; {state}"

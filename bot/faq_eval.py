@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     except FaqError as e:
         print("faq eval: invalid files:\n" + "\n".join(f"  {m}" for m in e.errors), file=sys.stderr)
         return 1
-    print(f"knowledge base: {len(index)} entries, loaded and warmed in {load_seconds:.2f} s")
+    print(f"knowledge base: {len(index)} entries, loaded and warmed in {load_seconds:.2f} s; {confidence_line(index)}")
     if args.tune:
         params, report = tune(index, cases)
         print(f"best on {name}: {params}")
@@ -64,6 +64,16 @@ def run(args: argparse.Namespace) -> int:
     if args.misses:
         print(report.format_misses())
     return 0
+
+
+def confidence_line(index: FaqIndex) -> str:
+    """Which confidence decision the figures are for (docs/faq.md "Confidence model")."""
+    m = index.confidence
+    if m is None:
+        return "confidence: the hand-written rules"
+    stale = " (warning: fitted on other files; it still applies, a refit may do better: python -m bench.faq_calibrate)" \
+        if index.files is not None and m.stale(index.files) else ""
+    return f"confidence: rules, then the model (threshold {m.threshold:.2f}){stale}"
 
 
 def run_facts(args: argparse.Namespace) -> int:
@@ -83,7 +93,7 @@ def run_facts(args: argparse.Namespace) -> int:
     except FaqError as e:
         print("faq eval: invalid files:\n" + "\n".join(f"  {m}" for m in e.errors), file=sys.stderr)
         return 1
-    print(f"knowledge base: {len(index)} entries")
+    print(f"knowledge base: {len(index)} entries; {confidence_line(index)}")
     report = evaluate_facts(index, cases)
     print(report.format(f"{name}: "))
     top1 = getattr(args, "top1", False)

@@ -320,7 +320,7 @@ def test_seen_set_figures_stay_above_the_measured_floor(index):
     # the reply says. Floors below the figures measured, with a margin for knowledge-base edits.
     report = evaluate_facts(index, load_fact_cases())
     assert len(report.in_scope) >= 200 and len(report.out_of_scope) >= 30
-    assert report.rate("right") >= 0.78, report.format_misses()  # wave 4: 80.9 %
+    assert report.rate("right") >= 0.85, report.format_misses()  # wave 5 rules 86.1 %, with the confidence model 88.0 %
     assert report.rate("wrong") <= 0.03, report.format_misses()
     assert report.rate("oos-overconfident") <= 0.10, report.format_misses()
     # The ranking alone (wave 5): the best-ranked entry states the facts, whatever the confidence.
@@ -333,9 +333,9 @@ def test_seen2_set_figures_stay_above_the_measured_floor(index):
     # a development set since wave 4 (docs/faq.md).
     report = evaluate_facts(index, load_fact_cases(SEEN2))
     assert len(report.in_scope) >= 250 and len(report.out_of_scope) >= 40
-    assert report.rate("right") >= 0.66, report.format_misses()  # wave 4: 68.2 %
+    assert report.rate("right") >= 0.76, report.format_misses()  # wave 5 rules 79.2 %, with the confidence model 79.6 %
     assert report.rate("wrong") <= 0.03, report.format_misses()  # wave 4: 0.7 %
-    assert report.rate("oos-overconfident") <= 0.10, report.format_misses()  # wave 4: 4.8 %
+    assert report.rate("oos-overconfident") <= 0.10, report.format_misses()  # wave 4: 4.8 %; with the model 7.1 %
     top1 = sum(o.top1_right for o in report.in_scope) / len(report.in_scope)
     assert top1 >= 0.95, report.format_top1_misses()  # wave 4: 90.9 %, wave 5: 97.8 %
 

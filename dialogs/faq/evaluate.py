@@ -241,7 +241,8 @@ def tune(index: FaqIndex, cases: list[Case]) -> tuple[Params, Report]:
         th = replace(best[1].thresholds, **dict(zip(names, values)))
         if th.suggest_coverage > min(th.answer_coverage, th.business_coverage):
             continue
-        u = Report([Outcome(c, grade(m, th, probe.topics)) for c, m in zip(cases, matches)]).utility()
+        u = Report([Outcome(c, grade(m, th, probe.topics, probe.confidence))
+                    for c, m in zip(cases, matches)]).utility()
         if u > best[0] + 1e-9:
             best = (u, replace(best[1], thresholds=th))
     tuned = index.with_params(best[1])

@@ -16,9 +16,10 @@ from typing import Callable, Iterable, Optional
 
 import yaml
 
+from dialogs.faq.confidence import DEFAULT_MODEL, ConfidenceModel, feature_values, parse_model
 from dialogs.faq.facts import facts, fill
 from dialogs.faq.ngrams import NgramIndex, fuse
-from dialogs.faq.understand import GENERAL, Topics, TypoFolder, parse_topics
+from dialogs.faq.understand import GENERAL, Topics, TypoFolder, is_question, parse_topics
 
 log = logging.getLogger("zikao.faq")
 
@@ -100,6 +101,9 @@ class Scored:
     score: float
     coverage: float  # share of the question's weight (idf) that this entry's phrasings contain
     fit: float = 0.0  # idf-weighted Dice overlap of the question with this entry's closest phrasing
+    # Read by the confidence model only (confidence.py); the ranking does not depend on them.
+    sim: float = 0.0  # character n-gram similarity (ngrams.py) of the question with this entry
+    fused: float = 0.0  # the score the list is ranked by (BM25 with the n-grams), before near-tie ordering
 
 
 @dataclass(frozen=True)
@@ -218,13 +222,17 @@ class FaqFiles:
     stopwords: Path = PACKAGE_DIR / "stopwords.txt"
     courses: Path = PACKAGE_DIR / "courses.txt"
     topics: Path = PACKAGE_DIR / "topics.yaml"
+    # The learned confidence model (confidence.py, fitted by bench/faq_calibrate.py); without the
+    # file (or with None: calibration) the hand-written rules alone decide.
+    confidence: Optional[Path] = DEFAULT_MODEL
 
     @classmethod
     def with_kb(cls, kb: str | os.PathLike | None) -> "FaqFiles":
         return cls() if kb is None else cls(kb=Path(kb))
 
     def all(self) -> tuple[Path, ...]:
-        return (self.kb, self.synonyms, self.userdict, self.stopwords, self.courses, self.topics)
+        return tuple(p for p in (self.kb, self.synonyms, self.userdict, self.stopwords, self.courses, self.topics,
+                                 self.confidence) if p is not None)
 
     def stamp(self) -> tuple:
         """What changes when any of the files changes (modification time and size)."""
@@ -631,8 +639,10 @@ class FaqIndex:
     """One validated knowledge base, ready to answer. Immutable: a reload builds a new one."""
 
     def __init__(self, entries: list[Entry], analyzer: Analyzer, params: Params = DEFAULT_PARAMS,
-                 files: Optional[FaqFiles] = None, topics: Optional[Topics] = None) -> None:
+                 files: Optional[FaqFiles] = None, topics: Optional[Topics] = None,
+                 confidence: Optional[ConfidenceModel] = None) -> None:
         self.entries = entries
+        self.confidence = confidence  # None: the hand-written rules decide (see grade)
         self.topics = topics or Topics({GENERAL: _general()}, {})
         self.by_id = {e.id: e for e in entries}
         self.analyzer = analyzer
@@ -705,7 +715,8 @@ class FaqIndex:
         for name, parse, path in (("entries", parse_entries, files.kb), ("synonyms", parse_synonyms, files.synonyms),
                                   ("stopwords", parse_stopwords, files.stopwords),
                                   ("userdict", parse_userdict, files.userdict), ("courses", parse_courses, files.courses),
-                                  ("topics", _parse_topics, files.topics)):
+                                  ("topics", _parse_topics, files.topics),
+                                  ("confidence", parse_confidence, files.confidence)):
             try:
                 parts[name] = parse(path)
             except FaqError as e:
@@ -719,7 +730,7 @@ class FaqIndex:
                             for w in bad_stop])
         analyzer = Analyzer(synonyms=parts["synonyms"], stopwords=parts["stopwords"], userdict=parts["userdict"],
                             courses=parts["courses"], cache_dir=cache_dir or default_cache_dir(), hmm=params.hmm)
-        return cls(parts["entries"], analyzer, params, files, parts["topics"])
+        return cls(parts["entries"], analyzer, params, files, parts["topics"], parts["confidence"])
 
     def with_params(self, params: Params) -> "FaqIndex":
         """The same knowledge base ranked with other parameters (for tuning)."""
@@ -729,7 +740,14 @@ class FaqIndex:
             analyzer.hmm = params.hmm
         else:
             analyzer = self.analyzer
-        return FaqIndex(self.entries, analyzer, params, self.files, self.topics)
+        return FaqIndex(self.entries, analyzer, params, self.files, self.topics, self.confidence)
+
+    def with_confidence(self, model: Optional[ConfidenceModel]) -> "FaqIndex":
+        """The same index graded with another confidence model (None: the rules alone), for calibration."""
+        other = FaqIndex.__new__(FaqIndex)
+        other.__dict__.update(self.__dict__)
+        other.confidence = model
+        return other
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -790,13 +808,14 @@ class FaqIndex:
                     if i in best:
                         best[i] += uw * idf * self._bm25(c, self._union_len[i], self._avg_union)
         plain: Optional[dict[int, float]] = None
+        sims: dict[int, float] = {}
         if self._ngrams is not None:
             # Character n-grams (ngrams.py): typos, other segmentations, partial words. Only the
             # score moves; coverage and fit below stay word-based.
             plain = best
             floor = self.params.ngram_floor
-            best = fused = fuse(best, self._ngrams.scores(tokens, best, floor), self.params.ngram_weight,
-                                self.params.ngram_mode, floor)
+            sims = self._ngrams.scores(tokens, best, floor)
+            best = fused = fuse(best, sims, self.params.ngram_weight, self.params.ngram_mode, floor)
         if businesses:
             best = {i: s for i, s in best.items()
                     if self.entries[i].of(businesses) or self.entries[i].business == GENERAL}
@@ -818,10 +837,11 @@ class FaqIndex:
         ranked.sort(key=lambda x: -x[1] * (1 + TIE_MARGIN * x[2]))
         out = []
         for i, s, coverage in ranked[:limit]:
+            ranked_by = s
             if plain is not None and self.params.ngram_score == "bm25":
                 # ranked by the fused score, graded on BM25's own (scaled by business and aspect like it)
                 s = s * plain.get(i, 0.0) / fused[i] if fused[i] else 0.0
-            out.append(Scored(self.entries[i], s, coverage, fit[i]))
+            out.append(Scored(self.entries[i], s, coverage, fit[i], sims.get(i, 0.0), ranked_by))
         return out
 
     def match(self, text: str) -> Match:
@@ -841,7 +861,7 @@ class FaqIndex:
         unknown = tuple(t for t in dict.fromkeys(tokens) if t not in self.idf)
         return grade(Match(kind=NONE, text=text, course=course, ranked=tuple(ranked), tokens=tuple(tokens),
                            businesses=businesses, aspects=aspects, unknown=unknown),
-                     self.params.thresholds, self.topics)
+                     self.params.thresholds, self.topics, self.confidence)
 
     def warm(self) -> None:
         """Run one question through every stage so the first real one is as fast as the hundredth."""
@@ -860,6 +880,16 @@ def _general():
 
 def _parse_topics(path: Path) -> Topics:
     return parse_topics(path, read_yaml, strip_lines, normalize, FaqError)
+
+
+def parse_confidence(path: Optional[Path]) -> Optional[ConfidenceModel]:
+    """The learned confidence model, or None when the file is absent (the rules alone decide)."""
+    if path is None:
+        return None
+    if not path.exists():
+        log.warning("FAQ: no confidence model at %s; the hand-written rules decide", path)
+        return None
+    return parse_model(strip_lines(read_yaml(path)), str(path), FaqError)
 
 
 # Asked facts: a question asking for a count of days ("免考一般几天出结果"), an invoice ("审定费能开发
@@ -882,26 +912,29 @@ def unstated_fact(text: str, entry: Entry) -> bool:
     return any(ask.search(q) and not state.search(entry.answer) for ask, state in ASKED_FACTS)
 
 
-def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
-    """The confidence class of a ranking: answer (clear winner), refer (a clear winner outside the
-    manuals' scope), suggest (up to three) or none."""
+@dataclass(frozen=True)
+class Rules:
+    """Which hand-written confidence rules a ranking meets (docs/faq.md "How matching works"); the
+    learned model (confidence.py) reads them as features."""
+
+    single_word_topic: bool = False
+    exact: bool = False
+    clear: bool = False
+    slot: bool = False
+    named: bool = False
+    lead: bool = False
+    fits: bool = False
+
+    @property
+    def any(self) -> bool:
+        return self.exact or self.clear or self.slot or self.named or self.lead or self.fits
+
+
+def rules_of(m: Match, th: Thresholds) -> Rules:
+    """The rules a ranking (at least one entry) meets."""
     ranked = m.ranked
-    base = replace(m, kind=NONE, entry=None, suggestions=())
-    refers = topics.refers if topics is not None else (lambda b: False)
-    named_only_out_of_scope = bool(m.businesses) and all(refers(b) for b in m.businesses)
-    # Nothing to suggest when none of the best three covers enough of the question (the best three:
-    # the character n-grams may rank first an entry covering a little less than the runner-up).
-    if not ranked or max(s.coverage for s in ranked[:3]) < th.suggest_coverage:
-        if named_only_out_of_scope:
-            # "报名费多少钱": nothing in the knowledge base, but clearly outside the manuals: refer on.
-            first = ranked[0].entry if ranked and refers(ranked[0].entry.business) else None
-            return replace(base, kind=REFER, entry=first)
-        return base
     first = ranked[0]
     runner_up = ranked[1].score if len(ranked) > 1 else 0.0
-    # An in-scope entry that lists the out-of-scope business under `also` answers for it: the 考试日程
-    # 安排表 and 网上报名提示 are published in 站内消息 (操作手册 七), so "考试日程在哪看" is answered.
-    also_named = any(b in first.entry.also for b in m.businesses)
     # One word ("英语", "密码") names a topic, not a question: answer it only when it is a phrasing
     # of its own (a keyword like "免考"), otherwise list the candidates.
     single_word_topic = len(set(m.tokens)) == 1 and first.fit < 0.99
@@ -927,7 +960,59 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None) -> Match:
     close_fit = max((s.fit for s in ranked[1:]), default=0.0)
     fits = (not single_word_topic and not m.unknown and first.fit >= th.fit_min and first.coverage >= th.fit_coverage
             and close_fit <= first.fit - th.fit_gap and runner_up <= th.fit_ratio * first.score)
-    if exact or clear or slot or named or lead or fits:
+    return Rules(single_word_topic, exact, clear, slot, named, lead, fits)
+
+
+def model_answers(m: Match, th: Thresholds, refers: Callable[[Optional[str]], bool],
+                  model: Optional[ConfidenceModel], rules: Optional[Rules] = None) -> bool:
+    """Whether the learned model (confidence.py) answers a ranking no rule is confident of with its best
+    entry. It only ever turns a suggestion list (or "not sure") into an answer: a ranking led by a
+    referral entry or an out-of-scope business, a question asking a fact the entry does not state, one
+    naming only out-of-scope businesses, and a request for an entry's action (which would start a
+    flow) stay with the rules."""
+    if model is None:
+        return False
+    first = m.ranked[0].entry
+    if first.refer or refers(first.business) or unstated_fact(m.text, first):
+        return False
+    if m.businesses and all(refers(b) for b in m.businesses) and not any(b in first.also for b in m.businesses):
+        return False
+    if first.action is not None and not is_question(m.text):
+        return False
+    rules = rules if rules is not None else rules_of(m, th)
+    if rules.any:
+        return False
+    return model.confident(lambda: feature_values(m, rules, refers))
+
+
+def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None,
+          model: Optional[ConfidenceModel] = None) -> Match:
+    """The confidence class of a ranking: answer (clear winner), refer (a clear winner outside the
+    manuals' scope), suggest (up to three) or none. The hand-written rules decide; with a model
+    (confidence.yaml), a ranking no rule is confident of may still be answered (model_answers,
+    docs/faq.md "Confidence model")."""
+    ranked = m.ranked
+    base = replace(m, kind=NONE, entry=None, suggestions=())
+    refers = topics.refers if topics is not None else (lambda b: False)
+    named_only_out_of_scope = bool(m.businesses) and all(refers(b) for b in m.businesses)
+    # Nothing to suggest when none of the best three covers enough of the question (the best three:
+    # the character n-grams may rank first an entry covering a little less than the runner-up).
+    if not ranked or max(s.coverage for s in ranked[:3]) < th.suggest_coverage:
+        if named_only_out_of_scope:
+            # "报名费多少钱": nothing in the knowledge base, but clearly outside the manuals: refer on.
+            first = ranked[0].entry if ranked and refers(ranked[0].entry.business) else None
+            return replace(base, kind=REFER, entry=first)
+        if ranked and model_answers(m, th, refers, model):
+            return replace(base, kind=ANSWER, entry=ranked[0].entry)
+        return base
+    first = ranked[0]
+    # An in-scope entry that lists the out-of-scope business under `also` answers for it: the 考试日程
+    # 安排表 and 网上报名提示 are published in 站内消息 (操作手册 七), so "考试日程在哪看" is answered.
+    also_named = any(b in first.entry.also for b in m.businesses)
+    rules = rules_of(m, th)
+    if not rules.any and model_answers(m, th, refers, model, rules):
+        return replace(base, kind=ANSWER, entry=first.entry)
+    if rules.any:
         if first.entry.refer or refers(first.entry.business):
             return replace(base, kind=REFER, entry=first.entry)
         if unstated_fact(m.text, first.entry):
