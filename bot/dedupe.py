@@ -99,7 +99,6 @@ class Claim:
     prefetched: Any = None  # for the owner: what `Deduper.prefetch` read for this message
     taken_over: bool = False  # owner because the first holder's lease ran out (it died)
     replay: bool = False  # the request's (timestamp, nonce) was used before: refuse it, process nothing
-    memory: bool = False  # claimed on the warm path: no database statement awaited (no row yet)
 
 
 class SeenPairs:
@@ -240,7 +239,6 @@ class Deduper:
             ).bindparams(bindparam("keys", type_=ARRAY(String)), bindparam("openids", type_=ARRAY(String)),
                          bindparam("received", type_=ARRAY(table.c.received_at.type)),
                          bindparam("replies", type_=ARRAY(Text)), bindparam("at", type_=table.c.received_at.type))
-            self._behind_nonce_stmt: Any = self._nonce_stmt
         else:
             ins = db.insert(table).values(key=bindparam("b_key"), openid=bindparam("b_openid"), status="done",
                                           received_at=bindparam("b_received"), finished_at=bindparam("b_at"),
@@ -248,7 +246,6 @@ class Deduper:
             self._insert_reply_stmt = ins.on_conflict_do_update(
                 index_elements=["key"], set_={"status": "done", "reply": ins.excluded.reply,
                                               "finished_at": ins.excluded.finished_at})
-            self._behind_nonce_stmt = self._nonce_stmt
 
     async def claim(self, key: str, openid: str, wait_seconds: float, *, nonce: Optional[str] = None) -> Claim:
         """Become the owner of `key`, or get the owner's reply (waiting up to `wait_seconds`).
@@ -289,7 +286,7 @@ class Deduper:
         view = self.cached(openid, remote)  # type: ignore[misc]
         if view is not None:
             # Warm: an idle follower this process has read, and nothing has changed since.
-            return Claim(owner=True, prefetched=view, memory=True)
+            return Claim(owner=True, prefetched=view)
         # Cold: the claim is already this process's (in memory, or Redis's); only the router's
         # read is left, batched with every other cold message of the moment.
         token = self.views.token(openid, remote) if self.views is not None else None
@@ -299,7 +296,7 @@ class Deduper:
             self._memory_keys.pop(key, None)
             self._release(key, None)
             raise
-        return Claim(owner=True, prefetched=prefetched, memory=True)
+        return Claim(owner=True, prefetched=prefetched)
 
     async def _read_batch(self, items: list[tuple[str, Any]]) -> list[Any]:
         async with self.db.relaxed_engine.connect() as conn:
@@ -570,7 +567,7 @@ class Deduper:
         async with engine.begin() as conn:
             if nonces:
                 unique = list(dict.fromkeys(nonces))
-                await conn.execute(self._behind_nonce_stmt, {"keys": unique, "at": now} if self._pg
+                await conn.execute(self._nonce_stmt, {"keys": unique, "at": now} if self._pg
                                    else [{"key": n, "seen_at": now} for n in unique])
             if claimed:
                 if self._pg:
