@@ -40,8 +40,7 @@ from storage.models import InboundMessage, InboundNonce, WechatUser, utcnow
 
 log = logging.getLogger("zikao.dedupe")
 
-# (connection of the claim's transaction, openids of the claimed messages[, their followers.Token])
-# -> one value per openid.
+# (connection, openids[, their followers.Token: the warm path's cold reads]) -> one value per openid.
 Prefetch = Callable[..., Awaitable[list[Any]]]
 # A reply to store: (key, reply, openid whose interaction it counts as, (openid, arrival) if claimed
 # in memory: no row yet).
@@ -152,7 +151,7 @@ class Deduper:
         self.interaction_refresh = interaction_refresh_seconds
         self.monotonic = monotonic  # when interaction times were written (tests inject a clock)
         parallel = 1 if db.is_sqlite else 4
-        self._claims: Coalescer[tuple[Optional[str], str, Optional[str], Any], tuple[str, Any]] = Coalescer(
+        self._claims: Coalescer[tuple[Optional[str], str, Optional[str]], tuple[str, Any]] = Coalescer(
             self._insert_claims, parallel=parallel)
         # (key, stored reply, openid whose interaction it is, openid when claimed in memory)
         self._replies: Coalescer[_Stored, None] = Coalescer(self._store_replies, parallel=parallel)
@@ -254,7 +253,7 @@ class Deduper:
         claim; a pair seen before makes the claim a `replay` and nothing is claimed."""
         if self.memory:
             return await self._claim_warm(key, openid, wait_seconds, nonce)
-        return await self._claim_db(key, openid, wait_seconds, nonce, None)
+        return await self._claim_db(key, openid, wait_seconds, nonce)
 
     async def _claim_warm(self, key: str, openid: str, wait_seconds: float, nonce: Optional[str]) -> Claim:
         """The warm path's claim: in memory (one process per database) or in Redis (several)."""
@@ -280,7 +279,7 @@ class Deduper:
             return await self._from_other(key, wait_seconds, openid)
         if key in self._recent:
             # Answered here a moment ago and its row is written: the claim finds the stored reply.
-            return await self._claim_db(key, openid, wait_seconds, None, None)
+            return await self._claim_db(key, openid, wait_seconds, None)
         self._running[key] = None
         self._memory_keys[key] = (openid, utcnow())  # the row is inserted with the reply
         view = self.cached(openid, remote)  # type: ignore[misc]
@@ -319,15 +318,15 @@ class Deduper:
             results = await pipe.execute()
         return [(bool(fresh), bool(won), gen) for fresh, won, gen in results]
 
-    async def _claim_db(self, key: str, openid: str, wait_seconds: float, nonce: Optional[str], token: Any) -> Claim:
+    async def _claim_db(self, key: str, openid: str, wait_seconds: float, nonce: Optional[str]) -> Claim:
         if key in self._running or key in self._unwritten:
             # A retry of a message this process has (or had) in hand. Its nonce still counts.
-            if nonce is not None and (await self._claims.submit((None, openid, nonce, None)))[0] == "replay":
+            if nonce is not None and (await self._claims.submit((None, openid, nonce)))[0] == "replay":
                 return Claim(False, replay=True)
             return Claim(False, await self._in_hand(key, wait_seconds))
         self._running[key] = None
         try:
-            status, prefetched = await self._claims.submit((key, openid, nonce, token))
+            status, prefetched = await self._claims.submit((key, openid, nonce))
         except BaseException:
             self._release(key, None)
             raise
@@ -387,7 +386,7 @@ class Deduper:
                     self._pairs.first_use(k)
             self._pairs_loaded = True
 
-    async def _insert_claims(self, items: list[tuple[Optional[str], str, Optional[str], Any]]) -> list[tuple[str, Any]]:
+    async def _insert_claims(self, items: list[tuple[Optional[str], str, Optional[str]]]) -> list[tuple[str, Any]]:
         """One transaction for a batch: the nonces, then the claims of requests whose nonce was
         fresh, then the dialog layer's read for the claims won. Statuses: owner / taken / replay."""
         # executemany of one cached statement: a multi-VALUES insert would be compiled anew for
@@ -399,18 +398,18 @@ class Deduper:
         # (applied_key) keeps from being applied twice (docs/delivery.md).
         async with self.db.relaxed_engine.begin() as conn:
             fresh = [True] * len(items)
-            nonces = list(dict.fromkeys(n for _, _, n, _ in items if n is not None))
+            nonces = list(dict.fromkeys(n for _, _, n in items if n is not None))
             if nonces:
                 params: Any = ({"keys": nonces, "at": now} if self._pg
                                else [{"key": n, "seen_at": now} for n in nonces])
                 new = set((await conn.execute(self._nonce_stmt, params)).scalars())
                 taken: set[str] = set()
-                for i, (_, _, n, _) in enumerate(items):
+                for i, (_, _, n) in enumerate(items):
                     if n is not None:
                         # The same pair twice in one batch: only its first occurrence is fresh.
                         fresh[i] = n in new and n not in taken
                         taken.add(n)
-            claims = [(i, k, o) for i, (k, o, _, _) in enumerate(items) if fresh[i] and k is not None]
+            claims = [(i, k, o) for i, (k, o, _) in enumerate(items) if fresh[i] and k is not None]
             inserted: set[str] = set()
             if claims:
                 if self._pg:
@@ -424,11 +423,8 @@ class Deduper:
             owned = [(i, o) for i, k, o in claims if k in inserted]
             prefetched: list[Any] = [None] * len(owned)
             if self.prefetch is not None and owned:
-                if self.memory:
-                    prefetched = await self.prefetch(conn, [o for _, o in owned], [items[i][3] for i, _ in owned])
-                else:
-                    prefetched = await self.prefetch(conn, [o for _, o in owned])
-        for i, (k, _, _, _) in enumerate(items):
+                prefetched = await self.prefetch(conn, [o for _, o in owned])
+        for i, (k, _, _) in enumerate(items):
             if not fresh[i]:
                 out[i] = ("replay", None)
             elif k is None:
