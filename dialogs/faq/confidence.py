@@ -20,9 +20,9 @@ from dialogs.faq.understand import GENERAL, is_question
 DEFAULT_MODEL = Path(__file__).resolve().parent / "confidence.yaml"
 
 # The features, in the order of the shipped coefficients. Adding, removing or renaming one needs a
-# refit (`python -m bench.faq_calibrate`): a model file fitted for another list is refused. The model
-# only sees rankings no hand-written rule is confident of (index.model_answers), so the rules' own
-# verdicts are no features.
+# refit (`python -m bench.faq_calibrate`): a model file fitted for another list is refused. Since wave 6
+# the model decides every ranking but exact phrasings and requests for a flow (index.grade), so the
+# hand-written rules' verdicts are features too.
 FEATURES: tuple[str, ...] = (
     "coverage",        # share of the question's weight the best entry's phrasings contain
     "fit",             # idf-weighted Dice overlap of the question with the best entry's closest phrasing
@@ -48,6 +48,24 @@ FEATURES: tuple[str, ...] = (
     "question",        # a question ("…吗", "怎么…"), not a request or a keyword (understand.is_question)
     "action_entry",    # the best entry carries an action (a flow or query)
     "number_unstated", # the question asks how much / how long / how many, and the best entry's answer has no number
+    # Wave 6: the second opinion (classifier.py) and the hand-written rules, now that the model decides every
+    # ranking (index.grade) and learns from out-of-fold examples (bench/faq_calibrate.py).
+    "nb_p",            # the classifier's posterior for the best entry
+    "nb_log",          # log(posterior) / 10
+    "nb_margin",       # ... minus the highest posterior of any other entry
+    "nb_oos",          # the classifier's posterior for "out of scope"
+    "agree_base",      # the best entry is also first without the second opinion
+    "agree_nb",        # the best entry is also the classifier's first
+    "base_ratio",      # the best entry's fused score / the highest fused score of the list
+    "rules_any",       # a hand-written rule is confident (index.rules_of)
+    "rule_clear",
+    "rule_slot",
+    "rule_named",
+    "rule_lead",
+    "rule_fits",
+    "nbt_p",           # the classifier's tempered posterior for the best entry (NaiveBayes.posteriors)
+    "nbt_margin",      # ... minus the highest tempered posterior of any other entry
+    "nbt_oos",         # the tempered posterior for "out of scope"
 )
 
 ASKS_NUMBER = re.compile(r"多少|多久|多长|几")
@@ -95,13 +113,44 @@ def feature_values(m, rules, refers: Callable[[Optional[str]], bool]) -> dict[st
         "question": float(is_question(m.text)),
         "action_entry": float(e.action is not None),
         "number_unstated": float(bool(ASKS_NUMBER.search(m.text)) and not STATES_NUMBER.search(e.answer)),
+        **_second_opinion(m, rules),
+    }
+
+
+def _second_opinion(m, rules) -> dict[str, float]:
+    from dialogs.faq.classifier import OUT_OF_SCOPE
+
+    first = m.ranked[0]
+    post = m.posterior or {}
+    others = max((p for k, p in post.items() if k not in (OUT_OF_SCOPE, first.entry.id)), default=0.0)
+    top_fused = max((s.fused for s in m.ranked), default=0.0)
+    calm = m.tempered or {}
+    calm_others = max((p for k, p in calm.items() if k not in (OUT_OF_SCOPE, first.entry.id)), default=0.0)
+    return {
+        "nb_p": first.nb,
+        "nb_log": math.log(first.nb + 1e-6) / 10,
+        "nb_margin": first.nb - others,
+        "nb_oos": post.get(OUT_OF_SCOPE, 0.0),
+        "agree_base": float(first.base_rank == 0),
+        "agree_nb": float(bool(post) and first.nb >= others),
+        "base_ratio": first.fused / top_fused if top_fused > 0 else 0.0,
+        "rules_any": float(rules.any),
+        "rule_clear": float(rules.clear),
+        "rule_slot": float(rules.slot),
+        "rule_named": float(rules.named),
+        "rule_lead": float(rules.lead),
+        "rule_fits": float(rules.fits),
+        "nbt_p": calm.get(first.entry.id, 0.0),
+        "nbt_margin": calm.get(first.entry.id, 0.0) - calm_others,
+        "nbt_oos": calm.get(OUT_OF_SCOPE, 0.0),
     }
 
 
 @dataclass(frozen=True)
 class ConfidenceModel:
     """Logistic regression: p = 1 / (1 + exp(-(intercept + sum(weight * feature)))); confident at p >= threshold.
-    Consulted only where no hand-written rule is confident (index.model_answers)."""
+    Decides every ranking but a question that equals a phrasing and a request for an entry's action
+    (index.grade); the hand-written rules are among its features."""
 
     features: tuple[str, ...]
     weights: tuple[float, ...]
@@ -127,7 +176,10 @@ class ConfidenceModel:
 def fingerprint(files) -> str:
     """A short hash of what the ranking is built from (index.FaqFiles: kb.yaml, synonyms, topics ...)."""
     h = hashlib.sha256()
-    for p in (files.kb, files.synonyms, files.userdict, files.stopwords, files.courses, files.topics):
+    for p in (files.kb, files.synonyms, files.userdict, files.stopwords, files.courses, files.topics,
+              getattr(files, "examples", None)):
+        if p is None:
+            continue
         try:
             h.update(Path(p).read_bytes())
         except OSError:

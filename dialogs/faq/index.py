@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Optional
 
 import yaml
 
+from dialogs.faq.classifier import OUT_OF_SCOPE, NaiveBayes, features as nb_features
 from dialogs.faq.confidence import DEFAULT_MODEL, ConfidenceModel, feature_values, parse_model
 from dialogs.faq.facts import facts, fill
 from dialogs.faq.ngrams import NgramIndex, fuse
@@ -104,6 +105,8 @@ class Scored:
     # Read by the confidence model only (confidence.py); the ranking does not depend on them.
     sim: float = 0.0  # character n-gram similarity (ngrams.py) of the question with this entry
     fused: float = 0.0  # the score the list is ranked by (BM25 with the n-grams), before near-tie ordering
+    nb: float = 0.0  # the second opinion's posterior for this entry (classifier.py)
+    base_rank: int = 0  # where BM25 with the n-grams alone ranked it (0: first), before the second opinion
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class Match:
     businesses: frozenset[str] = frozenset()  # businesses the question names
     aspects: frozenset[str] = frozenset()  # aspects it asks about
     unknown: tuple[str, ...] = ()  # its words the knowledge base never uses ("退" in "怎么退考")
+    posterior: Optional[dict] = None  # the second opinion (classifier.py): entry id (or OUT_OF_SCOPE) -> probability
+    tempered: Optional[dict] = None  # ... its softer reading (NaiveBayes.posteriors)
 
     @property
     def action(self) -> Optional[str]:
@@ -204,6 +209,13 @@ class Params:
     #                           union cosine) on (0 to 1.1: the same figures on all five sets; 0.3 keeps
     #                           the list short: time)
     ngram_score: str = "bm25"  # what grade() reads as Scored.score: BM25's ("bm25") or the fused score
+    # The second opinion (classifier.py, wave 6): naive Bayes over the phrasings and examples.yaml. The list
+    # is ordered by nb_mix * (fused score / the best fused score) + (1 - nb_mix) * log(posterior) / 10 over
+    # the ranking's best few and the classifier's best three; 1.0 turns it off (the posterior is still
+    # computed for the confidence model). Chosen by leave-one-set-out over the development sets
+    # (`python -m bench.faq_calibrate --mix`, docs/faq.md "Examples and the second opinion").
+    nb_mix: float = 0.5
+    nb_alpha: float = 0.05  # additive smoothing
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -225,6 +237,9 @@ class FaqFiles:
     # The learned confidence model (confidence.py, fitted by bench/faq_calibrate.py); without the
     # file (or with None: calibration) the hand-written rules alone decide.
     confidence: Optional[Path] = DEFAULT_MODEL
+    # Labelled candidate questions the second opinion learns from (classifier.py; written by
+    # `python -m bench.faq_examples` from the development sets; staff may add their own). None: phrasings only.
+    examples: Optional[Path] = PACKAGE_DIR / "examples.yaml"
 
     @classmethod
     def with_kb(cls, kb: str | os.PathLike | None) -> "FaqFiles":
@@ -232,7 +247,7 @@ class FaqFiles:
 
     def all(self) -> tuple[Path, ...]:
         return tuple(p for p in (self.kb, self.synonyms, self.userdict, self.stopwords, self.courses, self.topics,
-                                 self.confidence) if p is not None)
+                                 self.confidence, self.examples) if p is not None)
 
     def stamp(self) -> tuple:
         """What changes when any of the files changes (modification time and size)."""
@@ -467,6 +482,40 @@ def parse_courses(path: Path) -> list[tuple[Course, tuple[str, ...]]]:
     return out
 
 
+@dataclass(frozen=True)
+class Example:
+    """A labelled candidate question (examples.yaml): which set it came from, the entry it is about (or
+    classifier.OUT_OF_SCOPE) and its text."""
+
+    source: str
+    label: str
+    text: str
+
+
+def parse_examples(path: Optional[Path]) -> list[Example]:
+    """examples.yaml: `sources: {set name: {entry id or out_of_scope: [questions]}}`; no file, no examples.
+    Entry ids are checked against the knowledge base when the index is built."""
+    if path is None or not path.exists():
+        return []
+    data = strip_lines(read_yaml(path))
+    if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
+        raise FaqError([f"{path}: expected a mapping with 'sources:' (set name: {{entry id: [questions]}})"])
+    out, errors = [], []
+    for source, labels in data["sources"].items():
+        if not isinstance(labels, dict):
+            errors.append(f"{path}: source {source!r}: expected a mapping of entry id: [questions]")
+            continue
+        for label, texts in labels.items():
+            if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
+                errors.append(f"{path}: {source}/{label}: expected a list of questions")
+                continue
+            label = OUT_OF_SCOPE if label == "out_of_scope" else str(label)
+            out += [Example(str(source), label, t) for t in texts]
+    if errors:
+        raise FaqError(errors)
+    return out
+
+
 # ---------------------------------------------------------------------------------- analysis
 
 _CET = re.compile(r"(cet|pets)\s*[-_]?\s*([1-6])")
@@ -640,11 +689,13 @@ class FaqIndex:
 
     def __init__(self, entries: list[Entry], analyzer: Analyzer, params: Params = DEFAULT_PARAMS,
                  files: Optional[FaqFiles] = None, topics: Optional[Topics] = None,
-                 confidence: Optional[ConfidenceModel] = None) -> None:
+                 confidence: Optional[ConfidenceModel] = None, examples: Iterable[Example] = ()) -> None:
         self.entries = entries
+        self.examples = tuple(examples)
         self.confidence = confidence  # None: the hand-written rules decide (see grade)
         self.topics = topics or Topics({GENERAL: _general()}, {})
         self.by_id = {e.id: e for e in entries}
+        self._position = {e.id: i for i, e in enumerate(entries)}
         self.analyzer = analyzer
         self.params = params
         self.files = files
@@ -681,6 +732,10 @@ class FaqIndex:
                 for t in tf:
                     union[t] = max(union[t], tf[t])
             self._entry_terms.append(union)
+        for x in self.examples:
+            if x.label != OUT_OF_SCOPE and x.label not in self.by_id:
+                errors.append(f"{files.examples if files else 'examples'}: {x.source}/{x.label}: no such entry "
+                              f"(question {x.text!r}); move it under an existing entry or delete it")
         if errors:
             raise FaqError(errors)
         n = len(entries)
@@ -704,6 +759,14 @@ class FaqIndex:
         self._doc_mass = [sum(self.idf[t] for t in tf) for _, tf, _ in self._docs]
         self._ngrams = NgramIndex(phrasing_tokens, n, orders=params.ngram_orders, cross=params.ngram_cross,
                                   union_weight=params.ngram_union_weight) if params.ngram_weight else None
+        # The second opinion (classifier.py): every phrasing and every example, one bag of features each.
+        bags = [self._bag(q) for e in entries for q in e.questions] + [self._bag(x.text) for x in self.examples]
+        labels = [e.id for e in entries for q in e.questions] + [x.label for x in self.examples]
+        self.nb = NaiveBayes(bags, labels, params.nb_alpha)
+
+    def _bag(self, text: str) -> Counter:
+        prepared = self.analyzer.prepare(text)
+        return nb_features(prepared, self.analyzer.analyze(prepared, prepared=True)[0])
 
     @classmethod
     def load(cls, files: FaqFiles | None = None, *, cache_dir: str | None = None,
@@ -716,7 +779,8 @@ class FaqIndex:
                                   ("stopwords", parse_stopwords, files.stopwords),
                                   ("userdict", parse_userdict, files.userdict), ("courses", parse_courses, files.courses),
                                   ("topics", _parse_topics, files.topics),
-                                  ("confidence", parse_confidence, files.confidence)):
+                                  ("confidence", parse_confidence, files.confidence),
+                                  ("examples", parse_examples, files.examples)):
             try:
                 parts[name] = parse(path)
             except FaqError as e:
@@ -730,7 +794,7 @@ class FaqIndex:
                             for w in bad_stop])
         analyzer = Analyzer(synonyms=parts["synonyms"], stopwords=parts["stopwords"], userdict=parts["userdict"],
                             courses=parts["courses"], cache_dir=cache_dir or default_cache_dir(), hmm=params.hmm)
-        return cls(parts["entries"], analyzer, params, files, parts["topics"], parts["confidence"])
+        return cls(parts["entries"], analyzer, params, files, parts["topics"], parts["confidence"], parts["examples"])
 
     def with_params(self, params: Params) -> "FaqIndex":
         """The same knowledge base ranked with other parameters (for tuning)."""
@@ -740,7 +804,13 @@ class FaqIndex:
             analyzer.hmm = params.hmm
         else:
             analyzer = self.analyzer
-        return FaqIndex(self.entries, analyzer, params, self.files, self.topics, self.confidence)
+        return FaqIndex(self.entries, analyzer, params, self.files, self.topics, self.confidence, self.examples)
+
+    def with_examples(self, keep: Callable[[Example], bool]) -> "FaqIndex":
+        """The same knowledge base whose second opinion learned only the examples kept (calibration leaves one
+        set out at a time)."""
+        return FaqIndex(self.entries, self.analyzer, self.params, self.files, self.topics, self.confidence,
+                        [x for x in self.examples if keep(x)])
 
     def with_confidence(self, model: Optional[ConfidenceModel]) -> "FaqIndex":
         """The same index graded with another confidence model (None: the rules alone), for calibration."""
@@ -768,10 +838,11 @@ class FaqIndex:
         return tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avg))
 
     def rank(self, tokens: list[str], limit: int = 5, *, businesses: frozenset[str] = frozenset(),
-             aspects: frozenset[str] = frozenset()) -> list[Scored]:
+             aspects: frozenset[str] = frozenset(), posterior: Optional[dict] = None) -> list[Scored]:
         """The best entries for a question's tokens. A question naming businesses is only ranked
         against entries of those businesses (and of 通用); entries telling an aspect asked about
-        score higher."""
+        score higher. With the second opinion's posterior (classifier.py), the list is reordered by it
+        too (Params.nb_mix)."""
         terms = list(dict.fromkeys(tokens))
         if not terms:
             return []
@@ -835,14 +906,38 @@ class FaqIndex:
         # Near ties (within TIE_MARGIN of the score) go to the entry whose phrasings hold more of the
         # question (wave 5): "学历认证报告在哪里办" ties the evidence-fields entry, which lacks 申请.
         ranked.sort(key=lambda x: -x[1] * (1 + TIE_MARGIN * x[2]))
+        base_rank = {i: r for r, (i, _, _) in enumerate(ranked)}
+        if posterior is not None and self.params.nb_mix < 1.0:
+            ranked = self._second_opinion(ranked[:limit], best, weight, total, posterior, businesses)
         out = []
         for i, s, coverage in ranked[:limit]:
             ranked_by = s
             if plain is not None and self.params.ngram_score == "bm25":
                 # ranked by the fused score, graded on BM25's own (scaled by business and aspect like it)
-                s = s * plain.get(i, 0.0) / fused[i] if fused[i] else 0.0
-            out.append(Scored(self.entries[i], s, coverage, fit[i], sims.get(i, 0.0), ranked_by))
+                s = s * plain.get(i, 0.0) / fused[i] if fused.get(i) else 0.0
+            nb = posterior.get(self.entries[i].id, 0.0) if posterior else 0.0
+            out.append(Scored(self.entries[i], s, coverage, fit.get(i, 0.0), sims.get(i, 0.0), ranked_by, nb,
+                              base_rank.get(i, limit + TIE_POOL)))
         return out
+
+    def _second_opinion(self, ranked: list[tuple[int, float, float]], best: dict[int, float], weight: dict[str, float],
+                        total: float, posterior: dict, businesses: frozenset[str]) -> list[tuple[int, float, float]]:
+        """The ranking's best few and the classifier's best three (of the businesses named), ordered by
+        nb_mix * (score / the best score) + (1 - nb_mix) * log(posterior) / 10."""
+        pool = {i: (s, c) for i, s, c in ranked}
+        for eid, _ in sorted(((k, v) for k, v in posterior.items() if k != OUT_OF_SCOPE), key=lambda kv: -kv[1])[:3]:
+            i = self._position[eid]
+            if i in pool or (businesses and not (self.entries[i].of(businesses) or self.entries[i].business == GENERAL)):
+                continue
+            covered = sum(w for t, w in weight.items() if t in self._entry_terms[i])
+            pool[i] = (best.get(i, 0.0), covered / total)
+        top = max((s for s, _ in pool.values()), default=0.0) or 1.0
+        mix = self.params.nb_mix
+
+        def combined(i: int) -> float:
+            return mix * pool[i][0] / top + (1 - mix) * math.log(posterior.get(self.entries[i].id, 0.0) + 1e-6) / 10
+
+        return [(i, pool[i][0], pool[i][1]) for i in sorted(pool, key=lambda i: (-combined(i), i))]
 
     def match(self, text: str) -> Match:
         prepared = self.analyzer.prepare(text)
@@ -857,10 +952,12 @@ class FaqIndex:
             tokens = ["在线验证码" if t == "验证码" else t for t in tokens]
         businesses = self.topics.businesses_of(tokens)
         aspects = self.topics.aspects_of(prepared)
-        ranked = self.rank(tokens, businesses=businesses, aspects=aspects)
+        posterior, tempered = self.nb.posteriors(nb_features(prepared, tokens)) if tokens else (None, None)
+        ranked = self.rank(tokens, businesses=businesses, aspects=aspects, posterior=posterior)
         unknown = tuple(t for t in dict.fromkeys(tokens) if t not in self.idf)
         return grade(Match(kind=NONE, text=text, course=course, ranked=tuple(ranked), tokens=tuple(tokens),
-                           businesses=businesses, aspects=aspects, unknown=unknown),
+                           businesses=businesses, aspects=aspects, unknown=unknown, posterior=posterior,
+                           tempered=tempered),
                      self.params.thresholds, self.topics, self.confidence)
 
     def warm(self) -> None:
@@ -963,34 +1060,40 @@ def rules_of(m: Match, th: Thresholds) -> Rules:
     return Rules(single_word_topic, exact, clear, slot, named, lead, fits)
 
 
-def model_answers(m: Match, th: Thresholds, refers: Callable[[Optional[str]], bool],
-                  model: Optional[ConfidenceModel], rules: Optional[Rules] = None) -> bool:
-    """Whether the learned model (confidence.py) answers a ranking no rule is confident of with its best
-    entry. It only ever turns a suggestion list (or "not sure") into an answer: a ranking led by a
-    referral entry or an out-of-scope business, a question asking a fact the entry does not state, one
-    naming only out-of-scope businesses, and a request for an entry's action (which would start a
-    flow) stay with the rules."""
-    if model is None:
+def _model_decides(m: Match, refers: Callable[[Optional[str]], bool], model: Optional[ConfidenceModel]) -> bool:
+    """Whether the learned model (confidence.py) decides a ranking: always with a model, except a request for
+    an entry's action ("我要申请免考" starts a flow on the rules' word, as before the model), and for a
+    ranking led by a referral entry or an out-of-scope business, or a question naming only out-of-scope
+    businesses (the rules refer those on)."""
+    if model is None or not m.ranked:
         return False
     first = m.ranked[0].entry
-    if first.refer or refers(first.business) or unstated_fact(m.text, first):
+    if first.action is not None and not is_question(m.text):
+        return False
+    if first.refer or refers(first.business):
         return False
     if m.businesses and all(refers(b) for b in m.businesses) and not any(b in first.also for b in m.businesses):
         return False
-    if first.action is not None and not is_question(m.text):
+    return True
+
+
+def model_answers(m: Match, th: Thresholds, refers: Callable[[Optional[str]], bool],
+                  model: Optional[ConfidenceModel], rules: Optional[Rules] = None) -> bool:
+    """Whether the learned model answers a ranking it decides (_model_decides) with its best entry. A question
+    asking a fact the entry does not state is never answered."""
+    if not _model_decides(m, refers, model) or unstated_fact(m.text, m.ranked[0].entry):
         return False
     rules = rules if rules is not None else rules_of(m, th)
-    if rules.any:
-        return False
     return model.confident(lambda: feature_values(m, rules, refers))
 
 
 def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None,
           model: Optional[ConfidenceModel] = None) -> Match:
     """The confidence class of a ranking: answer (clear winner), refer (a clear winner outside the
-    manuals' scope), suggest (up to three) or none. The hand-written rules decide; with a model
-    (confidence.yaml), a ranking no rule is confident of may still be answered (model_answers,
-    docs/faq.md "Confidence model")."""
+    manuals' scope), suggest (up to three) or none. With a model (confidence.yaml) the model decides
+    whether the best entry is worth answering with (model_answers; the hand-written rules are among its
+    features); a question equal to a phrasing is answered whatever the model says, and where the model
+    does not decide (_model_decides) the rules do (docs/faq.md "Confidence model")."""
     ranked = m.ranked
     base = replace(m, kind=NONE, entry=None, suggestions=())
     refers = topics.refers if topics is not None else (lambda b: False)
@@ -1010,9 +1113,11 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None,
     # 安排表 and 网上报名提示 are published in 站内消息 (操作手册 七), so "考试日程在哪看" is answered.
     also_named = any(b in first.entry.also for b in m.businesses)
     rules = rules_of(m, th)
-    if not rules.any and model_answers(m, th, refers, model, rules):
-        return replace(base, kind=ANSWER, entry=first.entry)
-    if rules.any:
+    if rules.exact or not _model_decides(m, refers, model) or unstated_fact(m.text, first.entry):
+        sure = rules.any
+    else:
+        sure = model_answers(m, th, refers, model, rules)
+    if sure:
         if first.entry.refer or refers(first.entry.business):
             return replace(base, kind=REFER, entry=first.entry)
         if unstated_fact(m.text, first.entry):

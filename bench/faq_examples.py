@@ -1,0 +1,106 @@
+"""Write dialogs/faq/examples.yaml: the development sets' questions, each under the entry it is about, for the
+FAQ's second opinion (dialogs/faq/classifier.py, docs/faq.md "Examples and the second opinion").
+
+    .venv/bin/python -m bench.faq_examples            # rewrite examples.yaml
+    .venv/bin/python -m bench.faq_examples --check    # exit 1 when examples.yaml is not what it would write
+
+A question labelled with an entry id (dev, eval) keeps its label; `none` becomes out_of_scope and an
+`ambiguous` one is left out. A question graded by facts (seen, seen2, probe5, train6a-g) goes under the entry
+whose reply states the facts, the best-ranked one when several do (ranked without the second opinion);
+an out-of-scope one under out_of_scope; one no entry answers is left out and listed (a gap in kb.yaml).
+heldout.yaml and the validation sets (fresh6, fresh7) are never read. Refit the confidence model after
+(`python -m bench.faq_calibrate`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+from dialogs.faq.classifier import OUT_OF_SCOPE
+from dialogs.faq.evaluate import (
+    EXAMPLE_SOURCES, FACT_SETS, SETS, _says, load_cases, load_fact_cases, reply_text,
+)
+from dialogs.faq.index import ANSWER, FaqFiles, FaqIndex, PACKAGE_DIR
+
+HEADER = """\
+# Labelled candidate questions for the FAQ's second opinion (dialogs/faq/classifier.py, docs/faq.md
+# "Examples and the second opinion"). Written by `python -m bench.faq_examples` from the development sets
+# (never from heldout.yaml or the validation sets); staff may add a source of their own, e.g.
+#   office:
+#     exemption-apply:
+#     - 免考在手机上怎么弄
+# An entry id that kb.yaml no longer has is refused when the knowledge base loads.
+"""
+
+
+def label_all(index: FaqIndex) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
+    """{source: {entry id or out_of_scope: [questions]}} and the questions no entry answers."""
+    out: dict[str, dict[str, list[str]]] = {}
+    gaps: list[str] = []
+    seen: set[str] = set()
+    order = {e.id: n for n, e in enumerate(index.entries)}
+
+    def add(source: str, label: str, text: str) -> None:
+        if text in seen:
+            return
+        seen.add(text)
+        out.setdefault(source, {}).setdefault(label, []).append(text)
+
+    for source in EXAMPLE_SOURCES:
+        if source in FACT_SETS:
+            for c in load_fact_cases(FACT_SETS[source]):
+                if c.out_of_scope:
+                    add(source, "out_of_scope", c.text)
+                    continue
+                m = index.match(c.text)
+                gold = {e.id for e in index.entries if _says(reply_text(replace(m, kind=ANSWER, entry=e)), c.expect)}
+                if not gold:
+                    gaps.append(f"{source}: {c.text}")
+                    continue
+                ranked = [s.entry.id for s in index.rank(list(m.tokens), limit=len(index.entries),
+                                                           businesses=m.businesses, aspects=m.aspects)]
+                first = next((i for i in ranked if i in gold), None) or min(gold, key=order.get)
+                add(source, first, c.text)
+        else:
+            for c in load_cases(SETS[source], index):
+                if c.ambiguous:
+                    continue
+                add(source, c.label or "out_of_scope", c.text)
+    for source, labels in out.items():
+        out[source] = dict(sorted(labels.items(), key=lambda kv: (kv[0] == "out_of_scope", order.get(kv[0], 0))))
+    return out, gaps
+
+
+def render(sources: dict[str, dict[str, list[str]]]) -> str:
+    body = yaml.safe_dump({"version": 1, "sources": sources}, allow_unicode=True, sort_keys=False, width=200)
+    return HEADER + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.faq_examples", description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(PACKAGE_DIR / "examples.yaml"))
+    p.add_argument("--check", action="store_true", help="exit 1 when the file differs from what would be written")
+    p.add_argument("--gaps", action="store_true", help="list the questions no entry answers")
+    args = p.parse_args(argv)
+    # Labels come from the phrasings alone: the examples being written must not label themselves.
+    index = FaqIndex.load(replace(FaqFiles(), examples=None))
+    sources, gaps = label_all(index)
+    text = render(sources)
+    n = sum(len(v) for labels in sources.values() for v in labels.values())
+    if args.gaps:
+        print("\n".join(gaps))
+    if args.check:
+        same = Path(args.out).exists() and Path(args.out).read_text(encoding="utf-8") == text
+        print(f"{args.out}: {'up to date' if same else 'STALE: run python -m bench.faq_examples'}")
+        return 0 if same else 1
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}: {n} questions from {len(sources)} sets; {len(gaps)} answered by no entry (--gaps)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
