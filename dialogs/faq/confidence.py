@@ -66,6 +66,9 @@ FEATURES: tuple[str, ...] = (
     "nbt_p",           # the classifier's tempered posterior for the best entry (NaiveBayes.posteriors)
     "nbt_margin",      # ... minus the highest tempered posterior of any other entry
     "nbt_oos",         # the tempered posterior for "out of scope"
+    "told",            # share of the question's weight found in the best entry's phrasings or answer
+    "lacks",           # the heaviest question word in neither, as a share of the largest idf ("审定费能用支付宝付吗")
+    "outside",         # the two-class second opinion's (tempered) probability that the question is out of scope
 )
 
 ASKS_NUMBER = re.compile(r"多少|多久|多长|几")
@@ -143,6 +146,9 @@ def _second_opinion(m, rules) -> dict[str, float]:
         "nbt_p": calm.get(first.entry.id, 0.0),
         "nbt_margin": calm.get(first.entry.id, 0.0) - calm_others,
         "nbt_oos": calm.get(OUT_OF_SCOPE, 0.0),
+        "told": first.told,
+        "lacks": first.lacks,
+        "outside": m.outside or 0.0,
     }
 
 

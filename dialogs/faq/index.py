@@ -106,6 +106,8 @@ class Scored:
     sim: float = 0.0  # character n-gram similarity (ngrams.py) of the question with this entry
     fused: float = 0.0  # the score the list is ranked by (BM25 with the n-grams), before near-tie ordering
     nb: float = 0.0  # the second opinion's posterior for this entry (classifier.py)
+    told: float = 0.0  # share of the question's weight found in the entry's phrasings or its answer
+    lacks: float = 0.0  # the heaviest question word in neither, as a share of the largest idf ("支付宝")
     base_rank: int = 0  # where BM25 with the n-grams alone ranked it (0: first), before the second opinion
 
 
@@ -125,6 +127,7 @@ class Match:
     unknown: tuple[str, ...] = ()  # its words the knowledge base never uses ("退" in "怎么退考")
     posterior: Optional[dict] = None  # the second opinion (classifier.py): entry id (or OUT_OF_SCOPE) -> probability
     tempered: Optional[dict] = None  # ... its softer reading (NaiveBayes.posteriors)
+    outside: Optional[float] = None  # the two-class second opinion: how likely the question is out of scope
 
     @property
     def action(self) -> Optional[str]:
@@ -759,10 +762,15 @@ class FaqIndex:
         self._doc_mass = [sum(self.idf[t] for t in tf) for _, tf, _ in self._docs]
         self._ngrams = NgramIndex(phrasing_tokens, n, orders=params.ngram_orders, cross=params.ngram_cross,
                                   union_weight=params.ngram_union_weight) if params.ngram_weight else None
+        # The words each entry's answer says (with its phrasings: what a question may ask of it).
+        self._told = [frozenset(analyzer.tokens(e.answer)) for e in entries]
         # The second opinion (classifier.py): every phrasing and every example, one bag of features each.
         bags = [self._bag(q) for e in entries for q in e.questions] + [self._bag(x.text) for x in self.examples]
         labels = [e.id for e in entries for q in e.questions] + [x.label for x in self.examples]
         self.nb = NaiveBayes(bags, labels, params.nb_alpha)
+        # ... and a two-class one: in the knowledge base's scope or not (the many-class model's out-of-scope
+        # class is one among 140; asked alone the question is clearer).
+        self.scope = NaiveBayes(bags, ["out" if lab == OUT_OF_SCOPE else "in" for lab in labels], params.nb_alpha)
 
     def _bag(self, text: str) -> Counter:
         prepared = self.analyzer.prepare(text)
@@ -916,8 +924,11 @@ class FaqIndex:
                 # ranked by the fused score, graded on BM25's own (scaled by business and aspect like it)
                 s = s * plain.get(i, 0.0) / fused[i] if fused.get(i) else 0.0
             nb = posterior.get(self.entries[i].id, 0.0) if posterior else 0.0
+            told = self._told[i]
+            missing = [w for t, w in weight.items() if t not in told and t not in self._entry_terms[i]]
             out.append(Scored(self.entries[i], s, coverage, fit.get(i, 0.0), sims.get(i, 0.0), ranked_by, nb,
-                              base_rank.get(i, limit + TIE_POOL)))
+                              base_rank.get(i, limit + TIE_POOL),
+                              1 - sum(missing) / total, max(missing, default=0.0) / self.max_idf))
         return out
 
     def _second_opinion(self, ranked: list[tuple[int, float, float]], best: dict[int, float], weight: dict[str, float],
@@ -952,12 +963,14 @@ class FaqIndex:
             tokens = ["在线验证码" if t == "验证码" else t for t in tokens]
         businesses = self.topics.businesses_of(tokens)
         aspects = self.topics.aspects_of(prepared)
-        posterior, tempered = self.nb.posteriors(nb_features(prepared, tokens)) if tokens else (None, None)
+        bag = nb_features(prepared, tokens) if tokens else None
+        posterior, tempered = self.nb.posteriors(bag) if bag else (None, None)
+        outside = self.scope.posteriors(bag)[1].get("out", 0.0) if bag else None
         ranked = self.rank(tokens, businesses=businesses, aspects=aspects, posterior=posterior)
         unknown = tuple(t for t in dict.fromkeys(tokens) if t not in self.idf)
         return grade(Match(kind=NONE, text=text, course=course, ranked=tuple(ranked), tokens=tuple(tokens),
                            businesses=businesses, aspects=aspects, unknown=unknown, posterior=posterior,
-                           tempered=tempered),
+                           tempered=tempered, outside=outside),
                      self.params.thresholds, self.topics, self.confidence)
 
     def warm(self) -> None:
