@@ -52,7 +52,7 @@ C = 1.0  # inverse regularisation strength of the logistic regression (features 
 # the split of topics into sibling entries, so a sibling telling the same facts counts as wrong there.
 ID_WEIGHT = 1.0
 # Weight of an out-of-scope question: few beside the in-scope ones, and answering one is the costlier mistake.
-OOS_WEIGHT = 3.0
+OOS_WEIGHT = 1.0
 
 
 class _Always:
@@ -170,6 +170,8 @@ def figures(items: list[Item], decide) -> Figures:
         wrong += w
         oos_answered += o
     oos_n = sum(i.oos for i in items)
+    if not n:  # a set of out-of-scope questions only (oos6a, oos6b)
+        return Figures(0, 0.0, 0.0, 0.0, oos_answered / oos_n if oos_n else 0.0, oos_n)
     return Figures(n, right / n, 1 - (right + wrong) / n, wrong / n, oos_answered / oos_n if oos_n else 0.0, oos_n)
 
 
@@ -205,7 +207,7 @@ def cross_validate(items: list[Item], names: list[str]) -> dict[float, dict[str,
 def pooled(per_set: dict[str, Figures], names) -> Figures:
     """The left-out sets' figures added up (each question counts once, whatever its set's size)."""
     fs = [per_set[n] for n in names]
-    n = sum(f.n for f in fs)
+    n = sum(f.n for f in fs) or 1
     oos_n = sum(f.oos_n for f in fs)
     right = sum(f.right * f.n for f in fs) / n
     wrong = sum(f.wrong * f.n for f in fs) / n

@@ -1,6 +1,7 @@
 """The FAQ's learned confidence model (docs/faq.md "Confidence model"): the shipped coefficients fit the
-code's feature list, the file loads and applies without scikit-learn, the model only ever turns a
-suggestion list into an answer, and a knowledge base edited since the fit is a warning, not a failure."""
+code's feature list, the file loads and applies without scikit-learn, the model decides every ranking but
+exact phrasings and requests for a flow (wave 6), never answers where the reply must refer on, and a
+knowledge base edited since the fit is a warning, not a failure."""
 from __future__ import annotations
 
 import subprocess
@@ -13,7 +14,7 @@ import yaml
 
 from dialogs.faq import ANSWER, SUGGEST, FaqError, FaqFiles, FaqIndex
 from dialogs.faq.confidence import DEFAULT_MODEL, FEATURES, ConfidenceModel, feature_values, parse_model
-from dialogs.faq.index import Scored, grade, parse_confidence, rules_of, unstated_fact
+from dialogs.faq.index import REFER, Scored, grade, parse_confidence, rules_of, unstated_fact
 from dialogs.faq.understand import is_question
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,8 +95,8 @@ def test_without_a_model_file_the_rules_decide(tmp_path, cache_dir):
     assert ix.confidence is None and ix.match("免考要准备什么材料").kind == ANSWER
 
 
-def test_the_model_answers_when_no_rule_fires_and_it_is_sure(index):
-    # A ranking no hand-written rule settles: the model decides, the rules' referrals still apply.
+def test_the_model_decides_every_ranking_but_exact_phrasings(index):
+    # Wave 6: the model decides (the rules are among its features), in both directions.
     base = index.match("免考审核没通过咋办")
     e, other = index.get("exemption-edit"), index.get("exemption-status")
     close = replace(base, businesses=frozenset({"免考"}), aspects=frozenset(),
@@ -112,17 +113,20 @@ def test_the_model_answers_when_no_rule_fires_and_it_is_sure(index):
     # a question equal to a phrasing is answered whatever the model says
     exact = index.match("免考")
     assert rules_of(exact, th).exact and grade(exact, th, index.topics, unsure).kind == ANSWER
-    # a rule that fires answers, however unsure the model: it only ever adds answers
+    # a rule that fires no longer answers on its own: the model may hold it back (its verdict is a feature)
     clear = replace(close, ranked=(Scored(e, 10.0, 0.9, 0.5), Scored(other, 5.0, 0.4, 0.4)))
     assert rules_of(clear, th).any and not rules_of(clear, th).exact
-    assert grade(clear, th, index.topics, unsure).kind == ANSWER
+    assert grade(clear, th, index.topics).kind == ANSWER  # the rules alone
+    assert grade(clear, th, index.topics, unsure).kind == SUGGEST
+    assert feature_values(clear, rules_of(clear, th), index.topics.refers)["rules_any"] == 1.0
 
 
-def test_the_model_leaves_asked_facts_and_requests_to_the_rules(index):
+def test_an_asked_fact_the_entry_does_not_state_is_referred_not_answered(index):
     th = index.params.thresholds
     sure = ConfidenceModel(FEATURES, tuple(0.0 for _ in FEATURES), 5.0, 0.5)
-    # A question asking a count of days the best entry does not state stays a suggestion list (the
-    # rules refer it on only when they are confident themselves).
+    unsure = replace(sure, intercept=-5.0)
+    # A question asking a count of days the best entry does not state: however sure the model is of the
+    # entry, the reply refers on (a referral answers nothing); not sure, it is a suggestion list.
     base = index.match("免考审核要几个工作日")
     e = next(x for x in index.entries if not x.refer and not index.topics.refers(x.business)
              and unstated_fact(base.text, x))
@@ -130,18 +134,26 @@ def test_the_model_leaves_asked_facts_and_requests_to_the_rules(index):
     close = replace(base, businesses=frozenset(), aspects=frozenset(),
                     ranked=(Scored(e, 10.0, 0.5, 0.5), Scored(other, 9.5, 0.5, 0.45)))
     assert not rules_of(close, th).any
-    assert grade(close, th, index.topics, sure).kind == grade(close, th, index.topics).kind == SUGGEST
+    assert grade(close, th, index.topics, sure).kind == REFER
+    assert grade(close, th, index.topics, unsure).kind == SUGGEST
+
+
+def test_a_request_for_a_flow_is_left_to_the_rules(index):
     # A request ("我想…") whose best entry carries an action would start a flow: the model leaves it.
+    th = index.params.thresholds
+    sure = ConfidenceModel(FEATURES, tuple(0.0 for _ in FEATURES), 5.0, 0.5)
+    base = index.match("免考审核要几个工作日")
     act = next(x for x in index.entries if x.action and not x.refer)
+    other = next(x for x in index.entries if x is not act and not x.refer)
     req = replace(base, text="我想弄一下那个", businesses=frozenset(), aspects=frozenset(),
                   ranked=(Scored(act, 10.0, 0.5, 0.5), Scored(other, 9.5, 0.5, 0.45)))
     assert not is_question(req.text) and not rules_of(req, th).any
     assert grade(req, th, index.topics, sure).kind == SUGGEST
 
 
-def test_the_model_leaves_referrals_to_the_rules(index):
-    # A ranking led by a referral entry (成绩复核) that no rule settles stays a suggestion list, however
-    # sure the model is: a confident referral would replace the list, and no set tells a wrong one.
+def test_a_sure_ranking_led_by_a_referral_entry_is_referred(index):
+    # A ranking led by a referral entry (成绩复核): sure, the referral; not sure, the suggestion list.
+    # Never an answer, however sure the model is.
     base = index.match("成绩复核怎么申请")
     review, other = index.get("score-recheck"), index.get("score-course")
     assert review.refer
@@ -150,7 +162,9 @@ def test_the_model_leaves_referrals_to_the_rules(index):
     th = index.params.thresholds
     assert not rules_of(close, th).any
     sure = ConfidenceModel(FEATURES, tuple(0.0 for _ in FEATURES), 5.0, 0.5)
-    assert grade(close, th, index.topics, sure).kind == SUGGEST
+    unsure = replace(sure, intercept=-5.0)
+    assert (grade(close, th, index.topics, sure).kind, grade(close, th, index.topics, sure).entry) == (REFER, review)
+    assert grade(close, th, index.topics, unsure).kind == SUGGEST
 
 
 def test_the_probability_is_the_logistic_of_the_weighted_sum():

@@ -69,6 +69,8 @@ FEATURES: tuple[str, ...] = (
     "told",            # share of the question's weight found in the best entry's phrasings or answer
     "lacks",           # the heaviest question word in neither, as a share of the largest idf ("审定费能用支付宝付吗")
     "outside",         # the two-class second opinion's (tempered) probability that the question is out of scope
+    "all_told",        # every question word is in the best entry's phrasings or answer
+    "base_rank",       # where the ranking without the second opinion put the best entry (0: first; capped at 5)
 )
 
 ASKS_NUMBER = re.compile(r"多少|多久|多长|几")
@@ -149,6 +151,8 @@ def _second_opinion(m, rules) -> dict[str, float]:
         "told": first.told,
         "lacks": first.lacks,
         "outside": m.outside or 0.0,
+        "all_told": float(first.lacks == 0),
+        "base_rank": float(min(first.base_rank, 5)),
     }
 
 

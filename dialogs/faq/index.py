@@ -246,7 +246,12 @@ class FaqFiles:
 
     @classmethod
     def with_kb(cls, kb: str | os.PathLike | None) -> "FaqFiles":
-        return cls() if kb is None else cls(kb=Path(kb))
+        """The package's files with another knowledge base; its examples are the examples.yaml beside it (none
+        when there is none: the package's examples name the package's entries)."""
+        if kb is None:
+            return cls()
+        beside = Path(kb).with_name("examples.yaml")
+        return cls(kb=Path(kb), examples=beside if beside.exists() else None)
 
     def all(self) -> tuple[Path, ...]:
         return tuple(p for p in (self.kb, self.synonyms, self.userdict, self.stopwords, self.courses, self.topics,
@@ -684,6 +689,14 @@ class Analyzer:
     def tokens(self, text: str) -> list[str]:
         return self.analyze(text)[0]
 
+    def masked(self, prepared: str) -> str:
+        """A prepared text without its courses and entities (numbers, years, ID numbers ...), which its tokens
+        name as placeholders (@course, @foreign_course ...): what the second opinion reads as characters, so
+        that "马原能免考吗" does not read like "英语二能免考吗"."""
+        if self._course_re is not None:
+            prepared = self._course_re.sub(" ", prepared)
+        return _ENTITY.sub(" ", prepared)
+
 
 # ---------------------------------------------------------------------------------- ranking
 
@@ -735,10 +748,12 @@ class FaqIndex:
                 for t in tf:
                     union[t] = max(union[t], tf[t])
             self._entry_terms.append(union)
-        for x in self.examples:
-            if x.label != OUT_OF_SCOPE and x.label not in self.by_id:
-                errors.append(f"{files.examples if files else 'examples'}: {x.source}/{x.label}: no such entry "
-                              f"(question {x.text!r}); move it under an existing entry or delete it")
+        # Examples of an entry kb.yaml no longer has are left out (a warning, not an error: deleting an entry
+        # must not need an edit of examples.yaml; `python -m bench.faq_examples` rewrites it).
+        orphans = sorted({x.label for x in self.examples if x.label != OUT_OF_SCOPE and x.label not in self.by_id})
+        if orphans:
+            log.warning("FAQ: examples.yaml names entries kb.yaml does not have (left out): %s", ", ".join(orphans))
+            self.examples = tuple(x for x in self.examples if x.label == OUT_OF_SCOPE or x.label in self.by_id)
         if errors:
             raise FaqError(errors)
         n = len(entries)
@@ -774,7 +789,7 @@ class FaqIndex:
 
     def _bag(self, text: str) -> Counter:
         prepared = self.analyzer.prepare(text)
-        return nb_features(prepared, self.analyzer.analyze(prepared, prepared=True)[0])
+        return nb_features(self.analyzer.masked(prepared), self.analyzer.analyze(prepared, prepared=True)[0])
 
     @classmethod
     def load(cls, files: FaqFiles | None = None, *, cache_dir: str | None = None,
@@ -926,9 +941,9 @@ class FaqIndex:
             nb = posterior.get(self.entries[i].id, 0.0) if posterior else 0.0
             told = self._told[i]
             missing = [w for t, w in weight.items() if t not in told and t not in self._entry_terms[i]]
-            out.append(Scored(self.entries[i], s, coverage, fit.get(i, 0.0), sims.get(i, 0.0), ranked_by, nb,
-                              base_rank.get(i, limit + TIE_POOL),
-                              1 - sum(missing) / total, max(missing, default=0.0) / self.max_idf))
+            out.append(Scored(self.entries[i], s, coverage, fit.get(i, 0.0), sims.get(i, 0.0), ranked_by, nb=nb,
+                              base_rank=base_rank.get(i, limit + TIE_POOL), told=1 - sum(missing) / total,
+                              lacks=max(missing, default=0.0) / self.max_idf))
         return out
 
     def _second_opinion(self, ranked: list[tuple[int, float, float]], best: dict[int, float], weight: dict[str, float],
@@ -963,7 +978,7 @@ class FaqIndex:
             tokens = ["在线验证码" if t == "验证码" else t for t in tokens]
         businesses = self.topics.businesses_of(tokens)
         aspects = self.topics.aspects_of(prepared)
-        bag = nb_features(prepared, tokens) if tokens else None
+        bag = nb_features(self.analyzer.masked(prepared), tokens) if tokens else None
         posterior, tempered = self.nb.posteriors(bag) if bag else (None, None)
         outside = self.scope.posteriors(bag)[1].get("out", 0.0) if bag else None
         ranked = self.rank(tokens, businesses=businesses, aspects=aspects, posterior=posterior)
@@ -1073,28 +1088,28 @@ def rules_of(m: Match, th: Thresholds) -> Rules:
     return Rules(single_word_topic, exact, clear, slot, named, lead, fits)
 
 
-def _model_decides(m: Match, refers: Callable[[Optional[str]], bool], model: Optional[ConfidenceModel]) -> bool:
+def _model_decides(m: Match, model: Optional[ConfidenceModel]) -> bool:
     """Whether the learned model (confidence.py) decides a ranking: always with a model, except a request for
-    an entry's action ("我要申请免考" starts a flow on the rules' word, as before the model), and for a
-    ranking led by a referral entry or an out-of-scope business, or a question naming only out-of-scope
-    businesses (the rules refer those on)."""
+    an entry's action ("我要申请免考" starts a flow on the rules' word, as before the model)."""
     if model is None or not m.ranked:
         return False
+    return not (m.ranked[0].entry.action is not None and not is_question(m.text))
+
+
+def _refers(m: Match, refers: Callable[[Optional[str]], bool]) -> bool:
+    """A sure ranking of this question is referred on, not answered: its best entry is a referral or of an
+    out-of-scope business, it asks a fact the entry does not state (a count of days, an invoice), or it
+    names only out-of-scope businesses (and the entry does not list them under `also`)."""
     first = m.ranked[0].entry
-    if first.action is not None and not is_question(m.text):
-        return False
-    if first.refer or refers(first.business):
-        return False
-    if m.businesses and all(refers(b) for b in m.businesses) and not any(b in first.also for b in m.businesses):
-        return False
-    return True
+    named_only_out_of_scope = bool(m.businesses) and all(refers(b) for b in m.businesses)
+    return (first.refer or refers(first.business) or unstated_fact(m.text, first)
+            or (named_only_out_of_scope and not any(b in first.also for b in m.businesses)))
 
 
 def model_answers(m: Match, th: Thresholds, refers: Callable[[Optional[str]], bool],
                   model: Optional[ConfidenceModel], rules: Optional[Rules] = None) -> bool:
-    """Whether the learned model answers a ranking it decides (_model_decides) with its best entry. A question
-    asking a fact the entry does not state is never answered."""
-    if not _model_decides(m, refers, model) or unstated_fact(m.text, m.ranked[0].entry):
+    """Whether the learned model is sure of a ranking it decides (_model_decides)."""
+    if not _model_decides(m, model):
         return False
     rules = rules if rules is not None else rules_of(m, th)
     return model.confident(lambda: feature_values(m, rules, refers))
@@ -1105,8 +1120,9 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None,
     """The confidence class of a ranking: answer (clear winner), refer (a clear winner outside the
     manuals' scope), suggest (up to three) or none. With a model (confidence.yaml) the model decides
     whether the best entry is worth answering with (model_answers; the hand-written rules are among its
-    features); a question equal to a phrasing is answered whatever the model says, and where the model
-    does not decide (_model_decides) the rules do (docs/faq.md "Confidence model")."""
+    features); a question equal to a phrasing, and a request for an entry's action, are left to the rules.
+    A referral is safe (it answers nothing): a ranking the rules or the model is sure of is referred on
+    (docs/faq.md "Confidence model")."""
     ranked = m.ranked
     base = replace(m, kind=NONE, entry=None, suggestions=())
     refers = topics.refers if topics is not None else (lambda b: False)
@@ -1118,7 +1134,7 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None,
             # "报名费多少钱": nothing in the knowledge base, but clearly outside the manuals: refer on.
             first = ranked[0].entry if ranked and refers(ranked[0].entry.business) else None
             return replace(base, kind=REFER, entry=first)
-        if ranked and model_answers(m, th, refers, model):
+        if ranked and not _refers(m, refers) and model_answers(m, th, refers, model):
             return replace(base, kind=ANSWER, entry=ranked[0].entry)
         return base
     first = ranked[0]
@@ -1126,8 +1142,11 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None,
     # 安排表 and 网上报名提示 are published in 站内消息 (操作手册 七), so "考试日程在哪看" is answered.
     also_named = any(b in first.entry.also for b in m.businesses)
     rules = rules_of(m, th)
-    if rules.exact or not _model_decides(m, refers, model) or unstated_fact(m.text, first.entry):
+    referred = _refers(m, refers)
+    if rules.exact or not _model_decides(m, model):
         sure = rules.any
+    elif referred:
+        sure = rules.any or model_answers(m, th, refers, model, rules)
     else:
         sure = model_answers(m, th, refers, model, rules)
     if sure:
