@@ -7,7 +7,8 @@ FAQ's second opinion (dialogs/faq/classifier.py, docs/faq.md "Examples and the s
 A question labelled with an entry id (dev, eval) keeps its label; `none` becomes out_of_scope and an
 `ambiguous` one is left out. A question graded by facts (seen, seen2, probe5, train6a-g) goes under the entry
 whose reply states the facts, the best-ranked one when several do (ranked without the second opinion);
-an out-of-scope one under out_of_scope; one no entry answers is left out and listed (a gap in kb.yaml).
+an out-of-scope one under the referral entry the phrasings refer it to (教材购买 ...), else under out_of_scope;
+one no entry answers is left out and listed (a gap in kb.yaml).
 heldout.yaml and the validation sets (fresh6, fresh7) are never read. Refit the confidence model after
 (`python -m bench.faq_calibrate`).
 """
@@ -24,7 +25,7 @@ from dialogs.faq.classifier import OUT_OF_SCOPE
 from dialogs.faq.evaluate import (
     EXAMPLE_SOURCES, FACT_SETS, SETS, _says, load_cases, load_fact_cases, reply_text,
 )
-from dialogs.faq.index import ANSWER, FaqFiles, FaqIndex, PACKAGE_DIR
+from dialogs.faq.index import ANSWER, REFER, FaqFiles, FaqIndex, PACKAGE_DIR
 
 HEADER = """\
 # Labelled candidate questions for the FAQ's second opinion (dialogs/faq/classifier.py, docs/faq.md
@@ -53,10 +54,13 @@ def label_all(index: FaqIndex) -> tuple[dict[str, dict[str, list[str]]], list[st
     for source in EXAMPLE_SOURCES:
         if source in FACT_SETS:
             for c in load_fact_cases(FACT_SETS[source]):
-                if c.out_of_scope:
-                    add(source, "out_of_scope", c.text)
-                    continue
                 m = index.match(c.text)
+                if c.out_of_scope:
+                    # The knowledge base's referral entries (教材购买, 成绩复核 ...) exist for such questions: one
+                    # the phrasings refer on to a referral entry teaches that entry; the rest, out of scope.
+                    referral = m.kind == REFER and m.entry is not None and m.entry.refer
+                    add(source, m.entry.id if referral else "out_of_scope", c.text)
+                    continue
                 gold = {e.id for e in index.entries if _says(reply_text(replace(m, kind=ANSWER, entry=e)), c.expect)}
                 if not gold:
                     gaps.append(f"{source}: {c.text}")

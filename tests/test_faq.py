@@ -340,12 +340,15 @@ def test_seen2_set_figures_stay_above_the_measured_floor(index):
     assert top1 >= 0.95, report.format_top1_misses()  # wave 4: 90.9 %, wave 5: 97.8 %
 
 
-def test_fact_set_script_prints_the_top1_share(cache_dir, capsys):
+def test_fact_set_script_prints_the_top1_share(cache_dir, capsys, tmp_path):
     assert faq_eval.main(["--set", "seen", "--cache-dir", cache_dir, "--top1"]) == 0
     out = capsys.readouterr().out
     assert "top-1 says the facts" in out and "not sure, top-1 ok" in out
-    assert faq_eval.main(["--set", "seen", "--cache-dir", cache_dir, "--top1", "--misses"]) == 0
-    assert "want:" in capsys.readouterr().out
+    # a question no reply can satisfy is listed among the top-1 misses with what it wanted
+    path = tmp_path / "miss.yaml"
+    path.write_text("questions:\n- q: 怎么修改密码\n  expect:\n  - [这句话不在任何回答里]\n", encoding="utf-8")
+    assert faq_eval.main(["--set", str(path), "--cache-dir", cache_dir, "--top1", "--misses"]) == 0
+    assert "want: 这句话不在任何回答里" in capsys.readouterr().out
 
 
 def test_fact_set_script_prints_the_four_figures(cache_dir, capsys, tmp_path):

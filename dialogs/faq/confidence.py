@@ -131,13 +131,14 @@ def _second_opinion(m, rules) -> dict[str, float]:
     top_fused = max((s.fused for s in m.ranked), default=0.0)
     calm = m.tempered or {}
     calm_others = max((p for k, p in calm.items() if k not in (OUT_OF_SCOPE, first.entry.id)), default=0.0)
+    mine = post.get(first.entry.id, 0.0)
     return {
-        "nb_p": first.nb,
-        "nb_log": math.log(first.nb + 1e-6) / 10,
-        "nb_margin": first.nb - others,
+        "nb_p": mine,
+        "nb_log": math.log(mine + 1e-6) / 10,
+        "nb_margin": mine - others,
         "nb_oos": post.get(OUT_OF_SCOPE, 0.0),
         "agree_base": float(first.base_rank == 0),
-        "agree_nb": float(bool(post) and first.nb >= others),
+        "agree_nb": float(bool(post) and mine >= others),
         "base_ratio": first.fused / top_fused if top_fused > 0 else 0.0,
         "rules_any": float(rules.any),
         "rule_clear": float(rules.clear),

@@ -105,7 +105,7 @@ class Scored:
     # Read by the confidence model only (confidence.py); the ranking does not depend on them.
     sim: float = 0.0  # character n-gram similarity (ngrams.py) of the question with this entry
     fused: float = 0.0  # the score the list is ranked by (BM25 with the n-grams), before near-tie ordering
-    nb: float = 0.0  # the second opinion's posterior for this entry (classifier.py)
+    nb: float = 0.0  # the second opinion's (tempered) posterior for this entry (classifier.py)
     told: float = 0.0  # share of the question's weight found in the entry's phrasings or its answer
     lacks: float = 0.0  # the heaviest question word in neither, as a share of the largest idf ("支付宝")
     base_rank: int = 0  # where BM25 with the n-grams alone ranked it (0: first), before the second opinion
@@ -981,7 +981,9 @@ class FaqIndex:
         bag = nb_features(self.analyzer.masked(prepared), tokens) if tokens else None
         posterior, tempered = self.nb.posteriors(bag) if bag else (None, None)
         outside = self.scope.posteriors(bag)[1].get("out", 0.0) if bag else None
-        ranked = self.rank(tokens, businesses=businesses, aspects=aspects, posterior=posterior)
+        # The list is reordered by the tempered posterior: the plain one is nearly always 0 or 1, and would let
+        # the classifier alone overrule a clear ranking (best of both on the training and validation sets).
+        ranked = self.rank(tokens, businesses=businesses, aspects=aspects, posterior=tempered)
         unknown = tuple(t for t in dict.fromkeys(tokens) if t not in self.idf)
         return grade(Match(kind=NONE, text=text, course=course, ranked=tuple(ranked), tokens=tuple(tokens),
                            businesses=businesses, aspects=aspects, unknown=unknown, posterior=posterior,
@@ -1161,6 +1163,10 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None,
         return replace(base, kind=ANSWER, entry=first.entry)
     if named_only_out_of_scope and not also_named:
         return replace(base, kind=REFER, entry=first.entry if refers(first.entry.business) else None)
+    if unstated_fact(m.text, first.entry):
+        # "申请学位审核一般要几天": no entry states review times; sure of the topic or not, the honest reply
+        # is the general referral, not a list of entries that do not say it either.
+        return replace(base, kind=REFER, entry=None)
     picks = tuple(s.entry for s in ranked[:3] if s.score >= th.suggest_floor * first.score)
     return replace(base, kind=SUGGEST, suggestions=picks)
 
