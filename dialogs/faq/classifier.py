@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from collections import Counter, defaultdict
 from typing import Iterable, Mapping, Sequence
 
@@ -66,12 +67,24 @@ class NaiveBayes:
         # log P(feature | class) for seen (feature, class) pairs, as one row per feature; an unseen pair
         # takes the class's floor.
         self._floor = [math.log(alpha / (sum(totals[c].values()) + alpha * v)) for c in self.classes]
-        rows: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        rows: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for k, c in enumerate(self.classes):
             denom = sum(totals[c].values()) + alpha * v
             for f, n in totals[c].items():
-                rows[f].append((k, math.log((n + alpha) / denom) - self._floor[k]))
-        self._rows = dict(rows)
+                ks, lifts = rows[f]
+                ks.append(k)
+                lifts.append(math.log((n + alpha) / denom) - self._floor[k])
+        # One packed row per feature (compressed sparse rows): a few MB, where a dict of lists of tuples took
+        # tens (the index lives in every process).
+        self._row: dict[str, int] = {}
+        self._start = array("I", [0])
+        self._class = array("H")
+        self._lift = array("f")
+        for f, (ks, lifts) in rows.items():
+            self._row[f] = len(self._start) - 1
+            self._class.extend(ks)
+            self._lift.extend(lifts)
+            self._start.append(len(self._class))
 
     def posteriors(self, bag: Mapping[str, int]) -> tuple[dict[str, float], dict[str, float]]:
         """P(class | question) for every class (features never seen in training are ignored), plain and
@@ -80,13 +93,14 @@ class NaiveBayes:
         root of the number of known features, a softer one the confidence model reads beside the plain."""
         scores = [0.0] * len(self.classes)
         known = 0
+        start, classes, lifts = self._start, self._class, self._lift
         for f, n in bag.items():
-            row = self._rows.get(f)
-            if row is None:
+            r = self._row.get(f)
+            if r is None:
                 continue
             known += n
-            for k, lift in row:
-                scores[k] += n * lift
+            for j in range(start[r], start[r + 1]):
+                scores[classes[j]] += n * lifts[j]
         if not known:
             u = {c: 1 / len(self.classes) for c in self.classes}
             return u, u
