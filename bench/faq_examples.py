@@ -9,7 +9,8 @@ A question labelled with an entry id (dev, eval) keeps its label; `none` becomes
 whose reply states the facts, the best-ranked one when several do (ranked without the second opinion);
 an out-of-scope one under the referral entry the phrasings refer it to (教材购买 ...), else under out_of_scope;
 one no entry answers is left out and listed (a gap in kb.yaml).
-heldout.yaml and the validation sets (fresh6, fresh7) are never read. Refit the confidence model after
+A question the held-out or validation sets also ask (the same short text, written independently) is left out:
+of those sets only the question texts are read, for that. Refit the confidence model after
 (`python -m bench.faq_calibrate`).
 """
 from __future__ import annotations
@@ -23,9 +24,9 @@ import yaml
 
 from dialogs.faq.classifier import OUT_OF_SCOPE
 from dialogs.faq.evaluate import (
-    EXAMPLE_SOURCES, FACT_SETS, SETS, _says, load_cases, load_fact_cases, reply_text,
+    EXAMPLE_SOURCES, FACT_SETS, HELDOUT, SETS, VALIDATION_SETS, _says, load_cases, load_fact_cases, reply_text,
 )
-from dialogs.faq.index import ANSWER, REFER, FaqFiles, FaqIndex, PACKAGE_DIR
+from dialogs.faq.index import ANSWER, REFER, FaqFiles, FaqIndex, PACKAGE_DIR, normalize
 
 HEADER = """\
 # Labelled candidate questions for the FAQ's second opinion (dialogs/faq/classifier.py, docs/faq.md
@@ -38,17 +39,37 @@ HEADER = """\
 """
 
 
-def label_all(index: FaqIndex) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
-    """{source: {entry id or out_of_scope: [questions]}} and the questions no entry answers."""
+def held_apart() -> set[str]:
+    """The (normalised) texts of the held-out and validation sets: a development set may hold the same short
+    question ("初始密码是多少", written independently); it is left out of the examples, so that what the
+    service learned never includes a question it is measured on. Only the texts are read, never what they
+    expect."""
+    texts: set[str] = set()
+    for path in [HELDOUT] + [FACT_SETS[name] for name in VALIDATION_SETS]:
+        if path.exists():
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            texts |= {normalize(str(q.get("q", ""))) for q in data.get("questions") or [] if isinstance(q, dict)}
+    return texts
+
+
+def label_all(index: FaqIndex) -> tuple[dict[str, dict[str, list[str]]], list[str], int]:
+    """{source: {entry id or out_of_scope: [questions]}}, the questions no entry answers, and how many were
+    left out because a held-out or validation set asks the same."""
     out: dict[str, dict[str, list[str]]] = {}
     gaps: list[str] = []
     seen: set[str] = set()
+    apart = held_apart()
+    dropped = 0
     order = {e.id: n for n, e in enumerate(index.entries)}
 
     def add(source: str, label: str, text: str) -> None:
+        nonlocal dropped
         if text in seen:
             return
         seen.add(text)
+        if normalize(text) in apart:
+            dropped += 1
+            return
         out.setdefault(source, {}).setdefault(label, []).append(text)
 
     for source in EXAMPLE_SOURCES:
@@ -76,7 +97,7 @@ def label_all(index: FaqIndex) -> tuple[dict[str, dict[str, list[str]]], list[st
                 add(source, c.label or "out_of_scope", c.text)
     for source, labels in out.items():
         out[source] = dict(sorted(labels.items(), key=lambda kv: (kv[0] == "out_of_scope", order.get(kv[0], 0))))
-    return out, gaps
+    return out, gaps, dropped
 
 
 def render(sources: dict[str, dict[str, list[str]]]) -> str:
@@ -92,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     # Labels come from the phrasings alone: the examples being written must not label themselves.
     index = FaqIndex.load(replace(FaqFiles(), examples=None))
-    sources, gaps = label_all(index)
+    sources, gaps, dropped = label_all(index)
     text = render(sources)
     n = sum(len(v) for labels in sources.values() for v in labels.values())
     if args.gaps:
@@ -102,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.out}: {'up to date' if same else 'STALE: run python -m bench.faq_examples'}")
         return 0 if same else 1
     Path(args.out).write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}: {n} questions from {len(sources)} sets; {len(gaps)} answered by no entry (--gaps)")
+    print(f"wrote {args.out}: {n} questions from {len(sources)} sets; {len(gaps)} answered by no entry (--gaps); "
+          f"{dropped} left out because a held-out or validation set asks the same")
     return 0
 
 

@@ -278,10 +278,11 @@ HELDOUT = EVAL_DIR / "heldout.yaml"
 FACT_SETS = {"seen": SEEN, "dev3": SEEN, "seen2": SEEN2, "heldout": HELDOUT}
 # Wave 6: wave 5's probe, and seven training sets written by helpers from FLOWS.md and the manuals only
 # (each a different style: situations, short forms and typos, conditions, pages and fields) ...
-TRAIN_SETS = ("probe5", "train6a", "train6b", "train6c", "train6d", "train6e", "train6f", "train6g", "oos6a", "oos6b")
+TRAIN_SETS = ("probe5", "train6a", "train6b", "train6c", "train6d", "train6e", "train6f", "train6g", "train6h", "train6i",
+              "train6j", "oos6a", "oos6b")
 # ... and two sealed validation sets written the same way by two more helpers: their figures chose between
 # variants of the second opinion (docs/faq.md), their questions were never read. heldout.yaml stays the test.
-VALIDATION_SETS = ("fresh6", "fresh7")
+VALIDATION_SETS = ("fresh6", "fresh7", "fresh8")
 FACT_SETS.update({name: EVAL_DIR / f"{name}.yaml" for name in TRAIN_SETS + VALIDATION_SETS})
 # What the second opinion learns from (examples.yaml, `python -m bench.faq_examples`): every development
 # set, never heldout.yaml or the validation sets.
