@@ -93,7 +93,11 @@ def run(args: argparse.Namespace, settings: Any) -> int:
             print(f"words no entry uses: {' / '.join(m.unknown)}")
         for s in m.ranked[:3]:
             print(f"  {s.entry.id:28} score {s.score:6.2f}  coverage {s.coverage:.2f}  fit {s.fit:.2f}  "
-                  f"[{s.entry.business}/{s.entry.aspect or '-'}]")
+                  f"second opinion {s.nb:.2f}  [{s.entry.business}/{s.entry.aspect or '-'}]")
+        if m.ranked:
+            sure = index.probability(m)
+            print(f"out of scope (second opinion): {m.outside or 0.0:.2f}"
+                  + (f"  model: {sure:.2f} (answers from {index.confidence.threshold:.2f})" if sure is not None else ""))
         if m.kind == "answer":
             print(f"action: {m.action}" if m.action else "action: -")
             print(format_answer(m.entry))

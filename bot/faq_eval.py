@@ -73,7 +73,7 @@ def confidence_line(index: FaqIndex) -> str:
         return "confidence: the hand-written rules"
     stale = " (warning: fitted on other files; it still applies, a refit may do better: python -m bench.faq_calibrate)" \
         if index.files is not None and m.stale(index.files) else ""
-    return f"confidence: rules, then the model (threshold {m.threshold:.2f}){stale}"
+    return f"confidence: the model decides, the rules among its features (threshold {m.threshold:.2f}){stale}"
 
 
 def run_facts(args: argparse.Namespace) -> int:

@@ -303,6 +303,8 @@ def test_faq_ask_shows_the_reply(cache_dir, capsys):
     assert faq_cli.run(cli("faq", "ask", "怎么解绑"), FakeSettings(PACKAGE_DIR / "kb.yaml", cache_dir)) == 0
     out = capsys.readouterr().out
     assert out.startswith("[answer]") and "action: flow:unbind" in out
+    # the second opinion and the model's probability beside its threshold
+    assert "second opinion" in out and "out of scope (second opinion)" in out and "answers from" in out
 
 
 # ---------------------------------------------------------------- measured accuracy

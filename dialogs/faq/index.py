@@ -990,6 +990,13 @@ class FaqIndex:
                            tempered=tempered, outside=outside),
                      self.params.thresholds, self.topics, self.confidence)
 
+    def probability(self, m: Match) -> Optional[float]:
+        """The confidence model's probability that a ranking's best entry is right (None without a model or a
+        ranking): what `zikao-bot faq ask` shows beside the threshold."""
+        if self.confidence is None or not m.ranked:
+            return None
+        return self.confidence.probability(feature_values(m, rules_of(m, self.params.thresholds), self.topics.refers))
+
     def warm(self) -> None:
         """Run one question through every stage so the first real one is as fast as the hundredth."""
         self.match("我想申请免考，英语二多少分？")
