@@ -299,6 +299,19 @@ def test_faq_reload_bumps_the_file_only_when_it_is_valid(tmp_path, cache_dir):
     assert kb.stat().st_mtime == 1_000_000
 
 
+def test_services_on_the_same_files_share_one_index_and_a_reload_builds_anew(tmp_path, cache_dir):
+    # Building an index costs seconds of CPU: a process starting several services (the app, the console, a
+    # test suite's many apps) builds it once; an edited file is still picked up.
+    kb = tmp_path / "kb.yaml"
+    shutil.copy(PACKAGE_DIR / "kb.yaml", kb)
+    first, second = FaqService(kb, cache_dir=cache_dir), FaqService(kb, cache_dir=cache_dir)
+    assert first.warm() is second.warm()
+    text = kb.read_text(encoding="utf-8").replace("绑定一次后", "绑定一次之后", 1)
+    kb.write_text(text, encoding="utf-8")
+    assert first.reload() and first.index is not second.index
+    assert "绑定一次之后" in first.match("怎么绑定").entry.answer
+
+
 def test_faq_ask_shows_the_reply(cache_dir, capsys):
     assert faq_cli.run(cli("faq", "ask", "怎么解绑"), FakeSettings(PACKAGE_DIR / "kb.yaml", cache_dir)) == 0
     out = capsys.readouterr().out

@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -1186,6 +1186,30 @@ def grade(m: Match, th: Thresholds, topics: Optional[Topics] = None,
 
 # ---------------------------------------------------------------------------------- service
 
+_SHARED: "OrderedDict[tuple, FaqIndex]" = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+_SHARED_KEEP = 2
+
+
+def _shared_index(files: FaqFiles, stamp: tuple, cache_dir: str, params: Params) -> FaqIndex:
+    """The index of these files as they are now (their stamp), built once per process: every FaqService starting
+    on the same files shares it (an index is immutable). Building takes about 2.5 s of CPU (jieba, the second
+    opinion); a process that starts several services (the app and the console, a test suite starting many
+    apps) would otherwise build it again in each, in threads that run on after their app has stopped. One
+    builder at a time; a reload always builds anew (FaqService.reload)."""
+    key = (files, stamp, cache_dir, params)
+    with _SHARED_LOCK:
+        index = _SHARED.get(key)
+        if index is None:
+            index = FaqIndex.load(files, cache_dir=cache_dir, params=params)
+            index.warm()
+            _SHARED[key] = index
+            while len(_SHARED) > _SHARED_KEEP:
+                _SHARED.popitem(last=False)
+        _SHARED.move_to_end(key)
+        return index
+
+
 class FaqService:
     """Holds the current index; picks up edited files without a restart.
 
@@ -1226,8 +1250,7 @@ class FaqService:
             if self._index is None:
                 stamp = self.files.stamp()
                 started = time.perf_counter()
-                index = FaqIndex.load(self.files, cache_dir=self.cache_dir, params=self.params)
-                index.warm()
+                index = _shared_index(self.files, stamp, self.cache_dir, self.params)
                 self._index, self._stamp = index, stamp
                 self._next_check = self.clock() + self.check_interval
                 log.info("FAQ: %d entries from %s ready in %.2f s", len(index), self.files.kb,
