@@ -215,8 +215,8 @@ class Params:
     # The second opinion (classifier.py, wave 6): naive Bayes over the phrasings and examples.yaml. The list
     # is ordered by nb_mix * (fused score / the best fused score) + (1 - nb_mix) * log(posterior) / 10 over
     # the ranking's best few and the classifier's best three; 1.0 turns it off (the posterior is still
-    # computed for the confidence model). Chosen by leave-one-set-out over the development sets
-    # (`python -m bench.faq_calibrate --mix`, docs/faq.md "Examples and the second opinion").
+    # computed for the confidence model). 0.3 to 0.7 ranked the same on the training sets (each left out of
+    # what the classifier learned) and the validation sets (docs/faq.md "Examples and the second opinion").
     nb_mix: float = 0.5
     nb_alpha: float = 0.05  # additive smoothing
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -924,8 +924,7 @@ class FaqIndex:
         top = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:limit + TIE_POOL]
         ranked = []
         for i, s in top:
-            covered = sum(w for t, w in weight.items() if t in self._entry_terms[i])
-            ranked.append((i, s, covered / total))
+            ranked.append((i, s, self._coverage(i, weight, total)))
         # Near ties (within TIE_MARGIN of the score) go to the entry whose phrasings hold more of the
         # question (wave 5): "学历认证报告在哪里办" ties the evidence-fields entry, which lacks 申请.
         ranked.sort(key=lambda x: -x[1] * (1 + TIE_MARGIN * x[2]))
@@ -946,6 +945,10 @@ class FaqIndex:
                               lacks=max(missing, default=0.0) / self.max_idf))
         return out
 
+    def _coverage(self, i: int, weight: dict[str, float], total: float) -> float:
+        """The share of the question's weight that entry i's phrasings contain."""
+        return sum(w for t, w in weight.items() if t in self._entry_terms[i]) / total
+
     def _second_opinion(self, ranked: list[tuple[int, float, float]], best: dict[int, float], weight: dict[str, float],
                         total: float, posterior: dict, businesses: frozenset[str]) -> list[tuple[int, float, float]]:
         """The ranking's best few and the classifier's best three (of the businesses named), ordered by
@@ -955,8 +958,7 @@ class FaqIndex:
             i = self._position[eid]
             if i in pool or (businesses and not (self.entries[i].of(businesses) or self.entries[i].business == GENERAL)):
                 continue
-            covered = sum(w for t, w in weight.items() if t in self._entry_terms[i])
-            pool[i] = (best.get(i, 0.0), covered / total)
+            pool[i] = (best.get(i, 0.0), self._coverage(i, weight, total))
         top = max((s for s, _ in pool.values()), default=0.0) or 1.0
         mix = self.params.nb_mix
 
