@@ -5,7 +5,7 @@ FAQ's second opinion (dialogs/faq/classifier.py, docs/faq.md "Examples and the s
     .venv/bin/python -m bench.faq_examples --check    # exit 1 when examples.yaml is not what it would write
 
 A question labelled with an entry id (dev, eval) keeps its label; `none` becomes out_of_scope and an
-`ambiguous` one is left out. A question graded by facts (seen, seen2, probe5, train6a-g) goes under the entry
+`ambiguous` one is left out. A question graded by facts (seen, seen2, probe5, train6a-j, oos6a-b) goes under the entry
 whose reply states the facts, the best-ranked one when several do (ranked without the second opinion);
 an out-of-scope one under the referral entry the phrasings refer it to (教材购买 ...), else under out_of_scope;
 one no entry answers is left out and listed (a gap in kb.yaml).
@@ -35,7 +35,7 @@ HEADER = """\
 #   office:
 #     exemption-apply:
 #     - 免考在手机上怎么弄
-# An entry id that kb.yaml no longer has is refused when the knowledge base loads.
+# An entry id that kb.yaml no longer has is left out with a warning when the knowledge base loads.
 """
 
 

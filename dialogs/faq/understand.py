@@ -150,7 +150,10 @@ class TypoFolder:
     def __init__(self, words: Iterable[str], known: dict[str, int]) -> None:
         self.by_sound: dict[tuple[str, ...], str] = {}
         self.known = known
-        for w in sorted(set(words), key=len):
+        # Shortest first; among words that sound the same, the one jieba knows best (then by code point), so
+        # the word a homophone folds to does not depend on the process's string hash seed (it did: 准考证号 or
+        # 准考正号, from one start to the next).
+        for w in sorted(set(words), key=lambda w: (len(w), -known.get(w, 0), w)):
             if 2 <= len(w) <= 6 and all(_HAN.match(c) for c in w):
                 self.by_sound.setdefault(tuple(_pinyin(w)), w)
         self.lengths = sorted({len(k) for k in self.by_sound}, reverse=True)
